@@ -1,0 +1,93 @@
+"""Copy a file a run announced (ARTIFACT:<path>) into the store, with its size and sha256.
+
+Never hangs and never raises for a bad path: a missing file, a directory, a FIFO or device,
+an unreadable or oversized file is reported as a warning and recorded with its path only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 1024 * 1024
+KINDS = {  # artifact_type as the legacy tool named them, from the mime type's family
+    "image": "image", "text/html": "report", "application/json": "data", "text/csv": "data",
+    "application/pdf": "document", "application/zip": "archive", "application/gzip": "archive",
+    "application/x-tar": "archive", "text/plain": "log",
+}
+
+
+@dataclass(slots=True)
+class Copied:
+    """What became of one artifact: `stored` is None when it was not copied, and `problem` says why."""
+
+    source: str
+    stored: str | None = None
+    size: int = 0
+    sha256: str | None = None
+    mime_type: str | None = None
+    kind: str = "other"
+    problem: str | None = None
+
+
+def artifact_type(mime: str | None) -> str:
+    if not mime:
+        return "other"
+    return KINDS.get(mime) or KINDS.get(mime.split("/", 1)[0]) or "other"
+
+
+def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: int) -> Copied:
+    """Copy `source` to `dest_dir/<artifact_id>_<name>`, hashing as it goes."""
+    mime = mimetypes.guess_type(source.name)[0]
+    result = Copied(str(source), mime_type=mime, kind=artifact_type(mime))
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer must not hang the run.
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        result.problem = "no such file"
+        return result
+    except IsADirectoryError:
+        result.problem = "is a directory"
+        return result
+    except OSError as exc:
+        result.problem = exc.strerror or str(exc)
+        return result
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            result.problem = "is a directory"
+        elif not stat.S_ISREG(info.st_mode):
+            result.problem = "is not a regular file"
+        elif info.st_size > max_size:
+            result.size = info.st_size
+            result.problem = f"is {info.st_size} bytes, over the {max_size}-byte artifact limit"
+        if result.problem:
+            return result
+        os.set_blocking(fd, True)
+        dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        dest = dest_dir / f"{artifact_id}_{source.name}"
+        digest = hashlib.sha256()
+        size = 0
+        with os.fdopen(os.dup(fd), "rb") as src, open(dest, "wb", opener=_private) as out:
+            while chunk := src.read(CHUNK):
+                if size + len(chunk) > max_size:
+                    raise OSError(0, f"grew past the {max_size}-byte artifact limit while copied")
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        result.stored, result.size, result.sha256 = str(dest), size, digest.hexdigest()
+    except OSError as exc:
+        result.problem = exc.strerror or str(exc)
+        if result.stored is None:
+            (dest_dir / f"{artifact_id}_{source.name}").unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+    return result
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)

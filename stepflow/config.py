@@ -1,0 +1,114 @@
+"""Settings from flag > environment > default, validated once; nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from stepflow.errors import SettingsError
+
+STORAGE_PATH = "STEPFLOW_STORAGE_PATH"
+LOG_LEVEL = "STEPFLOW_LOG_LEVEL"
+WAL_AUTOCHECKPOINT = "STEPFLOW_WAL_AUTOCHECKPOINT"
+CACHE_SIZE = "STEPFLOW_CACHE_SIZE"
+BUFFER_SIZE = "STEPFLOW_BUFFER_SIZE"
+BUSY_TIMEOUT = "STEPFLOW_BUSY_TIMEOUT"
+MMAP_SIZE = "STEPFLOW_MMAP_SIZE"
+MAX_LINE = "STEPFLOW_MAX_LINE"
+ARTIFACT_MAX_SIZE = "STEPFLOW_ARTIFACT_MAX_SIZE"
+RAISE_ERRORS = "STEPFLOW_RAISE_ERRORS"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, resolved. Build it with `load_settings`."""
+
+    storage: Path
+    log_level: str = "warning"
+    wal_autocheckpoint: int = 1000  # pages
+    cache_size: int = 10000  # pages
+    buffer_size: int = 1024 * 1024  # bytes of output held before a write, at most
+    busy_timeout_ms: int = 30000
+    mmap_size: int = 256 * 1024 * 1024
+    max_line: int = 1024 * 1024  # longer lines are cut when stored (never when passed through)
+    artifact_max_size: int = 1024 * 1024 * 1024
+    raise_errors: bool = False
+
+    @property
+    def database(self) -> Path:
+        return self.storage / "database" / "stepflow.db"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.storage / "artifacts"
+
+
+def default_storage(env: Mapping[str, str]) -> Path:
+    """The XDG data folder for stepflow: $XDG_DATA_HOME/stepflow or ~/.local/share/stepflow."""
+    base = env.get("XDG_DATA_HOME") or ""
+    if not base or not os.path.isabs(base):  # the XDG spec says relative values are ignored
+        base = os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "stepflow"
+
+
+def parse_size(name: str, text: str, *, minimum: int = 0) -> int:
+    """Read `4096`, `64K`, `1M` or `2G` (binary units) as a byte count, or raise naming `name`."""
+    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = raw[-1:] if raw[-1:] in _UNITS and not raw[-1:].isdigit() else ""
+    digits = raw[: len(raw) - len(unit)]
+    if not digits.isdigit() or int(digits) * _UNITS[unit] < minimum:
+        raise SettingsError(f"{name}={text!r} is not a size of at least {minimum} bytes (e.g. 65536, 64K, 1M)")
+    return int(digits) * _UNITS[unit]
+
+
+def parse_int(name: str, text: str, *, minimum: int = 0) -> int:
+    """Read a whole number of at least `minimum`, or raise naming `name`."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise SettingsError(f"{name}={text!r} is not a whole number of at least {minimum}")
+    return value
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, storage: str | os.PathLike[str] | None = None
+) -> Settings:
+    """Resolve settings: `storage` (the --storage flag) wins over the environment, then defaults.
+
+    Raises:
+        SettingsError: a STEPFLOW_* variable holds a value that cannot be used; the message names it.
+    """
+    env = os.environ if env is None else env
+    if storage is not None and str(storage) == "":
+        raise SettingsError("--storage is empty; give a folder path")
+    path = storage if storage is not None else env.get(STORAGE_PATH) or None
+    root = Path(path).expanduser() if path is not None else default_storage(env)
+    level = env.get(LOG_LEVEL, "warning").strip().lower() or "warning"
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"{LOG_LEVEL}={env[LOG_LEVEL]!r} is not one of {', '.join(LOG_LEVELS)}")
+
+    def number(name: str, default: int, minimum: int) -> int:
+        return parse_int(name, env[name], minimum=minimum) if env.get(name) else default
+
+    def size(name: str, default: int, minimum: int) -> int:
+        return parse_size(name, env[name], minimum=minimum) if env.get(name) else default
+
+    return Settings(
+        storage=root.absolute(),
+        log_level=level,
+        wal_autocheckpoint=number(WAL_AUTOCHECKPOINT, 1000, 0),
+        cache_size=number(CACHE_SIZE, 10000, 1),
+        buffer_size=size(BUFFER_SIZE, 1024 * 1024, 4096),
+        busy_timeout_ms=number(BUSY_TIMEOUT, 30000, 0),
+        mmap_size=size(MMAP_SIZE, 256 * 1024 * 1024, 0),
+        max_line=size(MAX_LINE, 1024 * 1024, 256),
+        artifact_max_size=size(ARTIFACT_MAX_SIZE, 1024 * 1024 * 1024, 0),
+        raise_errors=env.get(RAISE_ERRORS, "") not in ("", "0", "false", "no"),
+    )

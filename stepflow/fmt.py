@@ -1,0 +1,38 @@
+"""Small text formatters shared by the views and the history commands. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def duration(seconds: float | None) -> str:
+    """1.2s, 3m04s, 2h05m; '-' when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def clock_time(ts: float) -> str:
+    """Local wall-clock time with its offset, to the second, for log-style lines."""
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def safe_text(data: bytes | str) -> str:
+    """Text that cannot drive a terminal: invalid UTF-8 replaced, control characters shown as \\xNN.
+
+    Tab is kept; everything else below 0x20, DEL and the C1 range are escaped, so stored bytes
+    can never move the cursor, retitle the window or ring the bell.
+    """
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or ch == "\t" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else ch
+        for ch in text
+    )

@@ -1,0 +1,103 @@
+"""Runs as the history commands show them: JSON-ready dicts and times with offsets. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from stepflow.store.models import Artifact, Run, Step
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A stored time as an aware datetime: naive legacy values are local time."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.astimezone()
+
+
+def iso_out(text: str | None) -> str | None:
+    """A stored time as ISO 8601 with a UTC offset; text that is not a time is kept as it is."""
+    value = parse_time(text)
+    return value.isoformat() if value is not None else text
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    a, b = parse_time(start), parse_time(end)
+    if a is None or b is None:
+        return None
+    return round((b - a).total_seconds(), 6)
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """The keys of `ls --json` (SPEC section 3)."""
+    return {
+        "id": run.id,
+        "name": run.name,
+        "command": run.command,
+        "status": run.status,
+        "exit_code": run.exit_code,
+        "created_at": iso_out(run.created_at),
+        "started_at": iso_out(run.started_at),
+        "completed_at": iso_out(run.completed_at),
+        "duration_s": seconds_between(run.started_at, run.completed_at),
+        "tags": run.tags if run.tags is not None else [],
+        "total_steps": run.total_steps,
+        "completed_steps": run.completed_steps,
+    }
+
+
+def step_detail(step: Step) -> dict[str, Any]:
+    return {
+        "index": step.step_index,
+        "name": step.name,
+        "status": step.status,
+        "started_at": iso_out(step.started_at),
+        "completed_at": iso_out(step.completed_at),
+        "duration_s": seconds_between(step.started_at, step.completed_at),
+        "error_message": step.error_message,
+        "stop_on_error": bool(step.stop_on_error),
+        "estimated_duration": step.estimated_duration,
+        "description": step.description or None,
+        "metadata": step.metadata if step.metadata is not None else {},
+        "cpu_seconds": step.cpu_seconds,
+        "peak_rss": step.peak_rss,
+    }
+
+
+def artifact_detail(artifact: Artifact, steps_by_id: dict[str, Step]) -> dict[str, Any]:
+    step = steps_by_id.get(artifact.step_id or "")
+    return {
+        "name": artifact.name,
+        "description": artifact.description,
+        "path": artifact.file_path,
+        "source_path": artifact.source_path,
+        "size": artifact.file_size,
+        "sha256": artifact.sha256,
+        "mime_type": artifact.mime_type,
+        "step": step.name if step else None,
+        "step_index": step.step_index if step else None,
+    }
+
+
+def run_detail(run: Run, steps: list[Step], artifacts: list[Artifact]) -> dict[str, Any]:
+    """The keys of `show --json`: the summary plus steps, artifacts, metadata and more."""
+    by_id = {s.id: s for s in steps}
+    return {
+        **run_summary(run),
+        "working_directory": run.working_directory,
+        "error_message": run.error_message,
+        "user": run.user_name,
+        "host": run.host,
+        "metadata": run.metadata if run.metadata is not None else {},
+        "warnings": run.warnings if run.warnings is not None else [],
+        "line_count": run.line_count,
+        "lost_lines": run.lost_lines,
+        "cpu_seconds": run.cpu_seconds,
+        "peak_rss": run.peak_rss,
+        "steps": [step_detail(s) for s in steps],
+        "artifacts": [artifact_detail(a, by_id) for a in artifacts],
+    }

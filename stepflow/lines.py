@@ -1,0 +1,124 @@
+"""Cut a stream of output chunks into complete lines, with marker lines set apart.
+
+Pure: no I/O and no clock. The hot path works on whole chunks (one `lower()` and a few
+`find`s per chunk, in `markers.candidate_spans`); ordinary lines are never split apart here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from stepflow.markers import Event, candidate_spans, parse_line
+
+
+class LineSink(Protocol):
+    def lines(self, stream: int, data: bytes, count: int, cut: int) -> None:
+        """`count` complete lines joined by b"\\n"; `cut` bytes were dropped from the single line."""
+
+    def marker(self, stream: int, event: Event) -> None:
+        """A marker line, in its place among the lines."""
+
+
+class LineSplitter:
+    """Per-stream line assembly with a cap on stored line length.
+
+    Lines longer than `max_line` keep their first `max_line` bytes; the rest is counted in
+    `cut`, so memory stays bounded however long a line without a newline grows.
+    """
+
+    def __init__(
+        self, sink: LineSink, *, max_line: int, marker_streams: frozenset[int] = frozenset({1}),
+        anywhere: bool = False,
+    ) -> None:
+        self.sink = sink
+        self.max_line = max_line
+        self.marker_streams = marker_streams
+        self.anywhere = anywhere
+        self._tail: dict[int, bytes] = {1: b"", 2: b""}
+        self._cut: dict[int, int] = {1: 0, 2: 0}
+
+    def feed(self, stream: int, data: bytes) -> None:
+        """Take a chunk as read; complete lines go to the sink, a partial last line waits."""
+        nl = data.rfind(b"\n")
+        if nl < 0:
+            self._grow_tail(stream, data)
+            return
+        tail, cut = self._tail[stream], self._cut[stream]
+        if cut or len(tail) + nl > self.max_line:
+            first_nl = data.find(b"\n")
+            self._grow_tail(stream, data[:first_nl])
+            self._emit_one(stream, self._tail[stream], self._cut[stream])
+            region = data[first_nl + 1 : nl] if first_nl < nl else None
+        else:
+            region = tail + data[:nl] if tail else data[:nl]
+        self._tail[stream], self._cut[stream] = b"", 0
+        if region is not None:
+            self._region(stream, region)
+        self._grow_tail(stream, data[nl + 1 :])
+
+    def close(self) -> None:
+        """The streams ended: a last line without a newline is still a line."""
+        for stream in (1, 2):
+            if self._tail[stream] or self._cut[stream]:
+                self._emit_one(stream, self._tail[stream], self._cut[stream])
+            self._tail[stream], self._cut[stream] = b"", 0
+
+    def _grow_tail(self, stream: int, data: bytes) -> None:
+        if not data:
+            return
+        tail = self._tail[stream]
+        room = self.max_line - len(tail)
+        if len(data) <= room:
+            self._tail[stream] = tail + data if tail else data
+        else:
+            self._tail[stream] = tail + data[: max(room, 0)]
+            self._cut[stream] += len(data) - max(room, 0)
+
+    def _emit_one(self, stream: int, line: bytes, cut: int) -> None:
+        if not self._marker_at(stream, line, 0, len(line)):
+            self.sink.lines(stream, line, 1, cut)
+
+    def _marker_at(self, stream: int, region: bytes, start: int, end: int) -> bool:
+        if stream not in self.marker_streams:
+            return False
+        event = parse_line(region[start:end].decode("utf-8", "replace"), anywhere=self.anywhere)
+        if event is None:
+            return False
+        self.sink.marker(stream, event)
+        return True
+
+    def _region(self, stream: int, region: bytes) -> None:
+        """Complete lines joined by b"\\n" (at least one, maybe empty)."""
+        if len(region) > self.max_line:
+            self._long_region(stream, region)
+            return
+        spans = candidate_spans(region, anywhere=self.anywhere) if stream in self.marker_streams else ()
+        pos = 0
+        for start, end in spans:
+            if not self._marker_at(stream, region, start, end):
+                continue
+            if start > pos:
+                block = region[pos : start - 1]
+                self.sink.lines(stream, block, block.count(b"\n") + 1, 0)
+            pos = end + 1
+        if pos == 0:
+            self.sink.lines(stream, region, region.count(b"\n") + 1, 0)
+        elif pos <= len(region):
+            block = region[pos:]
+            self.sink.lines(stream, block, block.count(b"\n") + 1, 0)
+
+    def _long_region(self, stream: int, region: bytes) -> None:
+        """Rare: a single read held a line longer than max_line; go line by line."""
+        start = 0
+        while True:
+            end = region.find(b"\n", start)
+            stop = len(region) if end < 0 else end
+            line = region[start:stop]
+            if len(line) > self.max_line:
+                if not self._marker_at(stream, line, 0, self.max_line):
+                    self.sink.lines(stream, line[: self.max_line], 1, len(line) - self.max_line)
+            else:
+                self._region(stream, line)
+            if end < 0:
+                return
+            start = end + 1

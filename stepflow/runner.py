@@ -1,0 +1,283 @@
+"""Spawn the command in its own process group, stream its output, pass signals on, reap it.
+
+Read-only with respect to the store: the runner knows nothing of steps or SQLite. It hands
+every chunk it reads to `on_output` and returns how the command ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus
+
+READ_SIZE = 64 * 1024
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+DRAIN_IDLE = 0.5  # after the command exits, stop reading pipes that stay open but quiet this long
+DRAIN_MAX = 5.0  # ... or that a leftover background process keeps writing to for this long
+
+OutputHandler = Callable[[int, bytes], None]  # (stream 1|2, data)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How the command ended."""
+
+    returncode: int  # as subprocess reports it: negative for "killed by signal N"
+    exit_status: int  # what stepflow exits with (SPEC section 2)
+    timed_out: bool = False
+    interrupted: int | None = None  # the signal stepflow received and passed on, if any
+    stopped: bool = False  # ended by request_stop (a failed stop_on_error step)
+    cpu_seconds: float | None = None
+    peak_rss: int | None = None  # bytes, the largest of the command and its waited-for children
+
+
+class Supervisor:
+    """Runs one command to its end. Call `run`; `request_stop` may be called from `on_output`."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        on_output: OutputHandler,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        kill_grace: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.argv = list(argv)
+        self.on_output = on_output
+        self.cwd = cwd
+        self.env = env
+        self.timeout = timeout
+        self.kill_grace = kill_grace
+        self.clock = clock
+        self.pid: int | None = None
+        self._stop_at: float | None = None
+        self._kill_at: float | None = None
+        self._stopped = False
+        self._timed_out = False
+        self._interrupted: int | None = None
+        self._signals: list[int] = []
+
+    def request_stop(self) -> None:
+        """End the command: SIGTERM to its process group now, SIGKILL after the grace period."""
+        if not self._stopped and not self._timed_out:
+            self._stopped = True
+            self._terminate()
+
+    def _terminate(self) -> None:
+        self._signal_group(signal.SIGTERM)
+        self._kill_at = self.clock() + self.kill_grace
+
+    def _signal_group(self, sig: int) -> None:
+        if self.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.cwd,
+                env=self.env, process_group=0, bufsize=0,
+            )
+        except FileNotFoundError as exc:
+            raise CommandNotFoundError(f"command not found: {self.argv[0]}") from exc
+        except PermissionError as exc:
+            raise CommandNotExecutableError(f"{self.argv[0]}: permission denied") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR, errno.EACCES):
+                raise CommandNotExecutableError(
+                    f"{self.argv[0]}: cannot execute: {exc.strerror}") from exc
+            raise
+
+    def run(self) -> Outcome:
+        """Spawn, stream until the command exits and its pipes drain, and return its Outcome.
+
+        Raises:
+            CommandNotFoundError, CommandNotExecutableError: nothing was started.
+        """
+        with _signals_to_fd(FORWARDED + (signal.SIGCHLD,), self._signals.append) as wake_fd:
+            proc = self._spawn()
+            self.pid = proc.pid
+            with _terminal_foreground(proc.pid):
+                return self._loop(proc, wake_fd)
+
+    def _loop(self, proc: subprocess.Popen[bytes], wake_fd: int) -> Outcome:
+        assert proc.stdout is not None and proc.stderr is not None
+        sel = selectors.DefaultSelector()
+        streams = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
+        for fd in streams:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        sel.register(wake_fd, selectors.EVENT_READ)
+        start = self.clock()
+        if self.timeout is not None:
+            self._stop_at = start + self.timeout
+        status: tuple[int, float | None, int | None] | None = None
+        exited_at = last_data = 0.0
+        try:
+            while streams or status is None:
+                now = self.clock()
+                if status is None:
+                    status = _reap(proc.pid)
+                    if status is not None:
+                        exited_at = last_data = now
+                if status is not None and streams and (
+                    now - last_data >= DRAIN_IDLE or now - exited_at >= DRAIN_MAX
+                ):
+                    break
+                self._check_deadlines(now, running=status is None)
+                for key, _ in sel.select(self._wait(now, status is not None, last_data, exited_at)):
+                    fd = key.fd
+                    if fd == wake_fd:
+                        self._drain_wakeups(wake_fd)
+                        continue
+                    try:
+                        data = os.read(fd, READ_SIZE)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        sel.unregister(fd)
+                        del streams[fd]
+                        continue
+                    last_data = self.clock()
+                    self.on_output(streams[fd], data)
+        finally:
+            sel.close()
+            for pipe in (proc.stdout, proc.stderr):
+                pipe.close()
+        returncode, cpu, rss = status
+        proc.returncode = returncode  # reaped here with wait4, so Popen must not wait again
+        return Outcome(
+            returncode=returncode, exit_status=self._exit_status(returncode),
+            timed_out=self._timed_out, interrupted=self._interrupted, stopped=self._stopped,
+            cpu_seconds=cpu, peak_rss=rss,
+        )
+
+    def _wait(self, now: float, exited: bool, last_data: float, exited_at: float) -> float:
+        deadlines = [d for d in (self._stop_at, self._kill_at) if d is not None]
+        if exited:
+            deadlines += [last_data + DRAIN_IDLE, exited_at + DRAIN_MAX]
+        wait = min(deadlines) - now if deadlines else 1.0
+        return max(0.0, min(wait, 1.0))  # wake at least once a second; SIGCHLD can be missed
+
+    def _check_deadlines(self, now: float, *, running: bool) -> None:
+        if not running:
+            return
+        if self._stop_at is not None and now >= self._stop_at and not self._timed_out:
+            self._timed_out = True
+            self._stop_at = None
+            if not self._stopped:
+                self._terminate()
+        if self._kill_at is not None and now >= self._kill_at:
+            self._kill_at = None
+            self._signal_group(signal.SIGKILL)
+
+    def _drain_wakeups(self, wake_fd: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(wake_fd, 512):
+                pass
+        pending, self._signals[:] = list(self._signals), []
+        for sig in pending:
+            if sig == signal.SIGCHLD:
+                continue
+            if self._interrupted is None:
+                self._interrupted = sig
+                self._signal_group(sig)
+            else:  # asked twice: the user means it
+                self._signal_group(signal.SIGKILL)
+
+    def _exit_status(self, returncode: int) -> int:
+        if self._timed_out:
+            return ExitStatus.TIMEOUT
+        if self._interrupted == signal.SIGINT:
+            return ExitStatus.CTRL_C
+        if self._interrupted is not None:
+            return ExitStatus.SIGNAL_BASE + self._interrupted
+        return returncode if returncode >= 0 else ExitStatus.SIGNAL_BASE - returncode
+
+
+def _reap(pid: int) -> tuple[int, float | None, int | None] | None:
+    """(returncode, cpu seconds, peak RSS bytes) once the command has exited, else None."""
+    try:
+        got, wait_status, usage = os.wait4(pid, os.WNOHANG)
+    except ChildProcessError:
+        return (-signal.SIGKILL, None, None)
+    if got == 0:
+        return None
+    return (
+        os.waitstatus_to_exitcode(wait_status),
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss * 1024,  # Linux reports KiB
+    )
+
+
+@contextlib.contextmanager
+def _signals_to_fd(signals: Sequence[int], record: Callable[[int], None]) -> Iterator[int]:
+    """Note each signal with `record` and wake a selector through a pipe; restore on exit."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    previous = {sig: signal.signal(sig, lambda s, _f: record(s)) for sig in signals}
+    try:
+        yield r
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(old_fd)
+        os.close(r)
+        os.close(w)
+
+
+@contextlib.contextmanager
+def _terminal_foreground(pgid: int) -> Iterator[None]:
+    """Give the terminal to the command's process group while it runs, as a shell does.
+
+    The command has its own process group (so a timeout can end its whole tree); without
+    this, a command that reads the terminal (a password prompt, `read -p`) would be stopped
+    by SIGTTIN, and Ctrl-C would reach stepflow only.
+    """
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        yield
+        return
+    try:
+        if os.tcgetpgrp(fd) != os.getpgrp():
+            yield
+            return
+        with _sigttou_blocked():
+            try:
+                os.tcsetpgrp(fd, pgid)
+            except OSError:
+                yield
+                return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGCONT)  # in case it read the terminal before it was its own
+        try:
+            yield
+        finally:
+            with _sigttou_blocked(), contextlib.suppress(OSError):
+                os.tcsetpgrp(fd, os.getpgrp())
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _sigttou_blocked() -> Iterator[None]:
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

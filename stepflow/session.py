@@ -1,0 +1,113 @@
+"""One `stepflow run`: wire the runner, the line splitter, the recorder, the writer and the view."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+
+from stepflow import procs
+from stepflow.config import Settings
+from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, StepflowError
+from stepflow.lines import LineSplitter
+from stepflow.recorder import Recorder, View, new_id
+from stepflow.runner import Outcome, Supervisor
+from stepflow.state import RunState
+from stepflow.store import open_store
+from stepflow.writer import Writer
+
+INTERPRETERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "python", "python3", "node", "perl",
+                          "ruby", "env", "sudo", "nice", "nohup", "time"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What `stepflow run` was asked to do."""
+
+    argv: list[str]
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+    cwd: str | None = None
+    timeout: float | None = None
+    kill_grace: float = 5.0
+    anywhere: bool = False
+    stderr_markers: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: str
+    exit_status: int
+    state: RunState
+    error: StepflowError | None = None  # the command could not be started
+
+
+def default_name(argv: list[str]) -> str:
+    """`bash deploy.sh --prod` is "deploy.sh"; `make test` is "make"."""
+    words = [os.path.basename(a) for a in argv if a and not a.startswith("-")]
+    for word in words:
+        if word.rstrip("0123456789.") not in INTERPRETERS:
+            return word
+    return words[0] if words else "run"
+
+
+def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
+    """Run the command to its end, recording it; the command's exit status is the result's.
+
+    Never raises because of the store: problems go to `view.problem` and the run goes on.
+    """
+    cwd = os.path.abspath(options.cwd or os.getcwd())
+    started = time.time()
+    state = RunState(id=new_id(), name=options.name or default_name(options.argv),
+                     command=shlex.join(options.argv), started=started)
+    writer = Writer(lambda: open_store(settings), buffer_size=settings.buffer_size,
+                    on_problem=view.problem)
+    supervisor = Supervisor(options.argv, on_output=lambda s, d: None, cwd=cwd,
+                            timeout=options.timeout, kill_grace=options.kill_grace)
+    recorder = Recorder(state, writer, view, artifacts_dir=settings.artifacts,
+                        artifact_max_size=settings.artifact_max_size, cwd=cwd,
+                        on_critical_failure=supervisor.request_stop)
+    splitter = LineSplitter(recorder, max_line=settings.max_line, anywhere=options.anywhere,
+                            marker_streams=frozenset({1, 2} if options.stderr_markers else {1}))
+
+    def on_output(stream: int, data: bytes) -> None:
+        view.raw(stream, data)
+        splitter.feed(stream, data)
+
+    supervisor.on_output = on_output
+    writer.start()
+    recorder.start({
+        "working_directory": cwd, "tags": list(options.tags), "user_name": _user(),
+        "host": os.uname().nodename, "pid": os.getpid(),
+        "pid_started": procs.start_time(os.getpid()), "metadata": dict(options.metadata),
+    })
+    error: StepflowError | None = None
+    try:
+        outcome = supervisor.run()
+    except (CommandNotFoundError, CommandNotExecutableError) as exc:
+        error = exc
+        outcome = Outcome(returncode=exc.exit_status, exit_status=exc.exit_status)
+        state.errors.append(str(exc))
+    finally:
+        splitter.close()
+    recorder.finish(outcome)
+    losses = writer.close()
+    if losses:
+        view.problem(
+            f"run {state.id[:8]} not fully recorded: {losses.lines} output lines and"
+            f" {losses.writes} step/run updates lost ({losses.reason})"
+        )
+    return RunResult(state.id, outcome.exit_status, state, error)
+
+
+def _user() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return None
+
+

@@ -1,0 +1,77 @@
+"""The model of a run as it happens: what the recorder keeps up to date and the views draw."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_WARNINGS = 100  # kept on the run; later ones are counted, not stored
+
+
+@dataclass(slots=True)
+class StepState:
+    index: int
+    id: str
+    name: str
+    started: float  # wall clock, seconds since the epoch
+    status: str = "running"
+    ended: float | None = None
+    stop_on_error: bool = False
+    expected: float | None = None  # seconds, from [duration=N] or META:ESTIMATED_DURATION
+    description: str | None = None
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    lines: int = 0
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.ended is None else self.ended - self.started
+
+
+@dataclass(slots=True)
+class ArtifactState:
+    path: str
+    description: str | None
+    step_index: int | None
+    stored: str | None = None
+    size: int = 0
+    sha256: str | None = None
+
+
+@dataclass(slots=True)
+class RunState:
+    id: str
+    name: str
+    command: str
+    started: float
+    status: str = "running"
+    ended: float | None = None
+    exit_code: int | None = None
+    steps: list[StepState] = field(default_factory=list)
+    current: StepState | None = None
+    warnings: list[str] = field(default_factory=list)
+    warnings_dropped: int = 0
+    errors: list[str] = field(default_factory=list)
+    artifacts: list[ArtifactState] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    lines: int = 0
+    lost_lines: int = 0
+    expected_steps: int | None = None
+    tail: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=200))
+
+    @property
+    def completed_steps(self) -> int:
+        return sum(1 for s in self.steps if s.status == "completed")
+
+    @property
+    def failed_step(self) -> StepState | None:
+        return next((s for s in self.steps if s.status == "failed"), None)
+
+    def warn(self, message: str) -> bool:
+        """Keep a warning on the run; False once MAX_WARNINGS are kept and this one is only counted."""
+        if len(self.warnings) >= MAX_WARNINGS:
+            self.warnings_dropped += 1
+            return False
+        self.warnings.append(message)
+        return True

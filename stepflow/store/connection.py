@@ -1,0 +1,97 @@
+"""Open the SQLite database through APSW with stepflow's pragmas, and write in IMMEDIATE transactions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+
+from stepflow.config import Settings
+from stepflow.errors import StoreError, StoreLockedError
+
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # truncate a WAL that grew past this once it is checkpointed
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason for an SQLite failure, in words a user can act on."""
+    if isinstance(exc, apsw.BusyError | apsw.LockedError):
+        return "database is locked by another process"
+    if isinstance(exc, apsw.FullError):
+        return "disk is full"
+    if isinstance(exc, apsw.ReadOnlyError):
+        return "database is read-only"
+    if isinstance(exc, apsw.CantOpenError):
+        return "database file cannot be opened"
+    if isinstance(exc, apsw.CorruptError | apsw.NotADBError):
+        return "database file is damaged or is not a database"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
+
+
+def store_error(exc: BaseException, path: Path | str) -> StoreError:
+    """Wrap an APSW or OS failure in a StoreError that names the database."""
+    cls = StoreLockedError if isinstance(exc, apsw.BusyError | apsw.LockedError) else StoreError
+    return cls(f"store {path}: {describe(exc)}")
+
+
+def connect(path: Path, settings: Settings, *, readonly: bool = False) -> apsw.Connection:
+    """Open `path` and apply the pragmas; a new, empty database is put in WAL mode.
+
+    An existing database keeps its journal mode: only `migrate` and `rollback` change it.
+    """
+    if readonly:
+        flags = apsw.SQLITE_OPEN_READONLY
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    try:
+        is_new = not readonly and (not path.exists() or path.stat().st_size == 0)
+        conn = apsw.Connection(str(path), flags=flags)
+        conn.setbusytimeout(settings.busy_timeout_ms)
+        # Double-quoted strings are identifiers only: catch typos instead of reading them as text.
+        conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+        conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+        if is_new:
+            os.chmod(path, 0o600 & ~_umask())
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+            if mode != "wal":
+                raise StoreError(f"store {path}: cannot use WAL mode here (journal mode is {mode})")
+        conn.execute(
+            f"PRAGMA synchronous=NORMAL; PRAGMA cache_size={settings.cache_size};"
+            f" PRAGMA mmap_size={settings.mmap_size};"
+            f" PRAGMA wal_autocheckpoint={settings.wal_autocheckpoint};"
+            f" PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}; PRAGMA temp_store=MEMORY;"
+        )
+    except apsw.Error as exc:
+        raise store_error(exc, path) from exc
+    except OSError as exc:
+        raise StoreError(f"store {path}: {describe(exc)}") from exc
+    return conn
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def immediate(conn: apsw.Connection) -> Iterator[apsw.Connection]:
+    """A write transaction that takes the write lock at BEGIN, so it never fails half-way on a lock.
+
+    A deferred transaction that upgrades from read to write cannot wait for the lock (SQLite
+    answers SQLITE_BUSY at once to avoid a deadlock); BEGIN IMMEDIATE waits up to the busy timeout.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if not conn.getautocommit():
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")

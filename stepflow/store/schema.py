@@ -1,0 +1,134 @@
+"""The schema as ordered migrations, each applied with its version bump in one transaction.
+
+The first migration is the legacy StepFlow Monitor schema itself (`CREATE TABLE IF NOT EXISTS`),
+so a legacy store and a new one follow the same path: user_version 0 -> CURRENT_VERSION.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import apsw
+
+from stepflow.store.connection import immediate
+
+Migration = Callable[[apsw.Connection], None]
+
+
+def m001_legacy_tables(conn: apsw.Connection) -> None:
+    """The tables and indexes exactly as StepFlow Monitor created them (no-op on a legacy store)."""
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS executions (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, command TEXT NOT NULL, working_directory TEXT,
+            status TEXT NOT NULL, exit_code INTEGER, error_message TEXT, created_at TEXT NOT NULL,
+            started_at TEXT, completed_at TEXT, environment TEXT, user_name TEXT, tags TEXT,
+            total_steps INTEGER DEFAULT 0, completed_steps INTEGER DEFAULT 0,
+            current_step_index INTEGER DEFAULT -1, metadata TEXT);
+        CREATE TABLE IF NOT EXISTS steps (
+            id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+            step_index INTEGER NOT NULL, status TEXT NOT NULL, exit_code INTEGER, error_message TEXT,
+            created_at TEXT NOT NULL, started_at TEXT, completed_at TEXT, estimated_duration REAL,
+            stop_on_error BOOLEAN DEFAULT 0, metadata TEXT,
+            FOREIGN KEY (execution_id) REFERENCES executions (id));
+        CREATE TABLE IF NOT EXISTS artifacts (
+            id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, step_id TEXT, name TEXT NOT NULL,
+            description TEXT, file_path TEXT NOT NULL, file_name TEXT, file_size INTEGER DEFAULT 0,
+            mime_type TEXT, artifact_type TEXT, created_at TEXT NOT NULL, tags TEXT,
+            is_public BOOLEAN DEFAULT 1, retention_days INTEGER, metadata TEXT,
+            FOREIGN KEY (execution_id) REFERENCES executions (id),
+            FOREIGN KEY (step_id) REFERENCES steps (id));
+        CREATE INDEX IF NOT EXISTS idx_executions_status ON executions (status);
+        CREATE INDEX IF NOT EXISTS idx_executions_created_at ON executions (created_at);
+        CREATE INDEX IF NOT EXISTS idx_executions_user ON executions (user_name);
+        CREATE INDEX IF NOT EXISTS idx_steps_execution_id ON steps (execution_id);
+        CREATE INDEX IF NOT EXISTS idx_steps_status ON steps (status);
+        CREATE INDEX IF NOT EXISTS idx_artifacts_execution_id ON artifacts (execution_id);
+        CREATE INDEX IF NOT EXISTS idx_artifacts_step_id ON artifacts (step_id);
+        """
+    )
+
+
+def m002_run_columns(conn: apsw.Connection) -> None:
+    """What stepflow records beyond the legacy columns: who ran it, resources, warnings, hashes.
+
+    created_ts orders and filters runs: legacy created_at values are naive local times and new
+    ones carry an offset, so the text alone does not sort; SQLite's 'utc' modifier reads a naive
+    value as local time and leaves one with an offset as it is.
+    """
+    conn.execute(
+        """
+        ALTER TABLE executions ADD COLUMN created_ts REAL;
+        ALTER TABLE executions ADD COLUMN host TEXT;
+        ALTER TABLE executions ADD COLUMN pid INTEGER;
+        ALTER TABLE executions ADD COLUMN pid_started REAL;
+        ALTER TABLE executions ADD COLUMN warnings TEXT;
+        ALTER TABLE executions ADD COLUMN cpu_seconds REAL;
+        ALTER TABLE executions ADD COLUMN peak_rss INTEGER;
+        ALTER TABLE executions ADD COLUMN max_processes INTEGER;
+        ALTER TABLE executions ADD COLUMN line_count INTEGER DEFAULT 0;
+        ALTER TABLE executions ADD COLUMN lost_lines INTEGER DEFAULT 0;
+        ALTER TABLE steps ADD COLUMN cpu_seconds REAL;
+        ALTER TABLE steps ADD COLUMN peak_rss INTEGER;
+        ALTER TABLE steps ADD COLUMN max_processes INTEGER;
+        ALTER TABLE artifacts ADD COLUMN sha256 TEXT;
+        ALTER TABLE artifacts ADD COLUMN source_path TEXT;
+        UPDATE executions SET created_ts = unixepoch(created_at, 'utc', 'subsec');
+        CREATE INDEX idx_executions_created_ts ON executions (created_ts);
+        CREATE INDEX idx_executions_name ON executions (name, created_ts);
+        """
+    )
+
+
+def m003_logs(conn: apsw.Connection) -> None:
+    """Output as blocks of lines: one row per read of one stream in one step, not one per line.
+
+    A block holds `line_count` lines joined by b"\\n", numbered from `first_line` in the order
+    stepflow read them across both streams. `cut` counts bytes dropped from an over-long line.
+    """
+    conn.execute(
+        """
+        CREATE TABLE logs (
+            id INTEGER PRIMARY KEY, execution_id TEXT NOT NULL, step_index INTEGER,
+            stream INTEGER NOT NULL, first_line INTEGER NOT NULL, line_count INTEGER NOT NULL,
+            ts REAL NOT NULL, data BLOB NOT NULL, cut INTEGER NOT NULL DEFAULT 0);
+        CREATE INDEX idx_logs_execution ON logs (execution_id, first_line);
+        """
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_legacy_tables, m002_run_columns, m003_logs)
+CURRENT_VERSION = len(MIGRATIONS)
+
+
+def user_version(conn: apsw.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchall()[0][0])
+
+
+def has_table(conn: apsw.Connection, name: str) -> bool:
+    rows = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
+    return rows.fetchone() is not None
+
+
+def is_legacy(conn: apsw.Connection) -> bool:
+    """A StepFlow Monitor store: its tables exist but no stepflow migration ever ran."""
+    return user_version(conn) == 0 and has_table(conn, "executions")
+
+
+def apply_migrations(conn: apsw.Connection, *, upto: int = CURRENT_VERSION) -> list[str]:
+    """Apply the migrations the database lacks, each in its own IMMEDIATE transaction.
+
+    Safe when several processes open a new store at once: the version is read again under
+    the write lock, so each migration runs exactly once. Returns the names applied.
+    """
+    applied: list[str] = []
+    for version, migration in enumerate(MIGRATIONS[:upto], start=1):
+        if user_version(conn) >= version:
+            continue
+        with immediate(conn):
+            if user_version(conn) >= version:
+                continue
+            migration(conn)
+            conn.execute(f"PRAGMA user_version={version}")
+        applied.append(migration.__name__)
+    return applied

@@ -1,0 +1,177 @@
+"""Commit a run's writes from a background thread: batched, at most `max_delay` late, fail-open.
+
+The reader never waits for SQLite. When the store cannot be written (locked past the busy
+timeout, read-only, disk full), writes wait in memory and are retried; past a memory bound
+the oldest output is dropped and counted, never the run and step rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stepflow.errors import StepflowError
+from stepflow.store import Store
+from stepflow.store.models import Insert, LogBlock, Update, Write
+
+Task = Callable[[], list[Write]]  # work done on the writer's thread (copying an artifact)
+RETRY_DELAY = 1.0
+
+
+@dataclass(slots=True)
+class Losses:
+    """What could not be recorded, for the closing message."""
+
+    lines: int = 0
+    writes: int = 0
+    reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.lines or self.writes)
+
+
+class Writer:
+    """One thread owns the store connection; everyone else calls `put`."""
+
+    def __init__(
+        self,
+        open_store: Callable[[], Store],
+        *,
+        buffer_size: int,
+        max_delay: float = 0.25,
+        max_pending: int = 32 * 1024 * 1024,
+        on_problem: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self._open_store = open_store
+        self.buffer_size = buffer_size
+        self.max_delay = max_delay
+        self.max_pending = max(max_pending, buffer_size)
+        self.on_problem = on_problem
+        self.losses = Losses()
+        self._pending: list[Write | Task] = []
+        self._pending_bytes = 0
+        self._first_at: float | None = None
+        self._urgent = False
+        self._closing = False
+        self._cond = threading.Condition()
+        self._store: Store | None = None
+        self._failing = False
+        self._thread = threading.Thread(target=self._run, name="stepflow-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, item: Write | Task, *, urgent: bool = False) -> None:
+        """Queue a write (or a task that returns writes). Urgent ones are committed at once."""
+        size = len(item.data) if isinstance(item, LogBlock) else 0
+        with self._cond:
+            if isinstance(item, Update) and self._merge(item):
+                pass
+            else:
+                self._pending.append(item)
+            self._pending_bytes += size
+            if self._first_at is None:
+                self._first_at = time.monotonic()
+            if urgent or self._pending_bytes >= self.buffer_size:
+                self._urgent = True
+                self._cond.notify()
+            elif len(self._pending) == 1:
+                self._cond.notify()
+
+    def _merge(self, update: Update) -> bool:
+        """Fold an update into a pending one for the same row: a million step changes stay cheap."""
+        for item in reversed(self._pending[-8:]):
+            if isinstance(item, Update) and item.table == update.table and item.id == update.id:
+                item.values.update(update.values)
+                return True
+        return False
+
+    def close(self) -> Losses:
+        """Commit what is pending (one last try if the store is failing) and stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        return self.losses
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing:
+                    if self._pending:
+                        due = (self._first_at or 0.0) + (RETRY_DELAY if self._failing else self.max_delay)
+                        wait = due - time.monotonic()
+                        if (self._urgent and not self._failing) or wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    else:
+                        self._cond.wait()
+                batch, self._pending = self._pending, []
+                self._pending_bytes = 0
+                self._first_at = None
+                self._urgent = False
+                closing = self._closing
+            if batch:
+                self._commit(batch, final=closing)
+            if closing:
+                with self._cond:
+                    if not self._pending:
+                        break
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception:  # closing is best effort; the data is committed or counted lost
+                pass
+
+    def _commit(self, batch: list[Write | Task], *, final: bool) -> None:
+        writes: list[Write] = []
+        for item in batch:
+            if callable(item):
+                writes.extend(item())
+            else:
+                writes.append(item)
+        try:
+            if self._store is None:
+                self._store = self._open_store()
+            self._store.write(writes)
+        except StepflowError as exc:
+            self._failed(writes, str(exc), final=final)
+            return
+        if self._failing:
+            self._failing = False
+            self.on_problem("store is writable again; recording goes on")
+
+    def _failed(self, writes: list[Write], reason: str, *, final: bool) -> None:
+        if not self._failing:
+            self.on_problem(f"{reason}; the command goes on, output is kept in memory and retried")
+        self._failing = True
+        self.losses.reason = reason
+        if final:
+            self._lose(writes)
+            return
+        with self._cond:
+            self._pending[:0] = writes  # first again: inserts must precede their updates
+            self._pending_bytes = sum(len(w.data) for w in self._pending if isinstance(w, LogBlock))
+            self._first_at = time.monotonic()
+            self._drop_oldest_output()
+
+    def _drop_oldest_output(self) -> None:
+        if self._pending_bytes <= self.max_pending:
+            return
+        kept: list[Write | Task] = []
+        for item in self._pending:
+            if isinstance(item, LogBlock) and self._pending_bytes > self.max_pending:
+                self._pending_bytes -= len(item.data)
+                self.losses.lines += item.line_count
+            else:
+                kept.append(item)
+        self._pending = kept
+
+    def _lose(self, writes: list[Write]) -> None:
+        for w in writes:
+            if isinstance(w, LogBlock):
+                self.losses.lines += w.line_count
+            elif isinstance(w, Insert | Update):
+                self.losses.writes += 1
