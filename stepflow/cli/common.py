@@ -1,0 +1,85 @@
+"""The typer app and what its commands share: option types, settings, error printing."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from stepflow import __version__
+from stepflow.config import Settings, load_settings
+from stepflow.errors import ExitStatus
+
+app = typer.Typer(
+    name="stepflow",
+    help="Run shell scripts with step markers; watch them live and keep their history in SQLite.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+
+Storage = Annotated[
+    Path | None,
+    typer.Option("--storage", help="Store folder (default: $STEPFLOW_STORAGE_PATH or the XDG data folder).",
+                 show_default=False),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print plain JSON.")]
+
+
+class Output(StrEnum):
+    auto = "auto"
+    live = "live"
+    plain = "plain"
+    quiet = "quiet"
+    json = "json"
+
+
+class MarkerMode(StrEnum):
+    start = "start"
+    anywhere = "anywhere"
+
+
+class StreamName(StrEnum):
+    stdout = "stdout"
+    stderr = "stderr"
+
+
+def settings_for(ctx: typer.Context, storage: Path | None) -> Settings:
+    chosen = storage if storage is not None else (ctx.obj or {}).get("storage")
+    return load_settings(storage=chosen)
+
+
+def fail(message: str, status: int = ExitStatus.ERROR) -> NoReturn:
+    print(f"stepflow: error: {message}", file=sys.stderr)
+    raise typer.Exit(status)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"stepflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    storage: Storage = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                           help="Print the version and exit.")
+    ] = False,
+) -> None:
+    ctx.obj = {"storage": storage}
+
+
+
+
+def open_reader(settings: Settings):  # type: ignore[no-untyped-def]
+    from stepflow.printing import reading
+
+    return reading(settings)
+
+

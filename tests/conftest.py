@@ -1,0 +1,64 @@
+"""Shared fixtures: every test gets its own store folder; helpers run the real `stepflow`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import apsw
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+LEGACY_GENERATOR = ROOT.parent / "shared" / "legacy" / "make_legacy_store.py"
+
+
+@pytest.fixture(autouse=True)
+def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh store folder for each test, via STEPFLOW_STORAGE_PATH."""
+    folder = tmp_path / "store"
+    monkeypatch.setenv("STEPFLOW_STORAGE_PATH", str(folder))
+    for name in list(os.environ):
+        if name.startswith("STEPFLOW_") and name != "STEPFLOW_STORAGE_PATH":
+            monkeypatch.delenv(name)
+    return folder
+
+
+@pytest.fixture
+def db_path(storage: Path) -> Path:
+    return storage / "database" / "stepflow.db"
+
+
+StepflowRunner = Callable[..., subprocess.CompletedProcess[bytes]]
+
+
+@pytest.fixture
+def stepflow() -> StepflowRunner:
+    """Run the real CLI in a subprocess: stepflow("run", "--", "true") -> CompletedProcess (bytes)."""
+
+    def run(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
+            **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "stepflow", *args], capture_output=True, timeout=timeout,
+            env=full_env, stdin=subprocess.DEVNULL, **kwargs,  # type: ignore[arg-type]
+        )
+
+    return run
+
+
+def py(code: str) -> list[str]:
+    """argv for a Python child running `code` (unbuffered, so output order is real)."""
+    return [sys.executable, "-u", "-c", code]
+
+
+def query(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Read the store as another process would, with a plain connection."""
+    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
