@@ -1,0 +1,256 @@
+"""Turn script output lines into step events.
+
+A wrapped script announces its steps by printing marker lines (SPEC section 1)::
+
+    STEP_START:deploy [env=prod] [stop_on_error=true]
+    STEP_COMPLETE:deploy
+    STEP_ERROR:<message>
+    ARTIFACT:<path>[:<description>]
+    META:<key>:<value>
+
+`candidate_spans` is the cheap pre-filter run over every chunk of output; `parse_line` then
+decides, for each candidate line, which event (if any) it carries. Both are pure: no I/O, no
+clock, and neither raises for any input.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class StepStart:
+    """A step begins; `params` holds its trailing `[k=v]`, `{k:v}` and `--k=v` parameters."""
+
+    name: str
+    params: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepComplete:
+    """The running step called `name` succeeded."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepError:
+    """The running step failed; `message` may be empty."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """A file the run produced, as written by the script (maybe relative)."""
+
+    path: str
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """A key/value pair for the running step, or for the run when no step runs."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadMarker:
+    """A marker keyword whose content cannot be used; `reason` is a short sentence for users."""
+
+    keyword: str
+    reason: str
+
+
+Event = StepStart | StepComplete | StepError | Artifact | Meta | BadMarker
+
+_KEYWORDS = ("STEP_START", "STEP_COMPLETE", "STEP_ERROR", "ARTIFACT", "META")
+# bytes.lower() folds ASCII only, so candidate_spans finds exactly what the regexes below can
+# match: the keywords are matched with ASCII-only case folding ("ſ" must not pass for "s").
+_NEEDLES = tuple(keyword.lower().encode() + b":" for keyword in _KEYWORDS)
+_KEYWORD = "(?ai:(?P<kw>" + "|".join(_KEYWORDS) + ")):"
+
+# CSI (colours, erase line), OSC (titles, hyperlinks) ended by BEL or ST, charset designation
+# (`tput sgr0` prints ESC ( B) and the keypad/cursor-save escapes progress bars use.
+_ANSI = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z]|[=>78])"
+_ANSI_RE = re.compile(_ANSI)
+_AT_START = re.compile(rf"(?:[\s\ufeff]|{_ANSI})*{_KEYWORD}")
+# Matching escape sequences as whole tokens keeps a keyword inside an OSC title from counting.
+_SCAN = re.compile(rf"{_ANSI}|{_KEYWORD}")
+# Tab is turned into a space first; every other C0/C1 control and DEL could steer a terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+# One pair and its comma; a quoted value may hold commas, and a comma must lead to another pair.
+_PAIR_TAIL = r"""(?P<value>"[^"]*"\s*|'[^']*'\s*|[^,]*)(?:,(?!\s*\Z)|\Z)"""
+_BRACKET_PAIR = re.compile(r"(?P<key>[^=,]*)=" + _PAIR_TAIL)
+_BRACE_PAIR = re.compile(r"(?P<key>[^:,]*):" + _PAIR_TAIL)
+_DASH_PARAM = re.compile(r"--(?P<key>[^\s=]+)=(?P<value>\S*)")
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+")
+
+
+def parse_line(line: str, *, anywhere: bool = False) -> Event | None:
+    """Return the event `line` announces, or None when it is not a marker.
+
+    By default the keyword must open the line (after white space and ANSI escapes); with
+    `anywhere` it may follow other text, provided it is not glued to a preceding word.
+    """
+    match = _AT_START.match(line) if not anywhere else _find_anywhere(line)
+    if match is None:
+        return None
+    payload = line[match.end() :]
+    if "\x1b" in payload:
+        payload = _ANSI_RE.sub("", payload)
+    payload = _CONTROL.sub("\ufffd", payload.rstrip().replace("\t", " "))
+
+    keyword = match.group("kw").upper()
+    if keyword == "STEP_START" or keyword == "STEP_COMPLETE":
+        name, params = _split_params(payload)
+        if not name:
+            return BadMarker(keyword, "step has no name")
+        return StepStart(name, params) if keyword == "STEP_START" else StepComplete(name)
+    if keyword == "STEP_ERROR":
+        return StepError(payload.strip())
+    if keyword == "ARTIFACT":
+        path, _, description = payload.partition(":")
+        if not path.strip():
+            return BadMarker(keyword, "artifact has no path")
+        return Artifact(path.strip(), description.strip() or None)
+    key, colon, value = payload.partition(":")
+    if not colon:
+        return BadMarker(keyword, "meta needs a key and a value, as META:<key>:<value>")
+    if not key.strip():
+        return BadMarker(keyword, "meta has no key")
+    return Meta(key.strip(), value.strip())
+
+
+def candidate_spans(region: bytes, *, anywhere: bool = False) -> list[tuple[int, int]]:
+    """Return sorted (start, end) offsets of the lines in `region` that may hold a marker.
+
+    `region` holds whole lines split by b"\\n"; `end` excludes the newline. A span may turn out
+    not to be a marker (parse_line decides), but no marker line is ever left out. `anywhere` is
+    accepted for symmetry with parse_line: both modes share the same candidates.
+    """
+    if b":" not in region:  # every keyword ends with a colon; memchr beats lowering the region
+        return []
+    lowered = region.lower()
+    spans: list[tuple[int, int]] = []
+    for needle in _NEEDLES:
+        found = lowered.find(needle)
+        while found != -1:
+            start = lowered.rfind(b"\n", 0, found) + 1
+            end = lowered.find(b"\n", found)
+            if end == -1:
+                end = len(lowered)
+            spans.append((start, end))
+            found = lowered.find(needle, end)
+    if len(spans) > 1:
+        spans = sorted(set(spans))
+    return spans
+
+
+def _find_anywhere(line: str) -> re.Match[str] | None:
+    """Return the first keyword match in `line` that is not glued to a preceding word."""
+    escape_end = -1
+    for match in _SCAN.finditer(line):
+        if match.group("kw") is None:
+            escape_end = match.end()
+            continue
+        start = match.start()
+        # An escape sequence right before the keyword separates it like white space would.
+        if start == 0 or start == escape_end or not _is_word_char(line[start - 1]):
+            return match
+    return None
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _split_params(payload: str) -> tuple[str, dict[str, object]]:
+    """Split a STEP_START payload into its name and the parameter groups trailing it.
+
+    Groups are read from the end backwards; the first one that is not all key/value pairs
+    belongs to the name and ends the scan. When a key repeats, the rightmost value wins.
+    """
+    groups: list[dict[str, object]] = []
+    end = len(payload)
+    while True:
+        while end > 0 and payload[end - 1].isspace():
+            end -= 1
+        group, start = _group_before(payload, end)
+        if group is None:
+            break
+        groups.append(group)
+        end = start
+    params: dict[str, object] = {}
+    for group in reversed(groups):
+        params.update(group)
+    return payload[:end].strip(), params
+
+
+def _group_before(text: str, end: int) -> tuple[dict[str, object] | None, int]:
+    """Parse the parameter group ending at `end`; return it (or None) and where it starts."""
+    if end == 0:
+        return None, end
+    last = text[end - 1]
+    if last == "]" or last == "}":
+        start = text.rfind("[" if last == "]" else "{", 0, end - 1)
+        if start == -1:
+            return None, end
+        pattern = _BRACKET_PAIR if last == "]" else _BRACE_PAIR
+        return _pairs(text[start + 1 : end - 1], pattern), start
+    # Indexing instead of slicing keeps a line with many groups linear in its length.
+    start = end
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    match = _DASH_PARAM.fullmatch(text, start, end)
+    if match is None:
+        return None, end
+    return {match.group("key"): _value(match.group("value"))}, start
+
+
+def _pairs(content: str, pattern: re.Pattern[str]) -> dict[str, object] | None:
+    """Parse `a=1,b=2` (or `a:1, b:2`); None unless the whole content is such pairs."""
+    pairs: dict[str, object] = {}
+    position = 0
+    while True:
+        match = pattern.match(content, position)
+        if match is None:
+            return None
+        key = _unquote(match.group("key").strip())
+        if not key:
+            return None
+        pairs[key] = _value(match.group("value"))
+        position = match.end()
+        if position == len(content):
+            return pairs
+
+
+def _value(raw: str) -> object:
+    """Type a parameter value: booleans, integers and decimals; quoted text stays text."""
+    text = raw.strip()
+    if _is_quoted(text):
+        return text[1:-1]
+    lowered = text.lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    if _INT.fullmatch(text):
+        try:
+            return int(text)
+        except ValueError:  # longer than sys.get_int_max_str_digits(): keep the text
+            return text
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return text
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if _is_quoted(text) else text
+
+
+def _is_quoted(text: str) -> bool:
+    return len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
