@@ -75,17 +75,16 @@ class LineSplitter:
             self._cut[stream] += len(data) - max(room, 0)
 
     def _emit_one(self, stream: int, line: bytes, cut: int) -> None:
-        if not self._marker_at(stream, line, 0, len(line)):
-            self.sink.lines(stream, line, 1, cut)
-
-    def _marker_at(self, stream: int, region: bytes, start: int, end: int) -> bool:
-        if stream not in self.marker_streams:
-            return False
-        event = parse_line(region[start:end].decode("utf-8", "replace"), anywhere=self.anywhere)
+        event = self._parse(stream, line[: self.max_line])
         if event is None:
-            return False
-        self.sink.marker(stream, event)
-        return True
+            self.sink.lines(stream, line, 1, cut)
+        else:
+            self.sink.marker(stream, event)
+
+    def _parse(self, stream: int, line: bytes) -> Event | None:
+        if stream not in self.marker_streams:
+            return None
+        return parse_line(line.decode("utf-8", "replace"), anywhere=self.anywhere)
 
     def _region(self, stream: int, region: bytes) -> None:
         """Complete lines joined by b"\\n" (at least one, maybe empty)."""
@@ -95,11 +94,13 @@ class LineSplitter:
         spans = candidate_spans(region, anywhere=self.anywhere) if stream in self.marker_streams else ()
         pos = 0
         for start, end in spans:
-            if not self._marker_at(stream, region, start, end):
+            event = self._parse(stream, region[start:end])
+            if event is None:
                 continue
             if start > pos:
                 block = region[pos : start - 1]
                 self.sink.lines(stream, block, block.count(b"\n") + 1, 0)
+            self.sink.marker(stream, event)
             pos = end + 1
         if pos == 0:
             self.sink.lines(stream, region, region.count(b"\n") + 1, 0)
@@ -115,8 +116,7 @@ class LineSplitter:
             stop = len(region) if end < 0 else end
             line = region[start:stop]
             if len(line) > self.max_line:
-                if not self._marker_at(stream, line, 0, self.max_line):
-                    self.sink.lines(stream, line[: self.max_line], 1, len(line) - self.max_line)
+                self._emit_one(stream, line[: self.max_line], len(line) - self.max_line)
             else:
                 self._region(stream, line)
             if end < 0:

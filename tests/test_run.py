@@ -1,0 +1,308 @@
+"""`stepflow run` end to end: real children, real signals, a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, StepflowRunner, py, query
+
+
+def gone(pid: int) -> bool:
+    """The process no longer runs: it does not exist or is a zombie nobody reaped yet."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def runs(db: Path) -> list[tuple[object, ...]]:
+    return query(db, "SELECT status, exit_code, total_steps, completed_steps, error_message FROM executions")
+
+
+def steps(db: Path) -> list[tuple[object, ...]]:
+    return query(db, "SELECT name, status, error_message, stop_on_error FROM steps ORDER BY step_index")
+
+
+def log_text(db: Path) -> list[bytes]:
+    blocks = query(db, "SELECT data FROM logs ORDER BY first_line")
+    return [line for (data,) in blocks for line in bytes(data).split(b"\n")]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code, status, exit_code", [
+    ("pass", "completed", 0),
+    ("raise SystemExit(3)", "failed", 3),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "failed", 137),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", "failed", 143),
+])
+def test_exit_status_is_the_commands_own(stepflow: StepflowRunner, db_path: Path, code: str,
+                                         status: str, exit_code: int) -> None:
+    result = stepflow("run", "--", *py(code))
+    assert result.returncode == exit_code
+    assert runs(db_path) == [(status, exit_code, 0, 0, runs(db_path)[0][4])]
+
+
+def test_example_deploy_is_recorded(stepflow: StepflowRunner, db_path: Path) -> None:
+    result = stepflow("run", "--", "bash", str(EXAMPLES / "deploy.sh"))
+    assert result.returncode == 0, result.stderr
+    assert steps(db_path) == [
+        ("env_check", "completed", None, 1),
+        ("build", "completed", None, 0),
+        ("lint", "failed", "lint found 2 problems (optional step, the run goes on)", 0),
+        ("[beta] smoke test", "completed", None, 0),
+        ("publish", "completed", None, 1),
+    ]
+    assert runs(db_path) == [("completed", 0, 5, 4, None)]
+    shown = json.loads(stepflow("show", "last", "--json").stdout)
+    assert [a["name"] for a in shown["artifacts"]] == ["report.html", "NOTES.txt"]
+    assert all(Path(a["path"]).is_file() and len(a["sha256"]) == 64 for a in shown["artifacts"])
+    assert shown["metadata"] == {"owner": "ops"}
+
+
+def test_plain_output_passes_stdout_through_byte_for_byte(stepflow: StepflowRunner) -> None:
+    payload = b"STEP_START:a\nhello \xff\x00 world\r\nno newline at end"
+    code = f"import sys; sys.stdout.buffer.write({payload!r}); sys.stderr.write('err line\\n')"
+    result = stepflow("run", "--output", "plain", "--", *py(code))
+    assert result.stdout == payload
+    assert b"err line\n" in result.stderr
+    assert b"stepflow: step 1 'a' started" in result.stderr
+
+
+def test_command_not_found_is_127_and_recorded(stepflow: StepflowRunner, db_path: Path) -> None:
+    result = stepflow("run", "--", "no-such-command-xyz")
+    assert result.returncode == 127
+    assert result.stderr.decode().splitlines()[-1] == "stepflow: error: command not found: no-such-command-xyz"
+    assert runs(db_path) == [("failed", 127, 0, 0, "command not found: no-such-command-xyz")]
+
+
+def test_command_not_executable_is_126_and_recorded(stepflow: StepflowRunner, db_path: Path, tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o644)
+    result = stepflow("run", "--", str(script))
+    assert result.returncode == 126
+    assert f"stepflow: error: {script}: permission denied" in result.stderr.decode()
+    assert runs(db_path)[0][:2] == ("failed", 126)
+
+
+def test_timeout_is_124_and_kills_the_process_group(stepflow: StepflowRunner, db_path: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    script = f"sleep 60 & echo $! > {pidfile}; wait"
+    result = stepflow("run", "--timeout", "0.5", "--kill-grace", "1", "--", "bash", "-c", script)
+    assert result.returncode == 124
+    assert runs(db_path)[0][:2] == ("timed_out", 124)
+    assert gone(int(pidfile.read_text()))
+
+
+def test_timeout_escalates_to_sigkill_after_the_grace(stepflow: StepflowRunner, db_path: Path) -> None:
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    started = time.monotonic()
+    result = stepflow("run", "--timeout", "0.5", "--kill-grace", "0.5", "--", *py(code))
+    assert result.returncode == 124
+    assert time.monotonic() - started < 30  # not the child's 60 s: SIGKILL came
+    assert runs(db_path)[0][0] == "timed_out"
+
+
+def test_critical_step_failure_stops_a_sleeping_child(stepflow: StepflowRunner, db_path: Path) -> None:
+    script = "echo 'STEP_START:deploy[stop_on_error=true]'; echo 'STEP_ERROR:boom'; sleep 60; echo never"
+    started = time.monotonic()
+    result = stepflow("run", "--kill-grace", "2", "--", "bash", "-c", script)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 143  # the command's own status: it died of SIGTERM
+    assert steps(db_path) == [("deploy", "failed", "boom", 1)]
+    status, code, *_ , error = runs(db_path)[0]
+    assert (status, code) == ("failed", 143)
+    assert "critical step 'deploy' failed: boom" in str(error)
+    assert b"never" not in result.stdout
+
+
+def test_optional_step_failure_keeps_the_run_going(stepflow: StepflowRunner, db_path: Path) -> None:
+    script = "echo STEP_START:lint; echo STEP_ERROR:meh; echo STEP_START:build; echo STEP_COMPLETE:build"
+    assert stepflow("run", "--", "bash", "-c", script).returncode == 0
+    assert [s[:2] for s in steps(db_path)] == [("lint", "failed"), ("build", "completed")]
+    assert runs(db_path)[0][:2] == ("completed", 0)
+
+
+@pytest.mark.parametrize("exit_code, step_status", [(0, "completed"), (5, "failed")])
+def test_step_running_at_exit_follows_the_exit_status(stepflow: StepflowRunner, db_path: Path,
+                                                      exit_code: int, step_status: str) -> None:
+    stepflow("run", "--", "bash", "-c", f"echo STEP_START:last; exit {exit_code}")
+    assert steps(db_path)[0][1] == step_status
+
+
+def test_start_completes_the_running_step_and_mismatch_is_a_warning(stepflow: StepflowRunner, db_path: Path) -> None:
+    script = "echo STEP_START:a; echo STEP_START:b; echo STEP_COMPLETE:zzz; echo STEP_COMPLETE:b"
+    stepflow("run", "--", "bash", "-c", script)
+    assert [s[:2] for s in steps(db_path)] == [("a", "completed"), ("b", "completed")]
+    (warnings,) = query(db_path, "SELECT warnings FROM executions")[0]
+    assert json.loads(str(warnings)) == ["STEP_COMPLETE:zzz ignored: the running step is 'b'"]
+
+
+def test_step_error_without_step_is_kept_on_the_run(stepflow: StepflowRunner, db_path: Path) -> None:
+    stepflow("run", "--", "bash", "-c", "echo STEP_ERROR:early trouble")
+    assert runs(db_path)[0][4] == "early trouble"
+
+
+def test_stderr_is_tagged_and_not_parsed_for_markers(stepflow: StepflowRunner, db_path: Path) -> None:
+    stepflow("run", "--", "bash", "-c", "echo out; echo STEP_START:forged >&2")
+    assert steps(db_path) == []
+    assert query(db_path, "SELECT stream, data FROM logs ORDER BY first_line") == [(1, b"out"), (2, b"STEP_START:forged")]
+    stepflow("run", "--stderr-markers", "--", "bash", "-c", "echo STEP_START:real >&2")
+    assert steps(db_path)[0][0] == "real"
+
+
+def test_markers_anywhere_finds_set_x_traces(stepflow: StepflowRunner, db_path: Path) -> None:
+    stepflow("run", "--markers", "anywhere", "--", "bash", "-c", "echo '#5 0.12 STEP_START:docker build'")
+    assert steps(db_path)[0][0] == "docker build"
+
+
+def test_hostile_output_is_stored_safely(stepflow: StepflowRunner, db_path: Path) -> None:
+    big = 8 * 1024 * 1024
+    code = (
+        "import sys; w = sys.stdout.buffer.write; "
+        "w(b'bad \\xff\\xfe utf8\\n'); w(b'nul \\x00 byte\\n'); "
+        f"w(b'L' * {big} + b'\\n'); w(b'progress 10%\\rprogress 100%\\n'); w(b'tail without newline')"
+    )
+    result = stepflow("run", "--", *py(code))
+    assert result.returncode == 0
+    lines = log_text(db_path)
+    assert lines[:2] == [b"bad \xff\xfe utf8", b"nul \x00 byte"]
+    assert len(lines[2]) == 1024 * 1024  # capped at STEPFLOW_MAX_LINE (1 MiB), not lost
+    assert query(db_path, "SELECT cut FROM logs WHERE length(data) = ?", (1024 * 1024,)) == [(big - 1024 * 1024,)]
+    assert lines[3:] == [b"progress 10%\rprogress 100%", b"tail without newline"]
+
+
+def test_cwd_and_relative_artifacts(stepflow: StepflowRunner, db_path: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    script = "echo data > out.txt; echo ARTIFACT:out.txt:the output; echo ARTIFACT:missing.bin; echo ARTIFACT:."
+    result = stepflow("run", "--cwd", str(work), "--", "bash", "-c", script)
+    assert result.returncode == 0
+    shown = json.loads(stepflow("show", "last", "--json").stdout)
+    by_name = {a["source_path"]: a for a in shown["artifacts"]}
+    assert by_name["out.txt"]["size"] == 5 and by_name["out.txt"]["description"] == "the output"
+    assert Path(by_name["out.txt"]["path"]).read_text() == "data\n"
+    assert by_name["missing.bin"]["sha256"] is None
+    assert shown["status"] == "completed"
+    assert any("missing.bin not copied: no such file" in w for w in shown["warnings"])
+    assert any("not copied: is a directory" in w for w in shown["warnings"])
+
+
+def test_artifact_fifo_does_not_hang(stepflow: StepflowRunner, db_path: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = stepflow("run", "--", "bash", "-c", f"echo ARTIFACT:{fifo}", timeout=30)
+    assert result.returncode == 0
+    assert "is not a regular file" in json.loads(stepflow("show", "last", "--json").stdout)["warnings"][0]
+
+
+def test_sigint_is_passed_on_and_gives_130(db_path: Path, tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    code = (
+        "import signal, sys, time\n"
+        f"def bye(*a): open({str(seen)!r}, 'w').write('INT'); sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, bye)\nprint('STEP_START:wait', flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "stepflow", "run", "--", *py(code)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"STEP_START:wait\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert seen.read_text() == "INT"
+    assert runs(db_path)[0][:2] == ("cancelled", 130)
+
+
+def test_sigterm_to_stepflow_is_passed_on(db_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "stepflow", "run", "--", *py("print('up', flush=True); import time; time.sleep(60)")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    assert runs(db_path)[0][:2] == ("cancelled", 143)
+
+
+def test_output_is_visible_to_another_reader_while_running(db_path: Path) -> None:
+    code = "import time\nfor i in range(3): print(f'line {i}', flush=True)\ntime.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-m", "stepflow", "run", "--", *py(code)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if db_path.exists() and len(log_text(db_path)) == 3:
+                break
+            time.sleep(0.05)
+        assert log_text(db_path) == [b"line 0", b"line 1", b"line 2"]
+        assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_json_output_is_one_event_per_line(stepflow: StepflowRunner) -> None:
+    result = stepflow("run", "--output", "json", "--", "bash", "-c", "echo STEP_START:a; echo hi; exit 2")
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["run_started", "step_started", "line", "step_failed", "run_finished"]
+    assert events[2]["text"] == "hi"
+    assert events[-1]["status"] == "failed" and events[-1]["exit_code"] == 2
+    assert result.returncode == 2
+
+
+def test_quiet_output_is_silent_on_success_and_shows_the_failing_step(stepflow: StepflowRunner) -> None:
+    ok = stepflow("run", "--output", "quiet", "--", "bash", "-c", "echo STEP_START:a; echo fine")
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, b"", b"")
+    bad = stepflow("run", "--output", "quiet", "--", "bash", "-c",
+                   "echo STEP_START:a; echo early; echo STEP_START:b; echo why it broke; echo STEP_ERROR:nope; exit 1")
+    assert bad.returncode == 1
+    assert bad.stdout == b"why it broke\n"
+    assert b"'b' failed" in bad.stderr and b"early" not in bad.stdout
+
+
+def test_live_output_falls_back_without_failing(stepflow: StepflowRunner) -> None:
+    result = stepflow("run", "--output", "live", "--", "bash", "-c", "echo STEP_START:a; echo hi")
+    assert result.returncode == 0
+
+
+def test_two_runs_write_one_store_at_once(db_path: Path) -> None:
+    code = "import time\nfor s in range(5):\n  print(f'STEP_START:s{s}', flush=True)\n  for i in range(2000): print(f'line {i}')\n  time.sleep(0.05)"
+    procs = [subprocess.Popen([sys.executable, "-m", "stepflow", "run", "--output", "quiet", "--", *py(code)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+             for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    assert query(db_path, "SELECT status, total_steps, line_count FROM executions") == [("completed", 5, 10000)] * 2
+    assert query(db_path, "SELECT SUM(line_count) FROM logs") == [(20000,)]
+    assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
+
+
+@pytest.mark.parametrize("var, value", [
+    ("STEPFLOW_BUSY_TIMEOUT", "soon"),
+    ("STEPFLOW_CACHE_SIZE", "-5"),
+    ("STEPFLOW_BUFFER_SIZE", "12 bytes"),
+    ("STEPFLOW_LOG_LEVEL", "loud"),
+])
+def test_bad_setting_is_refused_with_its_name(stepflow: StepflowRunner, var: str, value: str) -> None:
+    result = stepflow("run", "--", "true", env={var: value})
+    assert result.returncode == 2
+    line = result.stderr.decode().strip()
+    assert line.startswith(f"stepflow: error: {var}={value!r}") and "\n" not in line
+
+
+def test_bad_cwd_is_a_usage_error(stepflow: StepflowRunner) -> None:
+    result = stepflow("run", "--cwd", "/no/such/dir", "--", "true")
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == "stepflow: error: --cwd /no/such/dir: no such folder"
