@@ -1,0 +1,106 @@
+"""Fail-open: whatever happens to the store, the command runs to its end with its own exit status."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StepflowRunner, py, query
+
+NOISY = "import sys\nfor i in range(200000): print(f'line {i:08d} ' + 'x' * 60)\nsys.exit(7)"
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real, tiny filesystem (tmpfs of 512 KiB), so the disk really fills up."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_keeps_the_command_and_what_was_recorded(stepflow: StepflowRunner, small_fs: Path) -> None:
+    store = small_fs / "store"
+    env = {"STEPFLOW_STORAGE_PATH": str(store)}
+    first = stepflow("run", "--", "bash", "-c", "echo STEP_START:before; echo kept", env=env)
+    assert first.returncode == 0
+    result = stepflow("run", "--output", "quiet", "--", *py(NOISY), env=env)
+    assert result.returncode == 7  # the command's own status, although the disk filled up
+    err = result.stderr.decode()
+    assert "disk is full" in err and "not fully recorded" in err
+    db = store / "database" / "stepflow.db"
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    assert query(db, "SELECT data FROM logs WHERE execution_id = (SELECT id FROM executions ORDER BY created_ts LIMIT 1)") == [(b"kept",)]
+
+
+def test_read_only_store_runs_the_command(stepflow: StepflowRunner, small_fs: Path) -> None:
+    store = small_fs / "store"
+    env = {"STEPFLOW_STORAGE_PATH": str(store)}
+    assert stepflow("run", "--", "true", env=env).returncode == 0
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_fs)]).returncode == 0
+    result = stepflow("run", "--", "bash", "-c", "echo STEP_START:a; echo out; exit 4", env=env)
+    assert result.returncode == 4
+    assert result.stdout == b"STEP_START:a\nout\n"
+    err = result.stderr.decode()
+    assert "stepflow: warning:" in err and "not fully recorded" in err
+
+
+def test_unopenable_store_runs_the_command(stepflow: StepflowRunner, db_path: Path) -> None:
+    db_path.mkdir(parents=True)  # a folder where the database file should be
+    result = stepflow("run", "--", "bash", "-c", "echo hello; exit 3")
+    assert result.returncode == 3
+    assert result.stdout == b"hello\n"
+    assert "database file cannot be opened" in result.stderr.decode()
+
+
+def hold_lock(db: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """Another process that holds the write lock (BEGIN EXCLUSIVE) for `seconds`."""
+    code = (
+        "import apsw, sys, time\n"
+        f"c = apsw.Connection({str(db)!r}); c.execute('BEGIN EXCLUSIVE')\n"
+        "print('locked', flush=True)\n"
+        f"time.sleep({seconds}); c.execute('COMMIT')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"locked\n"
+    return proc
+
+
+def test_store_locked_past_the_busy_timeout_loses_nothing_once_free(stepflow: StepflowRunner, db_path: Path) -> None:
+    assert stepflow("run", "--", "true").returncode == 0
+    holder = hold_lock(db_path, 1.5)
+    code = "import time\nfor i in range(30):\n  print(f'line {i}', flush=True); time.sleep(0.1)\nraise SystemExit(5)"
+    result = stepflow("run", "--", *py(code), env={"STEPFLOW_BUSY_TIMEOUT": "200"})
+    holder.wait(timeout=30)
+    assert result.returncode == 5
+    assert "database is locked" in result.stderr.decode()
+    assert "not fully recorded" not in result.stderr.decode()
+    assert query(db_path, "SELECT status, exit_code, line_count FROM executions ORDER BY created_ts DESC LIMIT 1") == [("failed", 5, 30)]
+    assert query(db_path, "SELECT SUM(line_count) FROM logs") == [(30,)]
+
+
+def test_store_locked_for_the_whole_run_says_what_was_lost(stepflow: StepflowRunner, db_path: Path) -> None:
+    assert stepflow("run", "--", "true").returncode == 0
+    holder = hold_lock(db_path, 8)
+    try:
+        started = time.monotonic()
+        result = stepflow("run", "--", "bash", "-c", "echo STEP_START:a; echo one; exit 6",
+                          env={"STEPFLOW_BUSY_TIMEOUT": "300"})
+        assert result.returncode == 6
+        assert time.monotonic() - started < 8  # never waits for the lock beyond its own timeouts
+        last = result.stderr.decode().strip().splitlines()[-1]
+        assert "not fully recorded: 1 output lines" in last and "database is locked" in last
+    finally:
+        holder.kill()
+        holder.wait()
+    assert query(db_path, "SELECT COUNT(*) FROM executions") == [(1,)]
