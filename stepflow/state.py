@@ -23,6 +23,10 @@ class StepState:
     error: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     lines: int = 0
+    # Resource use sampled while this step ran (stepflow.resources); None when never sampled.
+    cpu_seconds: float | None = None
+    peak_rss: int | None = None
+    max_processes: int | None = None
 
     @property
     def duration(self) -> float | None:
@@ -59,6 +63,10 @@ class RunState:
     lost_lines: int = 0
     expected_steps: int | None = None
     tail: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=200))
+    # The command's process tree, sampled (stepflow.resources) and settled with wait4's figures.
+    cpu_seconds: float | None = None
+    peak_rss: int | None = None
+    max_processes: int | None = None
 
     @property
     def completed_steps(self) -> int:
