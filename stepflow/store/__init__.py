@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from stepflow.store.models import Artifact, LogLine, Run, Step, Write
-from stepflow.store.sqlite import RunQuery, SqliteStore, open_store
+from stepflow.store.sqlite import RunQuery, SqliteStore, StepDuration, open_store
 
 
 class Store(Protocol):
@@ -32,7 +32,9 @@ class Store(Protocol):
         after_line: int = -1,
     ) -> Iterator[LogLine]: ...
     def data_version(self) -> int: ...
+    def step_durations(self, name: str, *, runs: int = 20) -> list[StepDuration]: ...
+    def mark_abandoned(self, run_ids: Sequence[str], *, message: str, busy_ms: int = 250) -> int: ...
     def close(self) -> None: ...
 
 
-__all__ = ["Store", "RunQuery", "SqliteStore", "open_store"]
+__all__ = ["Store", "RunQuery", "SqliteStore", "StepDuration", "open_store"]

@@ -25,6 +25,17 @@ MIN_PREFIX = 4
 
 
 @dataclass(frozen=True, slots=True)
+class StepDuration:
+    """One step of an earlier completed run, as `step_durations` returns it (ETA hints)."""
+
+    run_id: str
+    step_index: int | None
+    name: str | None
+    status: str | None
+    seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class RunQuery:
     """Which runs `find_runs` returns, newest first."""
 
@@ -59,9 +70,10 @@ def _columns(cls: type) -> list[str]:
 class SqliteStore:
     """Runs, steps, artifacts and log blocks in one SQLite database in WAL mode."""
 
-    def __init__(self, conn: apsw.Connection, path: Path) -> None:
+    def __init__(self, conn: apsw.Connection, path: Path, *, busy_ms: int = 30000) -> None:
         self.conn = conn
         self.path = path
+        self.busy_ms = busy_ms  # the connection's busy timeout, restored after a shorter wait
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -232,6 +244,53 @@ class SqliteStore:
         """Changes when another connection commits; cheap to poll for `logs --follow`."""
         return int(self.conn.execute("PRAGMA data_version").fetchall()[0][0])
 
+    def step_durations(self, name: str, *, runs: int = 20) -> list[StepDuration]:
+        """Steps of the latest `runs` completed runs named `name`, newest run first. Read-only.
+
+        A run without steps gives one row whose step fields are None. One query, on the
+        (name, created_ts) index: what the live view needs for its ETAs.
+        """
+        sql = (
+            "SELECT e.id, s.step_index, s.name, s.status,"
+            " (julianday(s.completed_at) - julianday(s.started_at)) * 86400.0"
+            " FROM (SELECT id, created_ts, rowid AS r FROM executions WHERE name = ? AND status = 'completed'"
+            " ORDER BY created_ts DESC, rowid DESC LIMIT ?) AS e"
+            " LEFT JOIN steps s ON s.execution_id = e.id"
+            " ORDER BY e.created_ts DESC, e.r DESC, s.step_index"
+        )
+        try:
+            rows = self.conn.execute(sql, (name, runs)).fetchall()
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        return [StepDuration(*row) for row in rows]
+
+    def mark_abandoned(self, run_ids: Sequence[str], *, message: str, busy_ms: int = 250) -> int:
+        """Set status `abandoned` on those of `run_ids` still running or pending; how many changed.
+
+        One short IMMEDIATE transaction that waits at most `busy_ms` for the write lock, so a
+        history command stays quick; the status test in the UPDATE leaves a run alone that
+        finished meanwhile.
+
+        Raises:
+            StoreError: not written (read-only, locked); nothing changed.
+        """
+        if not run_ids:
+            return 0
+        marks = ", ".join("?" * len(run_ids))
+        try:
+            self.conn.setbusytimeout(busy_ms)
+            with immediate(self.conn):
+                self.conn.execute(
+                    "UPDATE executions SET status = 'abandoned', error_message = COALESCE(error_message, ?)"
+                    f" WHERE id IN ({marks}) AND status IN ('running', 'pending')",
+                    [message, *run_ids],
+                )
+                return int(self.conn.changes())
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        finally:
+            self.conn.setbusytimeout(self.busy_ms)
+
     def close(self) -> None:
         self.conn.close()
 
@@ -263,4 +322,4 @@ def open_store(settings: Settings, *, path: Path | None = None) -> SqliteStore:
     except StoreError:
         conn.close()
         raise
-    return SqliteStore(conn, db)
+    return SqliteStore(conn, db, busy_ms=settings.busy_timeout_ms)
