@@ -1,0 +1,116 @@
+"""Ingest: how fast `stepflow run` records a command that prints a lot, next to a bare pipe.
+
+The command prints 1,000,000 lines of 80 bytes with a STEP_START marker every 10,000 lines.
+Arms, round-robin, each on a fresh copy of an empty store:
+  pipe   bash -c 'GEN | cat > /dev/null'          (the baseline: what the output costs anyway)
+  plain  stepflow run --output plain -- GEN        (stdout passed through to /dev/null)
+  quiet  stepflow run --output quiet -- GEN
+Lines persisted are counted in the store after each run (SUM(line_count) FROM logs).
+
+    python benchmarks/bench_ingest.py [--runs 5] [--quick] [--lines N] [--every K]
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+
+import common
+
+TARGETS = {  # issue 2 (core), issue 6 (performance)
+    "lines/s": (">= 300,000", ">= 500,000"),
+    "ratio": ("<= 2x", "<= 1.3x"),
+}
+
+
+def main() -> int:
+    p = common.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--lines", type=int, help="lines printed by the command (default 1,000,000; --quick 100,000)")
+    p.add_argument("--every", type=int, default=10_000, help="a marker every K lines (default 10,000)")
+    args = p.parse_args()
+    total = args.lines or (100_000 if args.quick else 1_000_000)
+    expected = total - common.markers_in(total, args.every)
+    cmd, how = common.stepflow_command(args.module)
+    started = time.perf_counter()
+
+    with common.workdir("ingest") as work:
+        gen = common.gen_argv(common.write_generator(work), total, args.every)
+        template, storage = work / "template", work / "store"
+        common.make_empty_store(template)
+        env = common.bench_env(storage)
+        common.header(f"ingest: {total:,} lines of 80 bytes, a marker every {args.every:,} lines"
+                      f" ({expected:,} output lines to persist)", args, cmd, how, where=work)
+        print(f"command  : {shlex.join(gen)}")
+        print()
+
+        persisted: dict[str, list[int]] = {"plain": [], "quiet": []}
+        rates: dict[str, list[float]] = {"plain": [], "quiet": []}
+        cpu: dict[str, list[float]] = {"pipe": [], "plain": [], "quiet": []}
+        problems: list[str] = []
+
+        def pipe() -> float:
+            r = common.reaped(["bash", "-c", f"{shlex.join(gen)} | cat > /dev/null"], env=env)
+            cpu["pipe"].append(r.cpu)
+            return r.wall
+
+        def arm(output: str) -> float:
+            common.fresh_store(template, storage)
+            errfile = work / f"stderr-{output}.txt"
+            with open(errfile, "wb") as err:
+                r = common.reaped([*cmd, "run", "--output", output, "--", *gen], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=err)
+            (lines,) = common.query(common.database(storage), "SELECT COALESCE(SUM(line_count), 0) FROM logs")[0]
+            stderr = errfile.read_text(errors="replace")
+            if r.returncode != 0 or lines != expected:
+                problems.append(f"{output}: exit {r.returncode}, {lines:,} lines persisted of {expected:,};"
+                                f" stderr tail: {stderr[-300:]!r}")
+            elif "stepflow:" in stderr and ("error" in stderr or "not fully recorded" in stderr):
+                problems.append(f"{output}: stepflow complained: {stderr[-300:]!r}")
+            persisted[output].append(lines)
+            rates[output].append(lines / r.wall)
+            cpu[output].append(r.cpu)
+            return r.wall
+
+        walls = common.interleaved({"pipe": pipe, "plain": lambda: arm("plain"), "quiet": lambda: arm("quiet")},
+                                   args.runs)
+        for name in cpu:  # the warm-up round is not a figure
+            cpu[name] = cpu[name][-args.runs:]
+        for name in rates:
+            rates[name] = rates[name][-args.runs:]
+            persisted[name] = persisted[name][-args.runs:]
+
+    base = common.median(walls["pipe"])
+    rows: list[list[object]] = [[
+        "GEN | cat > /dev/null", common.median(walls["pipe"]), common.spread(walls["pipe"]), 1.0, "-",
+        total / base, common.median(cpu["pipe"]),
+    ]]
+    for name in ("plain", "quiet"):
+        med = common.median(walls[name])
+        rows.append([
+            f"stepflow run --output {name}", med, common.spread(walls[name]), med / base,
+            min(persisted[name]), common.median(rates[name]), common.median(cpu[name]),
+        ])
+    common.table(["arm", "wall s (median)", "min-max", "x pipe", "lines persisted", "lines/s", "CPU s"], rows)
+    print("  lines/s: pipe = lines read by cat / wall; stepflow = lines counted in the store / wall.")
+    print("  CPU s: user+system of the arm's process tree (bash+GEN+cat, or stepflow+GEN), from wait4.")
+    print()
+    common.table(
+        ["figure", "measured", "issue 2 target", "issue 6 target"],
+        [
+            ["lines/s persisted, plain", common.median(rates["plain"]), *TARGETS["lines/s"]],
+            ["lines/s persisted, quiet", common.median(rates["quiet"]), *TARGETS["lines/s"]],
+            ["wall, plain / pipe", f"{common.median(walls['plain']) / base:.2f}x", *TARGETS["ratio"]],
+            ["wall, quiet / pipe", f"{common.median(walls['quiet']) / base:.2f}x", *TARGETS["ratio"]],
+        ],
+    )
+    for problem in problems:
+        common.warn(problem)
+    if not problems:
+        print(f"\nchecked: every stepflow run exited 0 and persisted exactly {expected:,} lines")
+    common.footer(started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
