@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sys
-import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from stepflow import fmt, history
 from stepflow.config import Settings
-from stepflow.errors import NotFoundError, StoreError, UsageError
+from stepflow.errors import NotFoundError, StoreError
 from stepflow.store import SqliteStore, open_store
 from stepflow.store.models import STREAM_NAMES, Run
-
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @contextlib.contextmanager
@@ -31,21 +25,6 @@ def reading(settings: Settings) -> Iterator[SqliteStore]:
         yield store
     finally:
         store.close()
-
-
-def since_timestamp(text: str | None, *, now: float | None = None) -> float | None:
-    """`2h`, `3d`, `45m`, `1w` ago, or an ISO date/time (local when it has no offset)."""
-    if text is None:
-        return None
-    now = time.time() if now is None else now
-    match = _SINCE.match(text)
-    if match:
-        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--since {text!r} is not a duration (2h, 3d) or a date (2025-08-01)") from None
-    return (value if value.tzinfo else value.astimezone()).timestamp()
 
 
 def print_json(value: Any) -> None:

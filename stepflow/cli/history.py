@@ -22,8 +22,9 @@ def list_runs(
 ) -> None:
     """List recorded runs, newest first."""
     from stepflow import history
-    from stepflow.printing import print_json, print_run_table, since_timestamp
+    from stepflow.printing import print_json, print_run_table
     from stepflow.store import RunQuery
+    from stepflow.timeparse import since_timestamp
 
     query = RunQuery(status=status, name_glob=name, tag=tag, since_ts=since_timestamp(since), limit=limit)
     with open_reader(settings_for(ctx, storage)) as store:
