@@ -19,6 +19,13 @@ MMAP_SIZE = "STEPFLOW_MMAP_SIZE"
 MAX_LINE = "STEPFLOW_MAX_LINE"
 ARTIFACT_MAX_SIZE = "STEPFLOW_ARTIFACT_MAX_SIZE"
 RAISE_ERRORS = "STEPFLOW_RAISE_ERRORS"
+MASK_ENV = "STEPFLOW_MASK_ENV"
+ENV_ALLOW = "STEPFLOW_ENV_ALLOW"
+
+DEFAULT_MASK_ENV = (
+    "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*_KEY_*", "*APIKEY*",
+    "*CREDENTIAL*", "*PRIVATE*", "*_AUTH", "*SESSION*",
+)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -38,6 +45,8 @@ class Settings:
     max_line: int = 1024 * 1024  # longer lines are cut when stored (never when passed through)
     artifact_max_size: int = 1024 * 1024 * 1024
     raise_errors: bool = False
+    mask_env: tuple[str, ...] = DEFAULT_MASK_ENV  # names whose values are hidden in output
+    env_allow: tuple[str, ...] = ()  # names whose values are stored with a run (others: name only)
 
     @property
     def database(self) -> Path:
@@ -111,4 +120,11 @@ def load_settings(
         max_line=size(MAX_LINE, 1024 * 1024, 256),
         artifact_max_size=size(ARTIFACT_MAX_SIZE, 1024 * 1024 * 1024, 0),
         raise_errors=env.get(RAISE_ERRORS, "") not in ("", "0", "false", "no"),
+        mask_env=_patterns(env[MASK_ENV]) if MASK_ENV in env else DEFAULT_MASK_ENV,
+        env_allow=_patterns(env.get(ENV_ALLOW, "")),
     )
+
+
+def _patterns(text: str) -> tuple[str, ...]:
+    """A comma-separated list of name patterns (fnmatch, case-insensitive); empty means none."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from stepflow.markers import Event, candidate_spans, parse_line
+from stepflow.markers import ADD_MASK, Event, candidate_spans, parse_line
+from stepflow.secrets import Masker
+
+_ADD_MASK = ADD_MASK.encode()
 
 
 class LineSink(Protocol):
@@ -28,9 +31,10 @@ class LineSplitter:
 
     def __init__(
         self, sink: LineSink, *, max_line: int, marker_streams: frozenset[int] = frozenset({1}),
-        anywhere: bool = False,
+        anywhere: bool = False, masker: Masker | None = None,
     ) -> None:
         self.sink = sink
+        self.masker = masker or Masker()
         self.max_line = max_line
         self.marker_streams = marker_streams
         self.anywhere = anywhere
@@ -74,7 +78,15 @@ class LineSplitter:
             self._tail[stream] = tail + data[: max(room, 0)]
             self._cut[stream] += len(data) - max(room, 0)
 
+    def _masked(self, region: bytes) -> bytes:
+        if _ADD_MASK in region:
+            self.masker.learn(region + b"\n")
+        return self.masker.mask(region) if self.masker else region
+
     def _emit_one(self, stream: int, line: bytes, cut: int) -> None:
+        line = self._masked(line)
+        if cut and self.masker and (partial := self.masker.partial_secret(line)):
+            line = line[:-partial] + b"***"  # the cap fell inside a secret
         event = self._parse(stream, line[: self.max_line])
         if event is None:
             self.sink.lines(stream, line, 1, cut)
@@ -91,6 +103,7 @@ class LineSplitter:
         if len(region) > self.max_line:
             self._long_region(stream, region)
             return
+        region = self._masked(region)
         spans = candidate_spans(region, anywhere=self.anywhere) if stream in self.marker_streams else ()
         pos = 0
         for start, end in spans:

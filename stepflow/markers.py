@@ -56,6 +56,13 @@ class Meta:
 
 
 @dataclass(frozen=True, slots=True)
+class AddMask:
+    """`::add-mask::<value>` (the GitHub Actions command): hide `value` from here on."""
+
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class BadMarker:
     """A marker keyword whose content cannot be used; `reason` is a short sentence for users."""
 
@@ -63,12 +70,13 @@ class BadMarker:
     reason: str
 
 
-Event = StepStart | StepComplete | StepError | Artifact | Meta | BadMarker
+Event = StepStart | StepComplete | StepError | Artifact | Meta | AddMask | BadMarker
 
 _KEYWORDS = ("STEP_START", "STEP_COMPLETE", "STEP_ERROR", "ARTIFACT", "META")
 # bytes.lower() folds ASCII only, so candidate_spans finds exactly what the regexes below can
 # match: the keywords are matched with ASCII-only case folding ("ſ" must not pass for "s").
-_NEEDLES = tuple(keyword.lower().encode() + b":" for keyword in _KEYWORDS)
+ADD_MASK = "::add-mask::"
+_NEEDLES = (*(keyword.lower().encode() + b":" for keyword in _KEYWORDS), ADD_MASK.encode())
 _KEYWORD = "(?ai:(?P<kw>" + "|".join(_KEYWORDS) + ")):"
 
 # CSI (colours, erase line), OSC (titles, hyperlinks) ended by BEL or ST, charset designation
@@ -98,6 +106,9 @@ def parse_line(line: str, *, anywhere: bool = False) -> Event | None:
     """
     match = _AT_START.match(line) if not anywhere else _find_anywhere(line)
     if match is None:
+        stripped = line.lstrip()
+        if stripped.startswith(ADD_MASK):
+            return AddMask(stripped[len(ADD_MASK) :].rstrip())
         return None
     payload = line[match.end() :]
     if "\x1b" in payload:

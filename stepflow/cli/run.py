@@ -28,6 +28,7 @@ def run(
     markers: Annotated[MarkerMode, typer.Option("--markers", help="Where a marker may stand in a line.")] = MarkerMode.start,
     stderr_markers: Annotated[bool, typer.Option("--stderr-markers", help="Also read markers from stderr.")] = False,
     output: Annotated[Output, typer.Option("--output", "-o", help="live on a terminal, plain elsewhere.")] = Output.auto,
+    mask: Annotated[list[str] | None, typer.Option("--mask", help="Hide VALUE as *** in everything stored or shown; repeatable.")] = None,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours in the live view.")] = False,
     storage: Storage = None,
 ) -> None:
@@ -45,7 +46,7 @@ def run(
     options = RunOptions(
         argv=list(command), name=name, tags=tuple(tag or ()), cwd=str(cwd) if cwd else None,
         timeout=timeout, kill_grace=kill_grace, anywhere=markers is MarkerMode.anywhere,
-        stderr_markers=stderr_markers,
+        stderr_markers=stderr_markers, masks=tuple(mask or ()),
     )
     color = not no_color and "NO_COLOR" not in os.environ
     result = execute(options, settings, make_view(resolve_output(output.value), color=color))

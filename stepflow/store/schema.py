@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import apsw
 
-from stepflow.store.connection import immediate
+from stepflow.store.connection import immediate, scalar
 
 Migration = Callable[[apsw.Connection], None]
 
@@ -97,12 +97,32 @@ def m003_logs(conn: apsw.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_legacy_tables, m002_run_columns, m003_logs)
+def m004_created_ts_trigger(conn: apsw.Connection) -> None:
+    """Fill created_ts for rows inserted without it, as a StepFlow Monitor server still writing does.
+
+    Zero-downtime migration lets the old server go on writing; its rows name only the legacy
+    columns, and without created_ts they would sort last and escape `ls --since`.
+    """
+    conn.execute(
+        """
+        CREATE TRIGGER executions_created_ts AFTER INSERT ON executions
+        WHEN NEW.created_ts IS NULL
+        BEGIN
+            UPDATE executions SET created_ts = unixepoch(NEW.created_at, 'utc', 'subsec')
+            WHERE rowid = NEW.rowid;
+        END;
+        """
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_legacy_tables, m002_run_columns, m003_logs, m004_created_ts_trigger,
+)
 CURRENT_VERSION = len(MIGRATIONS)
 
 
 def user_version(conn: apsw.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchall()[0][0])
+    return int(scalar(conn, "PRAGMA user_version"))
 
 
 def has_table(conn: apsw.Connection, name: str) -> bool:

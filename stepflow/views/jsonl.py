@@ -54,6 +54,6 @@ class JsonView:
         self._emit(
             "run_finished", id=state.id, status=state.status, exit_code=state.exit_code,
             duration_s=round((state.ended or self.clock()) - state.started, 6),
-            total_steps=len(state.steps), completed_steps=state.completed_steps,
+            total_steps=state.step_count, completed_steps=state.completed_steps,
             warnings=state.warnings,
         )

@@ -68,7 +68,7 @@ class PlainView:
         self._say(f"warning: {message}")
 
     def finish(self, state: RunState) -> None:
-        done = f"{state.completed_steps}/{len(state.steps)} steps"
+        done = f"{state.completed_steps}/{state.step_count} steps"
         took = fmt.duration((state.ended or self.clock()) - state.started)
         self._say(f"run {state.id[:8]} {state.status} (exit {state.exit_code}, {done}, {took})")
 

@@ -1,0 +1,100 @@
+"""Hide secret values in a run's output before anything is stored or shown. Pure.
+
+Values come from `--mask VALUE`, from environment variables whose names match
+STEPFLOW_MASK_ENV patterns, and from `::add-mask::VALUE` lines the command prints.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+
+from stepflow.markers import ADD_MASK
+
+MASK = b"***"
+MIN_LENGTH = 3  # shorter values would blank out ordinary text ("1", "on")
+_ADD_MASK = ADD_MASK.encode()
+
+
+def matching(env: Mapping[str, str], patterns: Iterable[str]) -> dict[str, str]:
+    """The variables whose names match one of `patterns` (fnmatch, case-insensitive)."""
+    pats = [p.upper() for p in patterns if p]
+    return {k: v for k, v in env.items() if any(fnmatch.fnmatchcase(k.upper(), p) for p in pats)}
+
+
+class Masker:
+    """Replaces every known secret with `***`; learns new ones from `::add-mask::` lines."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._values: list[bytes] = []
+        self._held: dict[int, bytes] = {}
+        for value in values:
+            self.add(value)
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def add(self, value: str) -> None:
+        raw = value.strip().encode("utf-8", "surrogateescape")
+        if len(raw) >= MIN_LENGTH and raw not in self._values and raw != MASK:
+            self._values.append(raw)
+            self._values.sort(key=len, reverse=True)  # longest first: a secret inside another
+
+    def mask(self, data: bytes) -> bytes:
+        for value in self._values:
+            if value in data:
+                data = data.replace(value, MASK)
+        return data
+
+    def mask_text(self, text: str) -> str:
+        if not self._values:
+            return text
+        return self.mask(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace")
+
+    def learn(self, data: bytes) -> None:
+        """Add the value of every complete `::add-mask::` line in `data`."""
+        start = data.find(_ADD_MASK)
+        while start != -1:
+            line_start = data.rfind(b"\n", 0, start) + 1
+            end = data.find(b"\n", start)
+            if end == -1:
+                return  # not complete yet: the line splitter will see it whole
+            if not data[line_start:start].strip():
+                self.add(data[start + len(_ADD_MASK) : end].decode("utf-8", "surrogateescape"))
+            start = data.find(_ADD_MASK, end)
+
+    def filter(self, stream: int, data: bytes) -> bytes:
+        """Mask a chunk on its way to the terminal, holding back bytes that may start a secret.
+
+        A secret split across two reads is still caught: the end of a chunk that could be the
+        beginning of a secret, or an unfinished `::add-mask::` line, waits for the next chunk.
+        """
+        data = self._held.pop(stream, b"") + data
+        if _ADD_MASK in data:
+            self.learn(data)
+            last_line = data.rfind(b"\n") + 1
+            if _ADD_MASK in data[last_line:]:
+                self._held[stream] = data[last_line:]
+                data = data[:last_line]
+        if not self._values:
+            return data
+        data = self.mask(data)
+        keep = self.partial_secret(data)
+        if keep:
+            self._held[stream] = data[-keep:] + self._held.get(stream, b"")
+            data = data[:-keep]
+        return data
+
+    def flush(self, stream: int) -> bytes:
+        """What `filter` still holds for `stream` (at the end of the output)."""
+        return self.mask(self._held.pop(stream, b""))
+
+    def partial_secret(self, data: bytes) -> int:
+        """Length of the longest end of `data` that is a proper prefix of a secret."""
+        best = 0
+        for value in self._values:
+            for size in range(min(len(value) - 1, len(data)), best, -1):
+                if data.endswith(value[:size]):
+                    best = size
+                    break
+        return best
