@@ -18,6 +18,8 @@ from stepflow.store.models import Insert, LogBlock, Update, Write
 
 Task = Callable[[], list[Write]]  # work done on the writer's thread (copying an artifact)
 RETRY_DELAY = 1.0
+HIGH_WATER = 8 * 1024 * 1024  # output waiting for a healthy store beyond this makes the reader wait...
+MAX_STALL = 2.0  # ... at most this long at a time, so a slow store never holds the command for long
 
 
 @dataclass(slots=True)
@@ -41,7 +43,7 @@ class Writer:
         *,
         buffer_size: int,
         max_delay: float = 0.25,
-        max_pending: int = 32 * 1024 * 1024,
+        max_pending: int = 16 * 1024 * 1024,
         on_problem: Callable[[str], None] = lambda message: None,
     ) -> None:
         self._open_store = open_store
@@ -67,11 +69,19 @@ class Writer:
         """Queue a write (or a task that returns writes). Urgent ones are committed at once."""
         size = len(item.data) if isinstance(item, LogBlock) else 0
         with self._cond:
+            if size and self._pending_bytes > max(HIGH_WATER, self.buffer_size) and not self._failing:
+                # Backpressure: the store is healthy but slower than the output. Waiting here
+                # keeps memory bounded; the command feels it as a slower pipe, briefly.
+                self._cond.notify()
+                self._cond.wait_for(lambda: self._pending_bytes <= self.buffer_size or self._failing,
+                                    timeout=MAX_STALL)
             if isinstance(item, Update) and self._merge(item):
                 pass
             else:
                 self._pending.append(item)
             self._pending_bytes += size
+            if self._pending_bytes > self.max_pending:
+                self._drop_oldest_output()
             if self._first_at is None:
                 self._first_at = time.monotonic()
             if urgent or self._pending_bytes >= self.buffer_size:
@@ -113,6 +123,7 @@ class Writer:
                 self._first_at = None
                 self._urgent = False
                 closing = self._closing
+                self._cond.notify_all()  # a reader held back by put() may go on
             if batch:
                 self._commit(batch, final=closing)
             if closing:
@@ -160,6 +171,8 @@ class Writer:
     def _drop_oldest_output(self) -> None:
         if self._pending_bytes <= self.max_pending:
             return
+        if self.losses.reason is None:
+            self.losses.reason = "the store could not keep up with the output"
         kept: list[Write | Task] = []
         for item in self._pending:
             if isinstance(item, LogBlock) and self._pending_bytes > self.max_pending:

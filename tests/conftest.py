@@ -62,3 +62,18 @@ def query(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[obj
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float = 20.0) -> bool:
+    """Poll `predicate` until it holds; a store not created yet (apsw errors) counts as not yet."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except apsw.Error:
+            pass
+        time.sleep(0.05)
+    return False

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, StepflowRunner, py, query
+from tests.conftest import EXAMPLES, StepflowRunner, py, query, wait_for
 
 
 def gone(pid: int) -> bool:
@@ -240,11 +240,7 @@ def test_output_is_visible_to_another_reader_while_running(db_path: Path) -> Non
     proc = subprocess.Popen([sys.executable, "-m", "stepflow", "run", "--", *py(code)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if db_path.exists() and len(log_text(db_path)) == 3:
-                break
-            time.sleep(0.05)
+        assert wait_for(lambda: len(log_text(db_path)) == 3)
         assert log_text(db_path) == [b"line 0", b"line 1", b"line 2"]
         assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
     finally:
