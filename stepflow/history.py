@@ -65,6 +65,7 @@ def step_detail(step: Step) -> dict[str, Any]:
         "metadata": step.metadata if step.metadata is not None else {},
         "cpu_seconds": step.cpu_seconds,
         "peak_rss": step.peak_rss,
+        "max_processes": step.max_processes,
     }
 
 
@@ -98,6 +99,8 @@ def run_detail(run: Run, steps: list[Step], artifacts: list[Artifact]) -> dict[s
         "lost_lines": run.lost_lines,
         "cpu_seconds": run.cpu_seconds,
         "peak_rss": run.peak_rss,
+        "max_processes": run.max_processes,
+        "pid": run.pid,
         "steps": [step_detail(s) for s in steps],
         "artifacts": [artifact_detail(a, by_id) for a in artifacts],
     }

@@ -1,18 +1,38 @@
-"""How the history commands print: run tables, run reports, log lines, JSON. Writes to stdout."""
+"""How the history commands print: run tables, run reports, log lines, JSON. Writes to stdout.
+
+On a terminal, tables and reports are drawn with Rich (statuses in colour unless NO_COLOR or
+--no-color); elsewhere they are plain aligned text and Rich is not imported at all (it costs
+tens of milliseconds). Everything that came from a command goes through fmt.safe_text, so
+stored bytes cannot move the cursor, retitle the window or ring the bell.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import datetime
+from typing import IO, Any
 
-from stepflow import fmt, history
+from stepflow import abandoned, fmt, history
 from stepflow.config import Settings
 from stepflow.errors import NotFoundError, StoreError
 from stepflow.store import SqliteStore, open_store
-from stepflow.store.models import STREAM_NAMES, Run
+from stepflow.store.models import STDERR, Run
+
+STATUS_STYLES = {
+    "completed": "green", "failed": "bold red", "running": "cyan", "pending": "dim", "skipped": "dim",
+    "cancelled": "yellow", "timed_out": "red", "abandoned": "yellow",
+}
+STDERR_ON = b"\x1b[2;31m"  # dim red: stderr lines told apart on a terminal, their text unchanged
+STYLE_OFF = b"\x1b[0m"
+FOLLOW_POLL = 0.15  # seconds between looks at PRAGMA data_version
+FOLLOW_CHECK = 1.0  # seconds between checks that a quiet run's stepflow process is still alive
+
+Cell = str | tuple[str, str]  # text, or (text, Rich style)
 
 
 @contextlib.contextmanager
@@ -31,78 +51,288 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, indent=2))
 
 
-def print_run_table(runs: list[Run]) -> None:
+def wants_color(no_color: bool = False) -> bool:
+    return not no_color and "NO_COLOR" not in os.environ
+
+
+# -- small formatters ----------------------------------------------------------------------
+
+
+def ago(ts: float | None, now: float) -> str:
+    """'12s ago', '3m ago', '5h ago', '3d ago'; a date past a week."""
+    if ts is None:
+        return "-"
+    delta = now - ts
+    if delta < 1:
+        return "just now"
+    for limit, unit, size in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600), (7 * 86400, "d", 86400)):
+        if delta < limit:
+            return f"{int(delta // size)}{unit} ago"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
+
+
+def local_time(text: str | None) -> str:
+    """A stored time as local wall-clock time, to the second."""
+    value = history.parse_time(text)
+    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _started_ts(run: Run) -> float | None:
+    if run.created_ts is not None:
+        return run.created_ts
+    value = history.parse_time(run.started_at or run.created_at)
+    return None if value is None else value.timestamp()
+
+
+def _status(status: str) -> tuple[str, str]:
+    return (status, STATUS_STYLES.get(status, ""))
+
+
+# -- output: Rich on a terminal, plain text elsewhere ---------------------------------------
+
+
+class Printer:
+    """Lines and tables of styled text: Rich on a terminal, aligned plain text otherwise."""
+
+    def __init__(self, *, rich: bool, color: bool = True, file: IO[str] | None = None) -> None:
+        self.file = file or sys.stdout
+        self.rich = rich
+        self._console: Any = None
+        if rich:
+            from rich.console import Console
+
+            self._console = Console(file=self.file, no_color=not color, highlight=False, markup=False,
+                                    emoji=False)
+
+    @classmethod
+    def for_stdout(cls, *, no_color: bool = False) -> Printer:
+        return cls(rich=sys.stdout.isatty(), color=wants_color(no_color))
+
+    def line(self, *cells: Cell) -> None:
+        if self._console is None:
+            print("".join(c if isinstance(c, str) else c[0] for c in cells), file=self.file)
+            return
+        from rich.text import Text
+
+        self._console.print(Text.assemble(*cells))
+
+    def table(
+        self, headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Collection[int] = (),
+        wrap: Collection[int] = (), indent: int = 0,
+    ) -> None:
+        if self._console is None:
+            self._plain_table(headers, rows, right=right, indent=indent)
+            return
+        from rich.padding import Padding
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False, padding=(0, 2, 0, 0))
+        for i, header in enumerate(headers):
+            table.add_column(header, justify="right" if i in right else "left",
+                             no_wrap=i not in wrap, overflow="fold" if i in wrap else "ellipsis")
+        for row in rows:
+            table.add_row(*(Text(c) if isinstance(c, str) else Text(c[0], style=c[1]) for c in row))
+        self._console.print(Padding(table, (0, 0, 0, indent)) if indent else table)
+
+    def _plain_table(
+        self, headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Collection[int], indent: int,
+    ) -> None:
+        texts = [list(headers), *([c if isinstance(c, str) else c[0] for c in row] for row in rows)]
+        widths = [max(len(r[i]) for r in texts) for i in range(len(headers))]
+        pad = " " * indent
+        for r in texts:
+            cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+            print(pad + "  ".join(cells).rstrip(), file=self.file)
+
+
+# -- ls ------------------------------------------------------------------------------------
+
+
+def print_run_table(runs: list[Run], *, printer: Printer, now: float) -> None:
+    """One run a line: id, name, status, steps done/total, duration, start (relative on a terminal)."""
     if not runs:
         print("no runs", file=sys.stderr)
         return
-    rows = []
+    with_tags = any(isinstance(r.tags, list) and r.tags for r in runs)
+    headers = ["ID", "NAME", "STATUS", "STEPS", "DURATION", "STARTED"] + (["TAGS"] if with_tags else [])
+    rows: list[list[Cell]] = []
     for run in runs:
-        s = history.run_summary(run)
-        rows.append((
-            run.id[:8], fmt.safe_text(run.name)[:30], run.status,
-            f"{run.completed_steps}/{run.total_steps}", fmt.duration(s["duration_s"]),
-            (s["started_at"] or s["created_at"] or "")[:19].replace("T", " "),
-        ))
-    header = ("ID", "NAME", "STATUS", "STEPS", "TIME", "STARTED")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        started = _started_ts(run)
+        took = history.seconds_between(run.started_at, run.completed_at)
+        if took is None and run.status == "running" and started is not None:
+            took = now - started
+        row: list[Cell] = [
+            run.id[:8], fmt.safe_text(run.name), _status(run.status),
+            f"{run.completed_steps}/{run.total_steps}", fmt.duration(took),
+            ago(started, now) if printer.rich else local_time(run.started_at or run.created_at),
+        ]
+        if with_tags:
+            tags = run.tags if isinstance(run.tags, list) else []
+            row.append((fmt.safe_text(", ".join(map(str, tags))), "dim"))
+        rows.append(row)
+    printer.table(headers, rows, right={3, 4})
 
 
-def print_run_report(d: dict[str, Any]) -> None:
+# -- show ----------------------------------------------------------------------------------
+
+
+def print_run_report(d: dict[str, Any], *, printer: Printer, now: float) -> None:
+    """`show`: the run, its steps with durations, resources and errors, its artifacts and warnings."""
     safe = fmt.safe_text
-    print(f"run {d['id']}  {safe(d['name'])}  {d['status']}  exit {d['exit_code']}")
-    print(f"  command  {safe(d['command'])}")
-    print(f"  started  {d['started_at']}   took {fmt.duration(d['duration_s'])}")
-    if d.get("error_message"):
-        print(f"  error    {safe(d['error_message'])}")
+    p = printer
+    p.line(("run ", "bold"), (d["id"], "bold"), "  ", safe(d["name"]))
+    status: list[Cell] = [_status(d["status"])]
+    if d["exit_code"] is not None:
+        status.append(f"  exit {d['exit_code']}")
+    p.line("  status     ", *status)
+    p.line("  command    ", safe(d["command"]))
+    start_text = d["started_at"] or d["created_at"]
+    started = history.parse_time(start_text)
+    when = "-" if started is None else f"{local_time(start_text)} ({ago(started.timestamp(), now)})"
+    p.line("  started    ", when, "   took ", fmt.duration(d["duration_s"]))
+    where = "@".join(safe(str(x)) for x in (d.get("user"), d.get("host")) if x)
+    if d.get("working_directory"):
+        where += ("  in " if where else "") + safe(d["working_directory"])
+    if where:
+        p.line("  ran by     ", where)
     if d["tags"]:
-        print(f"  tags     {safe(', '.join(map(str, d['tags'])) if isinstance(d['tags'], list) else str(d['tags']))}")
-    for key, value in (d["metadata"] or {}).items() if isinstance(d["metadata"], dict) else ():
-        print(f"  meta     {safe(str(key))}={safe(str(value))}")
-    print(f"steps ({d['completed_steps']}/{d['total_steps']} completed)")
-    for step in d["steps"]:
-        line = f"  {step['index'] + 1:>3}. {step['status']:<9} {fmt.duration(step['duration_s']):>7}  {safe(step['name'])}"
-        if step["stop_on_error"]:
-            line += "  [stop_on_error]"
-        print(line)
-        if step["error_message"]:
-            print(f"        error: {safe(step['error_message'])}")
+        tags = d["tags"] if isinstance(d["tags"], list) else [d["tags"]]
+        p.line("  tags       ", safe(", ".join(map(str, tags))))
+    if d.get("error_message"):
+        p.line("  error      ", (safe(d["error_message"]), "red"))
+    resources = _resources(d)
+    if resources:
+        p.line("  resources  ", resources)
+    for key, value in _items(d["metadata"]):
+        p.line("  meta       ", safe(str(key)), "=", safe(str(value)))
+    p.line("  output     ", f"{d['line_count']:,} lines", (f"   stepflow logs {d['id'][:8]}", "dim"))
+    if d.get("lost_lines"):
+        p.line("  lost       ", (f"{d['lost_lines']:,} lines could not be recorded", "yellow"))
+    p.line()
+    p.line(("steps", "bold"), f"  {d['completed_steps']}/{d['total_steps']} completed")
+    if d["steps"]:
+        rows: list[list[Cell]] = []
+        for step in d["steps"]:
+            notes = []
+            if step["error_message"]:
+                notes.append(safe(step["error_message"]))
+            if step["stop_on_error"]:
+                notes.append("stop_on_error")
+            if step.get("description"):
+                notes.append(safe(step["description"]))
+            notes += [f"{safe(str(k))}={safe(str(v))}" for k, v in _items(step["metadata"])]
+            rows.append([
+                str(step["index"] + 1), safe(step["name"]), _status(step["status"]),
+                fmt.duration(step["duration_s"]), _cpu(step["cpu_seconds"]), size(step["peak_rss"]),
+                (" · ".join(notes), "red" if step["error_message"] else ""),
+            ])
+        p.table(["#", "STEP", "STATUS", "DURATION", "CPU", "PEAK RSS", "NOTE"], rows,
+                right={0, 3, 4, 5}, wrap={6}, indent=2)
     if d["artifacts"]:
-        print("artifacts")
-        for art in d["artifacts"]:
-            print(f"  {safe(art['path'])}  {art['size']} bytes" + (f"  {safe(art['description'])}" if art["description"] else ""))
-    for warning in d["warnings"] if isinstance(d["warnings"], list) else ():
-        print(f"warning: {safe(str(warning))}")
+        p.line()
+        p.line(("artifacts", "bold"))
+        rows = [[
+            safe(a["name"]), size(a["size"]), safe(a["step"] or "-"), (a["sha256"] or "-")[:12], safe(a["path"]),
+        ] for a in d["artifacts"]]
+        p.table(["NAME", "SIZE", "STEP", "SHA256", "PATH"], rows, right={1}, wrap={4}, indent=2)
+    warnings = d["warnings"] if isinstance(d["warnings"], list) else []
+    if warnings:
+        p.line()
+        p.line(("warnings", "bold yellow"))
+        for warning in warnings:
+            p.line("  ", (safe(str(warning)), "yellow"))
 
 
-def print_logs(
-    store: SqliteStore, ref: str, *, step: str | None, stream: str | None, grep: str | None,
-    timestamps: bool, raw: bool,
-) -> None:
-    run = store.resolve(ref)
-    step_index = None
-    if step is not None:
-        step_index = _step_index(store, run, step)
-    stream_no = {v: k for k, v in STREAM_NAMES.items()}[stream] if stream else None
-    out = sys.stdout.buffer
-    for line in store.log_lines(run.id, step_index=step_index, stream=stream_no,
-                                grep=grep.encode() if grep else None):
-        text = line.text if raw else fmt.safe_text(line.text).encode()
-        if timestamps:
-            text = f"{fmt.clock_time(line.ts)} ".encode() + text
-        out.write(text + b"\n")
-    out.flush()
+def _items(value: Any) -> list[tuple[Any, Any]]:
+    return list(value.items()) if isinstance(value, dict) else []
 
 
-def _step_index(store: SqliteStore, run: Run, step: str) -> int:
+def _cpu(seconds: float | None) -> str:
+    return "-" if seconds is None else fmt.duration(seconds)
+
+
+def _resources(d: dict[str, Any]) -> str:
+    parts = []
+    if d.get("cpu_seconds") is not None:
+        parts.append(f"cpu {fmt.duration(d['cpu_seconds'])}")
+    if d.get("peak_rss") is not None:
+        parts.append(f"peak RSS {size(d['peak_rss'])}")
+    if d.get("max_processes"):
+        parts.append(f"{d['max_processes']} process{'es' if d['max_processes'] != 1 else ''} at most")
+    return " · ".join(parts)
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+
+def step_index(store: SqliteStore, run: Run, step: str) -> int:
+    """`--step`: a step's name, or its number as `show` lists it (1 is the first step)."""
     steps = store.steps(run.id)
     named = [s for s in steps if s.name == step]
     if named:
         return named[0].step_index
-    if step.lstrip("-").isdigit():
-        index = int(step)
-        if any(s.step_index == index for s in steps):
-            return index
+    if step.isdigit() and any(s.step_index == int(step) - 1 for s in steps):
+        return int(step) - 1
     names = ", ".join(repr(s.name) for s in steps[:10]) or "none"
     raise NotFoundError(f"run {run.id[:8]} has no step {step!r}; steps: {names}")
+
+
+def print_logs(
+    store: SqliteStore, run: Run, *, step_index: int | None = None, stream: int | None = None,
+    grep: str | None = None, timestamps: bool = False, raw: bool = False, color: bool = False,
+    follow: bool = False, out: IO[bytes] | None = None, sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """A run's output lines in the order they were read; with `follow`, until the run ends.
+
+    Following polls PRAGMA data_version (it changes when another connection commits; the
+    file's mtime does not move while commits go to the WAL) and stops once the run is no
+    longer running or pending, or its stepflow process is gone.
+    """
+    out = out or sys.stdout.buffer
+    needle = grep.encode() if grep else None
+
+    def emit(after: int) -> int:
+        for line in store.log_lines(run.id, step_index=step_index, stream=stream, grep=needle, after_line=after):
+            text = line.text if raw else fmt.safe_text(line.text).encode()
+            if line.cut and not raw:
+                text += f" [... {line.cut:,} more bytes not kept]".encode()
+            if color and not raw and line.stream == STDERR:
+                text = STDERR_ON + text + STYLE_OFF
+            if timestamps:
+                text = f"{fmt.clock_time(line.ts)} ".encode() + text
+            out.write(text + b"\n")
+            after = line.number
+        out.flush()
+        return after
+
+    last = emit(-1)
+    if not follow or run.status not in abandoned.OPEN:
+        return
+    version = store.data_version()
+    checked = time.monotonic()
+    while True:
+        sleep(FOLLOW_POLL)
+        now_version = store.data_version()
+        if now_version == version and time.monotonic() - checked < FOLLOW_CHECK:
+            continue
+        checked = time.monotonic()
+        changed, version = now_version != version, now_version
+        if changed:
+            last = emit(last)
+        current = store.get_run(run.id)
+        if current is None:
+            return
+        abandoned.notice(store, [current])
+        if current.status not in abandoned.OPEN:
+            emit(last)  # whatever was committed with the final status
+            return

@@ -262,7 +262,7 @@ class SqliteStore:
             rows = self.conn.execute(sql, (name, runs)).fetchall()
         except apsw.Error as exc:
             raise store_error(exc, self.path) from exc
-        return [StepDuration(*row) for row in rows]
+        return [StepDuration(str(r[0]), r[1], r[2], r[3], r[4]) for r in rows]  # type: ignore[arg-type]
 
     def mark_abandoned(self, run_ids: Sequence[str], *, message: str, busy_ms: int = 250) -> int:
         """Set status `abandoned` on those of `run_ids` still running or pending; how many changed.

@@ -1,0 +1,70 @@
+"""Runs whose stepflow process is gone: shown as `abandoned`, and stored so when noticed.
+
+A run is recorded with the pid of its stepflow process and that process's start time, so a
+pid the system has since given to another process is not mistaken for it (stepflow.procs).
+Rows from the legacy tool have no pid: if they say `running`, nothing is running them.
+Noticing writes in one short transaction and gives up quietly on a read-only or busy store:
+looking at history must never fail because of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from stepflow import procs
+from stepflow.errors import StepflowError
+from stepflow.store import RunQuery, Store
+from stepflow.store.models import Run
+
+MESSAGE = "the stepflow process that ran it is gone"
+OPEN = ("running", "pending")
+
+
+def is_abandoned(run: Run, *, host: str | None = None) -> bool:
+    """True when `run` says running/pending but no process can still finish it.
+
+    A run recorded on another host is never judged: its processes cannot be seen from here.
+    """
+    if run.status not in OPEN:
+        return False
+    if run.pid is None:
+        return run.status == "running"  # a legacy row: the old server that ran it is gone
+    if run.host and run.host != (host or os.uname().nodename):
+        return False
+    return not procs.is_alive(run.pid, run.pid_started)
+
+
+def notice(store: Store, runs: Iterable[Run]) -> list[Run]:
+    """Mark the abandoned ones among `runs`, in these objects and (best effort) in the store.
+
+    Returns the runs now shown as abandoned. A run that finished between being read and being
+    checked keeps the status it finished with (read back from the store).
+    """
+    gone = [run for run in runs if is_abandoned(run)]
+    if not gone:
+        return []
+    try:
+        changed = store.mark_abandoned([run.id for run in gone], message=MESSAGE)
+    except StepflowError:
+        changed = len(gone)  # read-only or busy: shown as abandoned all the same
+    if changed != len(gone):
+        for run in gone:  # some finished at the last moment; show what the store now says
+            fresh = store.get_run(run.id)
+            if fresh is not None and fresh.status not in OPEN:
+                run.status, run.error_message = fresh.status, fresh.error_message
+                run.completed_at, run.exit_code = fresh.completed_at, fresh.exit_code
+    result = []
+    for run in gone:
+        if run.status in OPEN:
+            run.status = "abandoned"
+            run.error_message = run.error_message or MESSAGE
+        if run.status == "abandoned":
+            result.append(run)
+    return result
+
+
+def sweep(store: Store) -> set[str]:
+    """Check every run that says running or pending; the ids of those that are abandoned."""
+    candidates = [*store.find_runs(RunQuery(status="running")), *store.find_runs(RunQuery(status="pending"))]
+    return {run.id for run in notice(store, candidates)}

@@ -1,0 +1,213 @@
+"""The live view: a Rich display of the run, redrawn ~10 times a second from the run's model.
+
+Three threads, none waiting on the others:
+- the reader (the runner's loop) only updates the model: RunState, its `tail` of recent lines
+  and this view's step counts. It never renders, so a slow terminal cannot slow the command;
+- Rich's refresh thread (`Live(get_renderable=..., auto_refresh=True)`) calls the pure
+  `render_run` over that model and draws it;
+- a setup thread imports Rich (tens of ms) and then reads the ETA hints from the store, so
+  neither delays the command's start.
+
+The display goes to stderr, the terminal `--output auto` checked. It is transient: when the
+run ends it is replaced by a summary table printed once, with where the logs and artifacts
+are. The command's output is shown in the tail, not passed through, except that when stdout
+is not a terminal (`stepflow run -- cmd > out.txt`) the command's stdout still goes there
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stepflow import fmt
+from stepflow.hints import NO_HINTS, Hints
+from stepflow.state import RunState, StepState
+from stepflow.views.plain import write_all
+
+REFRESH_PER_SECOND = 10
+SETUP_WAIT = 5.0  # seconds finish() waits for a display that is still being set up
+STATUSES = ("running", "completed", "failed", "pending", "skipped")
+
+
+class LiveView:
+    """A View (see stepflow.recorder.View) drawing the run with Rich `Live`."""
+
+    def __init__(
+        self,
+        *,
+        color: bool = True,
+        console: Any = None,
+        clock: Callable[[], float] = time.time,
+        out_fd: int = 1,
+        refresh_per_second: float = REFRESH_PER_SECOND,
+    ) -> None:
+        self.color = color
+        self.clock = clock
+        self.refresh_per_second = refresh_per_second
+        self.hints: Hints = NO_HINTS
+        self.problems: list[str] = []
+        # Every key present from the start: the drawing thread may read while the reader counts.
+        self.counts: Counter[str] = Counter(dict.fromkeys(STATUSES, 0))
+        self.state: RunState | None = None
+        self._console = console
+        self._unicode = True
+        self._keep = 60  # tail lines worth splitting out of a block: about a screen
+        self._out_fd = out_fd
+        self._passthrough = not _isatty(out_fd)
+        self._out_closed = False
+        self._live: Any = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._finished = False
+        self._load_hints: Callable[[], Hints] | None = None
+        self._artifacts_dir: str | None = None
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def attach(self, *, hints: Callable[[], Hints], artifacts: Path | str) -> None:
+        """Called by the session before start: how to load ETA hints, where artifacts are kept."""
+        self._load_hints = hints
+        self._artifacts_dir = str(artifacts)
+
+    def start(self, state: RunState) -> None:
+        self.state = state
+        threading.Thread(target=self._begin, name="stepflow-live", daemon=True).start()
+
+    def _begin(self) -> None:
+        try:
+            self._open_display()
+        except Exception as exc:  # noqa: BLE001 - no display is no reason to stop the run
+            self.problems.append(f"live view unavailable: {exc}")
+        finally:
+            self._ready.set()
+        if self._load_hints is not None:
+            self.hints = self._load_hints()
+
+    def _open_display(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        if self._console is None:
+            self._console = Console(stderr=True, no_color=not self.color, highlight=False, markup=False,
+                                    emoji=False)
+        console = self._console
+        self._unicode = (console.encoding or "").lower().startswith("utf")
+        assert self.state is not None
+        self._keep = max(1, min(self.state.tail.maxlen or 200, console.size.height))
+        live = Live(console=console, get_renderable=self._frame, auto_refresh=True,
+                    refresh_per_second=self.refresh_per_second, transient=True,
+                    redirect_stdout=False, redirect_stderr=False)
+        with self._lock:
+            if self._finished:
+                return
+            live.start()
+            self._live = live
+        atexit.register(self._abort)
+
+    def _frame(self) -> Any:
+        """What Rich's refresh thread draws: the pure render over a snapshot of the model."""
+        from stepflow.views.render import render_run  # imported by the setup thread already
+
+        state = self.state
+        if state is None:
+            return ""
+        try:
+            return render_run(
+                state, now=self.clock(), hints=self.hints, problems=list(self.problems),
+                height=self._console.size.height, counts=Counter(self.counts), unicode=self._unicode,
+            )
+        except Exception as exc:  # noqa: BLE001 - a frame that cannot be drawn must not end the run
+            from rich.text import Text
+
+            return Text(f"stepflow: live view error: {exc}")
+
+    # -- the reader's path: update the model only ------------------------------------------
+
+    def raw(self, stream: int, data: bytes) -> None:
+        if stream != 1 or not self._passthrough or self._out_closed:
+            return
+        try:
+            write_all(self._out_fd, data)
+        except OSError:
+            self._out_closed = True  # our reader went away; the command must not notice
+
+    def lines(self, stream: int, data: bytes, count: int) -> None:
+        state = self.state
+        if state is None:
+            return
+        if count == 1:
+            state.tail.append((stream, data))
+            return
+        keep = self._keep
+        # A read holds hundreds of lines; only the last screenful can ever be shown.
+        parts = data.split(b"\n") if count <= keep else data.rsplit(b"\n", keep)[1:]
+        state.tail.extend([(stream, part) for part in parts])
+
+    def event(self, kind: str, state: RunState, step: StepState | None, detail: str) -> None:
+        counts = self.counts
+        if kind == "step_started":
+            counts["running"] += 1
+        elif kind.startswith("step_") and step is not None and step.status in counts:
+            counts["running"] -= 1
+            counts[step.status] += 1
+        elif kind == "run_error":
+            self.problems.append(f"STEP_ERROR with no step running: {detail}")
+
+    def problem(self, message: str) -> None:
+        if not self._finished:
+            self.problems.append(message)
+            return
+        self._print_after(message)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def finish(self, state: RunState) -> None:
+        self._ready.wait(SETUP_WAIT)
+        with self._lock:
+            self._finished = True
+            live, self._live = self._live, None
+        if live is not None:
+            live.stop()  # transient: the moving part is erased, the summary replaces it
+        console = self._console
+        if console is None:
+            from stepflow.views.plain import PlainView
+
+            PlainView().finish(state)
+            return
+        from stepflow.views.render import render_summary
+
+        try:
+            console.print(render_summary(state, now=self.clock(), problems=list(self.problems),
+                                         artifacts_dir=self._artifacts_dir, unicode=self._unicode))
+        except OSError:
+            pass
+
+    def _print_after(self, message: str) -> None:
+        """stepflow's own trouble after the display closed (e.g. what the store lost)."""
+        try:
+            write_all(2, f"stepflow: warning: {fmt.safe_text(message)}\n".encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+    def _abort(self) -> None:
+        """At exit, if the run never finished (a crash): give the terminal its cursor back."""
+        live, self._live = self._live, None
+        if live is not None:
+            try:
+                live.stop()
+            except Exception:  # noqa: BLE001 - best effort at interpreter exit
+                pass
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
