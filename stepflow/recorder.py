@@ -97,7 +97,10 @@ class Recorder:
         self.writer.put(Update("executions", s.id, {
             "status": s.status, "exit_code": outcome.exit_status, "completed_at": iso(now),
             "error_message": "; ".join(s.errors) if s.errors else error,
-            "cpu_seconds": outcome.cpu_seconds, "peak_rss": outcome.peak_rss,
+            # sampled by stepflow.resources and settled with wait4's figures; wait4's alone if unsampled
+            "cpu_seconds": s.cpu_seconds if s.cpu_seconds is not None else outcome.cpu_seconds,
+            "peak_rss": s.peak_rss if s.peak_rss is not None else outcome.peak_rss,
+            "max_processes": s.max_processes,
             "line_count": s.lines, "completed_steps": s.completed_steps,
         }), urgent=True)
         self.view.finish(s)
@@ -166,6 +169,7 @@ class Recorder:
         self.writer.put(Update("steps", step.id, {
             "status": status, "completed_at": iso(now), "error_message": error,
             "exit_code": 0 if status == "completed" else 1,
+            "cpu_seconds": step.cpu_seconds, "peak_rss": step.peak_rss, "max_processes": step.max_processes,
         }))
         self.writer.put(Update("executions", s.id, {"completed_steps": s.completed_steps}), urgent=True)
         self.view.event(f"step_{status}", s, step, error or "")

@@ -7,11 +7,12 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from stepflow import procs
+from stepflow import procs, resources
 from stepflow.config import Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, StepflowError
 from stepflow.lines import LineSplitter
 from stepflow.recorder import Recorder, View, new_id
+from stepflow.resources import Sampler
 from stepflow.runner import Outcome, Supervisor
 from stepflow.state import RunState
 from stepflow.store import open_store
@@ -77,6 +78,12 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
         splitter.feed(stream, data)
 
     supervisor.on_output = on_output
+    attach = getattr(view, "attach", None)
+    if attach is not None:  # the live view: ETA hints from earlier runs, read on its own thread
+        from stepflow.hints import load_hints
+
+        attach(hints=lambda: load_hints(settings, state.name), artifacts=settings.artifacts / state.id)
+    sampler = Sampler(state, lambda: supervisor.pid)
     writer.start()
     recorder.start({
         "working_directory": cwd, "tags": list(options.tags), "user_name": _user(),
@@ -84,6 +91,7 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
         "pid_started": procs.start_time(os.getpid()), "metadata": dict(options.metadata),
     })
     error: StepflowError | None = None
+    sampler.start()
     try:
         outcome = supervisor.run()
     except (CommandNotFoundError, CommandNotExecutableError) as exc:
@@ -91,7 +99,9 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
         outcome = Outcome(returncode=exc.exit_status, exit_status=exc.exit_status)
         state.errors.append(str(exc))
     finally:
+        sampler.stop()
         splitter.close()
+    resources.settle(state, outcome.cpu_seconds, outcome.peak_rss)
     recorder.finish(outcome)
     losses = writer.close()
     if losses:
