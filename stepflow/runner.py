@@ -22,6 +22,12 @@ READ_SIZE = 64 * 1024
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DRAIN_IDLE = 0.5  # after the command exits, stop reading pipes that stay open but quiet this long
 DRAIN_MAX = 5.0  # ... or that a leftover background process keeps writing to for this long
+# A dead man's switch: it waits for a line on stdin; end of file without one means stepflow
+# died (kill -9, OOM killer), and the command's group goes the way --timeout would end it.
+WATCHDOG = (
+    'trap "" HUP INT TERM; read -r _ || { kill -TERM "-$1" 2>/dev/null; sleep "$2";'
+    ' kill -KILL "-$1" 2>/dev/null; }'
+)
 
 OutputHandler = Callable[[int, bytes], None]  # (stream 1|2, data)
 
@@ -109,7 +115,7 @@ class Supervisor:
         with _signals_to_fd(FORWARDED + (signal.SIGCHLD,), self._signals.append) as wake_fd:
             proc = self._spawn()
             self.pid = proc.pid
-            with _terminal_foreground(proc.pid):
+            with _terminal_foreground(proc.pid), _watchdog(proc.pid, self.kill_grace):
                 return self._loop(proc, wake_fd)
 
     def _loop(self, proc: subprocess.Popen[bytes], wake_fd: int) -> Outcome:
@@ -238,6 +244,36 @@ def _signals_to_fd(signals: Sequence[int], record: Callable[[int], None]) -> Ite
         signal.set_wakeup_fd(old_fd)
         os.close(r)
         os.close(w)
+
+
+@contextlib.contextmanager
+def _watchdog(pgid: int, grace: float) -> Iterator[None]:
+    """If stepflow dies before this block ends, end the command's process group too.
+
+    A job whose supervisor is gone would run on unwatched and unrecorded, with nowhere to write
+    its output; a cron user would rather have it stopped, as --timeout stops it.
+    """
+    read_end, write_end = os.pipe()
+    try:
+        dog = subprocess.Popen(
+            ["/bin/sh", "-c", WATCHDOG, "stepflow-watchdog", str(pgid), f"{grace:g}"],
+            stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            process_group=0,  # out of the terminal's reach: a hangup must not kill the watchdog
+        )
+    except OSError:
+        os.close(write_end)
+        yield
+        return
+    finally:
+        os.close(read_end)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.write(write_end, b"done\n")
+        os.close(write_end)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            dog.wait(timeout=2)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,81 @@
+"""stepflow killed at any moment: the store stays intact, and the command does not run on unwatched."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import py, query, wait_for
+
+STEADY = "import time\nfor i in range(100000):\n  print(f'STEP_START:s{i}' if i % 50 == 0 else f'line {i}', flush=True); time.sleep(0.001)"
+
+
+def start(argv: list[str], *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "stepflow", "run", "--output", "quiet", *extra, "--", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def pgid_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    # zombies count as gone: nothing of the job runs any more
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def test_kill_9_of_stepflow_ends_the_command_after_the_grace(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    proc = start(["bash", "-c", f"echo $$ > {pidfile}; sleep 60 & wait"], "--kill-grace", "1")
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    pgid = int(pidfile.read_text())
+    assert pgid_alive(pgid)
+    proc.kill()
+    proc.wait()
+    assert wait_for(lambda: not pgid_alive(pgid), timeout=15)
+
+
+def test_normal_exit_does_not_fire_the_watchdog(tmp_path: Path) -> None:
+    marker = tmp_path / "still-running"
+    # A daemon the job leaves behind in its own group keeps running after a normal exit.
+    script = f"(sleep 3; touch {marker}) > /dev/null 2>&1 &"
+    proc = start(["bash", "-c", script], "--kill-grace", "0")
+    assert proc.wait(timeout=30) == 0
+    assert wait_for(marker.exists, timeout=15)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_kill_9_at_a_random_moment_keeps_the_store_intact(db_path: Path, seed: int) -> None:
+    proc = start(py(STEADY))
+    time.sleep(random.Random(seed).uniform(0.05, 1.2))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if not db_path.exists():
+        return  # killed before the store was even created: nothing to keep
+    assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
+    rows = query(db_path, "SELECT id, status, line_count FROM executions")
+    assert len(rows) <= 1
+    if rows:
+        # everything committed is consistent: logs only for that run, steps numbered from 0
+        (run_id, status, _), = rows
+        assert status == "running"  # nobody could mark it; `ls`/`show` report it as abandoned
+        indexes = [i for (i,) in query(db_path, "SELECT step_index FROM steps ORDER BY step_index")]
+        assert indexes == list(range(len(indexes)))
+        lines = query(db_path, "SELECT first_line, line_count FROM logs WHERE execution_id = ? ORDER BY first_line", (run_id,))
+        for (a, n), (b, _) in zip(lines, lines[1:]):
+            assert a + n <= b
