@@ -130,6 +130,8 @@ class Recorder:
                 self._artifact(path, description)
             case markers.Meta(key, value):
                 self._meta(key, value)
+            case markers.AddMask():
+                pass  # the line splitter has learnt the value; the line itself is not kept
             case markers.BadMarker(keyword, reason):
                 self.warn(f"{keyword} ignored: {reason}")
 
@@ -145,11 +147,11 @@ class Recorder:
         expected = params.pop("duration", None)
         description = params.pop("description", None)
         step = StepState(
-            index=len(s.steps), id=new_id(), name=name, started=now, stop_on_error=stop is True,
+            index=s.step_count, id=new_id(), name=name, started=now, stop_on_error=stop is True,
             expected=float(expected) if isinstance(expected, int | float) and expected >= 0 else None,
             description=None if description is None else str(description), metadata=params,
         )
-        s.steps.append(step)
+        s.add_step(step)
         s.current = step
         self.writer.put(Insert("steps", {
             "id": step.id, "execution_id": s.id, "name": name, "description": step.description,
@@ -158,7 +160,7 @@ class Recorder:
             "stop_on_error": step.stop_on_error, "metadata": step.metadata,
         }))
         self.writer.put(Update("executions", s.id, {
-            "total_steps": len(s.steps), "current_step_index": step.index,
+            "total_steps": s.step_count, "current_step_index": step.index,
         }), urgent=True)
         self.view.event("step_started", s, step, "")
 
@@ -166,6 +168,7 @@ class Recorder:
         s = self.state
         step.status, step.ended, step.error = status, now, error
         s.current = None
+        s.completed_steps += status == "completed"
         self.writer.put(Update("steps", step.id, {
             "status": status, "completed_at": iso(now), "error_message": error,
             "exit_code": 0 if status == "completed" else 1,

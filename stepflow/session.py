@@ -14,6 +14,7 @@ from stepflow.lines import LineSplitter
 from stepflow.recorder import Recorder, View, new_id
 from stepflow.resources import Sampler
 from stepflow.runner import Outcome, Supervisor
+from stepflow.secrets import Masker, matching
 from stepflow.state import RunState
 from stepflow.store import open_store
 from stepflow.writer import Writer
@@ -35,6 +36,8 @@ class RunOptions:
     anywhere: bool = False
     stderr_markers: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
+    masks: tuple[str, ...] = ()  # --mask values, hidden like secrets from the environment
+    env: dict[str, str] | None = None  # the command's environment (default: stepflow's own)
 
 
 @dataclass(slots=True)
@@ -61,20 +64,23 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     """
     cwd = os.path.abspath(options.cwd or os.getcwd())
     started = time.time()
-    state = RunState(id=new_id(), name=options.name or default_name(options.argv),
-                     command=shlex.join(options.argv), started=started)
+    env = dict(os.environ if options.env is None else options.env)
+    masker = Masker([*options.masks, *matching(env, settings.mask_env).values()])
+    state = RunState(id=new_id(), name=masker.mask_text(options.name or default_name(options.argv)),
+                     command=masker.mask_text(shlex.join(options.argv)), started=started)
     writer = Writer(lambda: open_store(settings), buffer_size=settings.buffer_size,
                     on_problem=view.problem)
-    supervisor = Supervisor(options.argv, on_output=lambda s, d: None, cwd=cwd,
+    supervisor = Supervisor(options.argv, on_output=lambda s, d: None, cwd=cwd, env=options.env,
                             timeout=options.timeout, kill_grace=options.kill_grace)
     recorder = Recorder(state, writer, view, artifacts_dir=settings.artifacts,
                         artifact_max_size=settings.artifact_max_size, cwd=cwd,
                         on_critical_failure=supervisor.request_stop)
     splitter = LineSplitter(recorder, max_line=settings.max_line, anywhere=options.anywhere,
-                            marker_streams=frozenset({1, 2} if options.stderr_markers else {1}))
+                            marker_streams=frozenset({1, 2} if options.stderr_markers else {1}),
+                            masker=masker)
 
     def on_output(stream: int, data: bytes) -> None:
-        view.raw(stream, data)
+        view.raw(stream, masker.filter(stream, data))
         splitter.feed(stream, data)
 
     supervisor.on_output = on_output
@@ -89,6 +95,7 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
         "working_directory": cwd, "tags": list(options.tags), "user_name": _user(),
         "host": os.uname().nodename, "pid": os.getpid(),
         "pid_started": procs.start_time(os.getpid()), "metadata": dict(options.metadata),
+        "environment": _environment(env, settings.env_allow, masker),
     })
     error: StepflowError | None = None
     sampler.start()
@@ -100,6 +107,9 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
         state.errors.append(str(exc))
     finally:
         sampler.stop()
+        for stream in (1, 2):
+            if held := masker.flush(stream):
+                view.raw(stream, held)
         splitter.close()
     resources.settle(state, outcome.cpu_seconds, outcome.peak_rss)
     recorder.finish(outcome)
@@ -110,6 +120,12 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
             f" {losses.writes} step/run updates lost ({losses.reason})"
         )
     return RunResult(state.id, outcome.exit_status, state, error)
+
+
+def _environment(env: dict[str, str], allow: tuple[str, ...], masker: Masker) -> dict[str, str | None]:
+    """Variable names only (values are where secrets live), but values of allow-listed names."""
+    allowed = matching(env, allow)
+    return {k: masker.mask_text(allowed[k]) if k in allowed else None for k in sorted(env)}
 
 
 def _user() -> str | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_WARNINGS = 100  # kept on the run; later ones are counted, not stored
+MAX_STEPS_KEPT = 1000  # steps held in memory for the views; a million-step run stays small
 
 
 @dataclass(slots=True)
@@ -52,7 +53,9 @@ class RunState:
     status: str = "running"
     ended: float | None = None
     exit_code: int | None = None
-    steps: list[StepState] = field(default_factory=list)
+    steps: list[StepState] = field(default_factory=list)  # the most recent MAX_STEPS_KEPT or more
+    step_count: int = 0
+    completed_steps: int = 0
     current: StepState | None = None
     warnings: list[str] = field(default_factory=list)
     warnings_dropped: int = 0
@@ -68,9 +71,11 @@ class RunState:
     peak_rss: int | None = None
     max_processes: int | None = None
 
-    @property
-    def completed_steps(self) -> int:
-        return sum(1 for s in self.steps if s.status == "completed")
+    def add_step(self, step: StepState) -> None:
+        self.steps.append(step)
+        self.step_count += 1
+        if len(self.steps) >= 2 * MAX_STEPS_KEPT:
+            del self.steps[:MAX_STEPS_KEPT]  # amortised: one slice every MAX_STEPS_KEPT steps
 
     @property
     def failed_step(self) -> StepState | None:
