@@ -72,11 +72,13 @@ class LineSplitter:
             return
         tail = self._tail[stream]
         room = self.max_line - len(tail)
-        if len(data) <= room:
+        if room <= 0:  # a line past the cap: count what goes, copy nothing (a 1 GiB line stays cheap)
+            self._cut[stream] += len(data)
+        elif len(data) <= room:
             self._tail[stream] = tail + data if tail else data
         else:
-            self._tail[stream] = tail + data[: max(room, 0)]
-            self._cut[stream] += len(data) - max(room, 0)
+            self._tail[stream] = tail + data[:room]
+            self._cut[stream] += len(data) - room
 
     def _masked(self, region: bytes) -> bytes:
         if _ADD_MASK in region:
