@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +97,46 @@ def immediate(conn: apsw.Connection) -> Iterator[apsw.Connection]:
         raise
     else:
         conn.execute("COMMIT")
+
+
+MAINTENANCE_SUFFIX = ".maint"
+
+
+def maintenance_lock_path(db: Path) -> Path:
+    """The lock file beside `db` that `migrate` and `rollback` hold while no new connection may open."""
+    return db.with_name(db.name + MAINTENANCE_SUFFIX)
+
+
+@contextlib.contextmanager
+def maintenance_pause(db: Path, *, timeout: float, poll: float = 0.02) -> Iterator[None]:
+    """Wait while `stepflow migrate` or `rollback` holds the maintenance lock, then go on.
+
+    Held shared while the store opens, so a maintenance command never starts half-way through
+    an open. Without a lock file (no maintenance ever ran here) this costs one failed open().
+
+    Raises:
+        StoreLockedError: the maintenance lock was still held after `timeout` seconds.
+    """
+    try:
+        fd = os.open(maintenance_lock_path(db), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    try:
+        deadline = time.monotonic() + timeout
+        while fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "maintenance"
+                    raise StoreLockedError(
+                        f"store {db}: {holder} holds the maintenance lock; try again when it ends"
+                    ) from None
+                time.sleep(poll)
+            except OSError:  # a filesystem without flock: nothing to honour
+                break
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)

@@ -14,7 +14,7 @@ import apsw
 from stepflow.config import Settings
 from stepflow.errors import NotFoundError, StoreError, UsageError
 from stepflow.store import schema
-from stepflow.store.connection import connect, immediate, store_error
+from stepflow.store.connection import connect, immediate, maintenance_pause, store_error
 from stepflow.store.models import Artifact, Insert, LogBlock, LogLine, Run, Step, Update, Write
 
 T = TypeVar("T")
@@ -303,23 +303,25 @@ def open_store(settings: Settings, *, path: Path | None = None) -> SqliteStore:
             must first go through `stepflow migrate --to-wal`.
     """
     db = path or settings.database
-    conn = connect(db, settings)
-    try:
-        if schema.is_legacy(conn):
-            raise StoreError(
-                f"{db} is a StepFlow Monitor store; run \"stepflow migrate --to-wal\" to bring it across"
-            )
-        version = schema.user_version(conn)
-        if version > schema.CURRENT_VERSION:
-            raise StoreError(
-                f"{db} has schema version {version}, newer than this stepflow knows"
-                f" ({schema.CURRENT_VERSION}); upgrade stepflow"
-            )
-        schema.apply_migrations(conn)
-    except apsw.Error as exc:
-        conn.close()
-        raise store_error(exc, db) from exc
-    except StoreError:
-        conn.close()
-        raise
+    # `stepflow migrate` and `rollback` hold a lock while the store changes under them: wait.
+    with maintenance_pause(db, timeout=settings.busy_timeout_ms / 1000):
+        conn = connect(db, settings)
+        try:
+            if schema.is_legacy(conn):
+                raise StoreError(
+                    f"{db} is a StepFlow Monitor store; run \"stepflow migrate --to-wal\" to bring it across"
+                )
+            version = schema.user_version(conn)
+            if version > schema.CURRENT_VERSION:
+                raise StoreError(
+                    f"{db} has schema version {version}, newer than this stepflow knows"
+                    f" ({schema.CURRENT_VERSION}); upgrade stepflow"
+                )
+            schema.apply_migrations(conn)
+        except apsw.Error as exc:
+            conn.close()
+            raise store_error(exc, db) from exc
+        except StoreError:
+            conn.close()
+            raise
     return SqliteStore(conn, db, busy_ms=settings.busy_timeout_ms)

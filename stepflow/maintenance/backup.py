@@ -1,0 +1,218 @@
+"""Online, consistent, verified copies of the database, and finding them again.
+
+The copy is SQLite's backup API in one step (-1: every page under one read transaction).
+Copied in small steps it restarts whenever another process writes, and under a writer every
+10 ms it never finishes. In WAL mode the read transaction blocks nobody; in rollback-journal
+mode writers wait for it, as they would for any reader. The copy is written as `NAME.partial`,
+fsynced with its folder, checked with `PRAGMA integrity_check`, and only then renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from stepflow.config import Settings
+from stepflow.errors import StoreError
+from stepflow.maintenance import fs, probe
+from stepflow.store.connection import describe
+
+BACKUP_FOLDER = "backups"
+PREFIX = "stepflow-"
+SUFFIX = ".db"
+SPACE_MARGIN = 1.1  # room for the copy, plus a little
+
+
+@dataclass(slots=True)
+class BackupResult:
+    """A verified backup file."""
+
+    path: Path
+    source: Path
+    size: int
+    seconds: float
+    journal_mode: str  # of the copy: restoring it gives back this mode
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        counts = ", ".join(f"{n} {t}" for t, n in self.counts.items()) or "no stepflow tables"
+        return [
+            f"backup   {self.path}",
+            f"         {fs.human_size(self.size)}, {counts}; integrity ok; took {self.seconds:.2f} s",
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "source": str(self.source), "size": self.size,
+                "seconds": round(self.seconds, 3), "journal_mode": self.journal_mode,
+                "counts": self.counts, "integrity": "ok"}
+
+
+def default_folder(settings: Settings) -> Path:
+    return settings.storage / BACKUP_FOLDER
+
+
+def backup_name(label: str, *, now: float | None = None) -> str:
+    """`stepflow-20250802T134007Z-pre-migrate.db`: sorts by time, says why it was taken."""
+    stamp = datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{PREFIX}{stamp}-{label}{SUFFIX}"
+
+
+def unique_path(folder: Path, name: str) -> Path:
+    """`folder/name`, or `name` with -2, -3... when that exists already."""
+    path = folder / name
+    n = 2
+    while path.exists() or path.with_name(path.name + ".partial").exists():
+        path = folder / f"{name.removesuffix(SUFFIX)}-{n}{SUFFIX}"
+        n += 1
+    return path
+
+
+def backups(folder: Path) -> list[Path]:
+    """The backups stepflow wrote into `folder`, oldest first (by the time in their names)."""
+    try:
+        found = [p for p in folder.iterdir()
+                 if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX) and p.is_file()]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: (p.name[len(PREFIX):len(PREFIX) + 16], p.stat().st_mtime, p.name))
+
+
+def latest(folder: Path) -> Path | None:
+    found = backups(folder)
+    return found[-1] if found else None
+
+
+def prepare_folder(folder: Path, needed: int, *, hint: str) -> None:
+    """Create `folder` (private) and check it is writable and has room for `needed` bytes.
+
+    Raises:
+        StoreError: it cannot be created or written, or the disk is too full. Nothing is left behind.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe_file = folder / f".stepflow-write-test-{os.getpid()}"
+        probe_file.write_bytes(b"")
+        probe_file.unlink()
+    except OSError as exc:
+        raise StoreError(f"cannot write backups to {folder}: {exc.strerror or exc}; {hint}") from exc
+    free = fs.free_bytes(folder)
+    if free < needed * SPACE_MARGIN:
+        raise StoreError(
+            f"not enough space in {folder} for a backup: {fs.human_size(needed)} needed,"
+            f" {fs.human_size(free)} free; {hint}"
+        )
+
+
+def copy_database(conn: apsw.Connection, dest: Path) -> None:
+    """Copy `conn`'s main database to `dest` (which must not exist) in one backup step, then fsync it.
+
+    The destination is written without a journal and unsynced (it is a new file nobody else
+    opens); the fsync of the file and of its folder afterwards makes it durable.
+    """
+    out = apsw.Connection(str(dest), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+    try:
+        out.execute("PRAGMA journal_mode=OFF").fetchall()
+        out.execute("PRAGMA synchronous=OFF").fetchall()
+        with out.backup("main", conn, "main") as step:
+            step.step(-1)
+    finally:
+        out.close()
+    os.chmod(dest, 0o600)
+    fs.fsync_file(dest)
+    fs.fsync_dir(dest.parent)
+
+
+def open_readonly_copy(path: Path) -> apsw.Connection:
+    """A read-only connection to a file nobody writes: no locks, no -wal or -shm created beside it."""
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?immutable=1"
+    conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    conn.execute(f"PRAGMA mmap_size={min(fs.file_size(path), 4 * 1024**3)}").fetchall()
+    return conn
+
+
+def header_journal_mode(path: Path) -> str:
+    """"wal" or "delete", as the file's header says (bytes 18-19 are 2 in WAL mode)."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    return "wal" if header[18:19] == b"\x02" else "delete"
+
+
+def verify(path: Path, *, full: bool = True) -> dict[str, int]:
+    """Check a backup with `PRAGMA integrity_check` (or quick_check); returns its table counts.
+
+    Raises:
+        StoreError: not a database, damaged, or not a stepflow/StepFlow Monitor store.
+    """
+    try:
+        conn = open_readonly_copy(path)
+        try:
+            check = "integrity_check" if full else "quick_check"
+            problems = [str(r[0]) for r in conn.execute(f"PRAGMA {check}").fetchall()]
+            if problems != ["ok"]:
+                first = problems[0] if problems else "no answer"
+                more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+                raise StoreError(f"{path} failed its integrity check: {first}{more}")
+            found = probe.counts(conn)
+        finally:
+            conn.close()
+    except apsw.Error as exc:
+        raise StoreError(f"{path} cannot be verified: {describe(exc)}") from exc
+    if "executions" not in found:
+        raise StoreError(f"{path} is not a stepflow store (it has no executions table)")
+    return found
+
+
+def take(conn: apsw.Connection, source: Path, dest: Path) -> BackupResult:
+    """Copy, fsync and verify `conn`'s database into `dest`; nothing is left behind on failure.
+
+    Raises:
+        StoreError: the copy failed (locked, disk full...) or did not verify.
+    """
+    started = time.monotonic()
+    partial = dest.with_name(dest.name + ".partial")
+    try:
+        try:
+            copy_database(conn, partial)
+        except (apsw.Error, OSError) as exc:
+            raise StoreError(f"backup of {source} to {dest} failed: {describe(exc)}") from exc
+        found = verify(partial)
+        mode = header_journal_mode(partial)
+        os.replace(partial, dest)
+        fs.fsync_dir(dest.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    return BackupResult(dest, source, fs.file_size(dest), time.monotonic() - started, mode, found)
+
+
+def backup_store(settings: Settings, dest: Path | None = None) -> BackupResult:
+    """`stepflow backup [DEST]`: an online copy of the store, verified. DEST may be a folder.
+
+    Raises:
+        StoreError: no store, DEST exists or cannot be written, the copy failed or did not verify.
+    """
+    db = settings.database
+    probe.require(db)
+    if dest is None:
+        folder = default_folder(settings)
+        target = None
+    elif dest.is_dir():
+        folder, target = dest, None
+    else:
+        folder, target = dest.parent, dest
+        if dest.exists() or dest.is_symlink():
+            raise StoreError(f"{dest} exists already; give a new file name or a folder")
+    needed = fs.file_size(db) + fs.file_size(db.with_name(db.name + "-wal"))
+    prepare_folder(folder, needed, hint="give another destination: stepflow backup DEST")
+    path = target or unique_path(folder, backup_name("manual"))
+    with probe.existing(settings, readonly=True) as conn:
+        return take(conn, db, path)

@@ -1,0 +1,298 @@
+"""`stepflow migrate --to-wal`: bring a StepFlow Monitor store, or an older stepflow store, to
+the current schema in WAL mode, with other processes reading and writing all along.
+
+Order, so that every failure leaves the store as it was:
+  1. refuse a network filesystem; recognise the store (current + WAL: nothing to do);
+  2. take the maintenance lock (new stepflow processes wait for it, then go on);
+  3. back up in one step, fsync, verify with integrity_check (nothing has changed yet);
+  4. stage the legacy step log files in a scratch database (still nothing changed);
+  5. switch to WAL in short attempts (the only change so far, and undone on failure);
+  6. one IMMEDIATE transaction: the migrations, `running` -> `abandoned`, the log import,
+     the row counts compared before and after; any error rolls all of it back;
+  7. release the lock, then check integrity (quick_check) and the artifact files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from stepflow.config import Settings
+from stepflow.errors import StepflowError, StoreError
+from stepflow.maintenance import backup, fs, legacy, probe
+from stepflow.maintenance.journal import switch_journal_mode
+from stepflow.maintenance.lock import describe_holders, maintenance_lock
+from stepflow.store import schema
+from stepflow.store.connection import immediate, scalar, store_error
+
+MIGRATION_CACHE_KIB = 256 * 1024  # the UPDATE of every run row goes twice as fast with room
+
+
+@dataclass(slots=True)
+class MigrationReport:
+    """What `migrate` found and did (or, with dry_run, would do)."""
+
+    database: Path
+    kind: str
+    dry_run: bool = False
+    changed: bool = False
+    version_before: int = 0
+    version_after: int = 0
+    journal_before: str = ""
+    journal_after: str = ""
+    counts_before: dict[str, int] = field(default_factory=dict)
+    counts_after: dict[str, int] = field(default_factory=dict)
+    migrations: list[str] = field(default_factory=list)
+    backup: Path | None = None
+    backup_folder: Path | None = None
+    log_files: int = 0
+    log_lines: int = 0
+    log_runs: int = 0
+    abandoned: int = 0
+    missing_artifacts: int = 0
+    integrity: str | None = None
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        what = probe.KIND_NAMES.get(self.kind, self.kind)
+        if not self.changed and not self.dry_run:
+            return [f"{self.database} is already {what} in WAL mode (schema {self.version_after}): nothing to do"]
+        counts = ", ".join(f"{n} {t}" for t, n in self.counts_before.items())
+        if self.dry_run:
+            out = [f"dry run: nothing changed. {self.database} is {what} ({counts})."]
+            if not self.migrations and self.journal_before == "wal":
+                return [f"{self.database} is already {what} in WAL mode: nothing to do"]
+            out.append(f"would back up to {self.backup_folder}/ and verify the copy (integrity_check)")
+            if self.migrations:
+                out.append(f"would apply {', '.join(self.migrations)} (schema {self.version_before} -> "
+                           f"{schema.CURRENT_VERSION}), keeping every legacy row and field")
+            if self.journal_before != "wal":
+                out.append(f"would switch journal_mode {self.journal_before.upper()} -> WAL")
+            if self.log_files:
+                out.append(f"would import {fs.plural(self.log_lines, 'log line')} from"
+                           f" {fs.plural(self.log_files, 'step log file')} (the files stay as they are)")
+            if self.abandoned:
+                out.append(f"would mark {fs.plural(self.abandoned, 'run')} left running by the old server as abandoned")
+            if self.missing_artifacts:
+                out.append(f"{fs.plural(self.missing_artifacts, 'artifact file')} missing (their paths are kept)")
+            return out
+        before = ", ".join(f"{t} {self.counts_before.get(t, 0)} -> {self.counts_after.get(t, 0)}"
+                           for t in self.counts_after)
+        out = [
+            f"migrated {self.database} ({what})",
+            f"  backup        {self.backup} (integrity ok)",
+            f"  rows          {before}",
+            f"  journal mode  {self.journal_before} -> {self.journal_after}",
+            f"  schema        {self.version_before} -> {self.version_after}"
+            + (f" ({', '.join(self.migrations)})" if self.migrations else ""),
+        ]
+        if self.log_files:
+            out.append(f"  logs          {fs.plural(self.log_lines, 'line')} of {fs.plural(self.log_runs, 'run')}"
+                       f" imported from {fs.plural(self.log_files, 'step log file')} (files kept)")
+        if self.abandoned:
+            out.append(f"  abandoned     {fs.plural(self.abandoned, 'run')} left running by the old server")
+        if self.missing_artifacts:
+            out.append(f"  artifacts     {fs.plural(self.missing_artifacts, 'file')} missing (paths kept)")
+        out.append(f"  integrity     {self.integrity}")
+        out.append(f"  took          {self.seconds:.2f} s; undo with: stepflow rollback --backup {self.backup}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": str(self.database), "kind": self.kind, "dry_run": self.dry_run,
+            "changed": self.changed, "schema_version_before": self.version_before,
+            "schema_version_after": self.version_after, "journal_mode_before": self.journal_before,
+            "journal_mode_after": self.journal_after, "counts_before": self.counts_before,
+            "counts_after": self.counts_after, "migrations": self.migrations,
+            "backup": str(self.backup) if self.backup else None,
+            "log_files": self.log_files, "log_lines": self.log_lines, "abandoned": self.abandoned,
+            "missing_artifacts": self.missing_artifacts, "integrity": self.integrity,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def pending_migrations(version: int) -> list[str]:
+    return [m.__name__ for n, m in enumerate(schema.MIGRATIONS, start=1) if n > version]
+
+
+def check_folder(folder: Path, needed: int) -> None:
+    """For --dry-run: would `prepare_folder` succeed? Creates nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot write backups to {folder}; choose another folder with --backup-dir")
+    free = fs.free_bytes(existing)
+    if free < needed * backup.SPACE_MARGIN:
+        raise StoreError(f"not enough space in {folder} for a backup: {fs.human_size(needed)} needed,"
+                         f" {fs.human_size(free)} free; choose another folder with --backup-dir")
+
+
+def migrate(
+    settings: Settings, *, backup_dir: Path | None = None, dry_run: bool = False, wait: float = 10.0
+) -> MigrationReport:
+    """Bring the store to the current schema in WAL mode; see the module docstring.
+
+    Raises:
+        StoreError: network filesystem, unwritable backup folder, damaged store or backup, lock
+            held too long, a failure during the migration. The store is then as it was.
+    """
+    started = time.monotonic()
+    db = settings.database
+    probe.require(db)
+    network = fs.network_filesystem(db)
+    if network:
+        raise StoreError(
+            f"{db} is on a network filesystem ({network}); WAL needs shared memory on one host:"
+            " keep the store on a local disk (--storage)"
+        )
+    folder = (backup_dir or backup.default_folder(settings)).absolute()
+    needed = fs.file_size(db) + fs.file_size(db.with_name(db.name + "-wal"))
+    if dry_run:
+        return _dry_run(settings, folder, needed, started)
+    with probe.existing(settings) as conn:
+        found = _probe(conn, db)
+        if found.kind == probe.CURRENT and found.journal_mode == "wal":
+            return _nothing_to_do(conn, db, found, started)
+        backup.prepare_folder(folder, needed, hint="choose another folder with --backup-dir")
+        conn.execute(f"PRAGMA cache_size=-{MIGRATION_CACHE_KIB}")
+        with maintenance_lock(db, what="migrate", wait=wait):
+            found = _probe(conn, db)  # again: another migrate may have finished meanwhile
+            if found.kind == probe.CURRENT and found.journal_mode == "wal":
+                return _nothing_to_do(conn, db, found, started)
+            report = MigrationReport(db, found.kind, version_before=found.version,
+                                     journal_before=found.journal_mode, backup_folder=folder)
+            report.backup = backup.take(conn, db, backup.unique_path(folder, backup.backup_name("pre-migrate"))).path
+            try:
+                _change(conn, settings, found, report, wait=wait)
+            except StepflowError as exc:
+                raise StoreError(f"{exc}; nothing changed (backup kept at {report.backup})") from exc
+        _after(conn, settings, report)
+    report.changed = True
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _probe(conn: apsw.Connection, db: Path) -> probe.Probe:
+    found = probe.probe(conn, db)
+    if found.kind == probe.NEWER:
+        raise StoreError(
+            f"{db} has schema version {found.version}, newer than this stepflow knows"
+            f" ({schema.CURRENT_VERSION}); upgrade stepflow"
+        )
+    return found
+
+
+def _nothing_to_do(conn: apsw.Connection, db: Path, found: probe.Probe, started: float) -> MigrationReport:
+    counts = probe.counts(conn)
+    return MigrationReport(db, found.kind, version_before=found.version, version_after=found.version,
+                           journal_before="wal", journal_after="wal", counts_before=counts,
+                           counts_after=counts, seconds=time.monotonic() - started)
+
+
+def _dry_run(settings: Settings, folder: Path, needed: int, started: float) -> MigrationReport:
+    db = settings.database
+    with probe.existing(settings, readonly=True) as conn:
+        found = _probe(conn, db)
+        report = MigrationReport(db, found.kind, dry_run=True, version_before=found.version,
+                                 version_after=found.version, journal_before=found.journal_mode,
+                                 journal_after=found.journal_mode, backup_folder=folder)
+        report.counts_before = report.counts_after = probe.counts(conn)
+        report.migrations = pending_migrations(found.version)
+        if found.kind == probe.CURRENT and found.journal_mode == "wal":
+            return report
+        check_folder(folder, needed)
+        scan = legacy.scan_logs(settings.storage)
+        report.log_files, report.log_lines = scan.files, scan.lines
+        if found.kind == probe.LEGACY:
+            report.abandoned = int(scalar(conn, "SELECT COUNT(*) FROM executions WHERE status = 'running'"))
+        if schema.has_table(conn, "artifacts"):
+            report.missing_artifacts = legacy.missing_artifacts(conn, settings.storage)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _change(conn: apsw.Connection, settings: Settings, found: probe.Probe, report: MigrationReport,
+            *, wait: float) -> None:
+    """Steps 4-6 under the maintenance lock: stage logs, switch to WAL, migrate in one transaction."""
+    db = settings.database
+    staging = db.with_name(f".{db.name}-import-{os.getpid()}")
+    staged = False
+    try:
+        if (settings.storage / legacy.EXECUTIONS_FOLDER).is_dir() and found.kind != probe.CURRENT:
+            try:
+                scan = legacy.stage_logs(settings.storage, staging, max_line=settings.max_line)
+            except (apsw.Error, OSError) as exc:
+                raise StoreError(f"reading the legacy step logs failed: {exc}") from exc
+            report.log_files = scan.files
+            staged = scan.files > 0
+        switched = False
+        if found.journal_mode != "wal":
+            try:
+                switch_journal_mode(conn, "wal", db, wait=wait, busy_ms=settings.busy_timeout_ms)
+            except StoreError as exc:
+                raise StoreError(f"{exc} ({describe_holders(db)})") from exc
+            switched = True
+        try:
+            _transaction(conn, db, report, staging if staged else None)
+        except BaseException:
+            if switched:
+                with contextlib.suppress(StepflowError):
+                    switch_journal_mode(conn, found.journal_mode, db, wait=wait, busy_ms=settings.busy_timeout_ms)
+            raise
+        report.journal_after = str(scalar(conn, "PRAGMA journal_mode"))
+    finally:
+        for path in (staging, staging.with_name(staging.name + "-journal")):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _transaction(conn: apsw.Connection, db: Path, report: MigrationReport, staging: Path | None) -> None:
+    """Step 6: everything that changes rows, in one IMMEDIATE transaction, or nothing."""
+    if staging is not None:
+        conn.execute("ATTACH DATABASE ? AS staged", (str(staging),))
+    try:
+        with immediate(conn):
+            before = probe.counts(conn)
+            version = schema.user_version(conn)
+            was_legacy = version == 0 and schema.has_table(conn, "executions")
+            for number, migration in enumerate(schema.MIGRATIONS, start=1):
+                if number > version:
+                    migration(conn)
+                    report.migrations.append(migration.__name__)
+            conn.execute(f"PRAGMA user_version={schema.CURRENT_VERSION}")
+            if was_legacy:
+                report.abandoned = legacy.abandon_running(conn)
+            if staging is not None:
+                report.log_runs, report.log_lines = legacy.import_staged(conn)
+            after = probe.counts(conn)
+            if after != before:
+                raise StoreError(f"row counts changed during the migration ({before} -> {after})")
+            report.counts_before, report.counts_after = before, after
+            report.version_after = schema.CURRENT_VERSION
+    except apsw.Error as exc:
+        raise store_error(exc, db) from exc
+    finally:
+        if staging is not None:
+            with contextlib.suppress(apsw.Error):
+                conn.execute("DETACH DATABASE staged")
+
+
+def _after(conn: apsw.Connection, settings: Settings, report: MigrationReport) -> None:
+    """Step 7, with the lock released: integrity and the artifact files. Read-only."""
+    db = settings.database
+    try:
+        problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+        report.missing_artifacts = legacy.missing_artifacts(conn, settings.storage)
+    except apsw.Error as exc:
+        raise store_error(exc, db) from exc
+    if problems != ["ok"]:
+        raise StoreError(f"migrated {db}, but quick_check found: {problems[0]}; restore the backup with"
+                         f" \"stepflow rollback --backup {report.backup}\"")
+    report.integrity = "ok"
