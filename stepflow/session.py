@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from stepflow import procs, resources
@@ -13,7 +16,7 @@ from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, Ste
 from stepflow.lines import LineSplitter
 from stepflow.recorder import Recorder, View, new_id
 from stepflow.resources import Sampler
-from stepflow.runner import Outcome, Supervisor
+from stepflow.runner import FORWARDED, Outcome, Supervisor
 from stepflow.secrets import Masker, matching
 from stepflow.state import RunState
 from stepflow.store import open_store
@@ -112,14 +115,29 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
                 view.raw(stream, held)
         splitter.close()
     resources.settle(state, outcome.cpu_seconds, outcome.peak_rss)
-    recorder.finish(outcome)
-    losses = writer.close()
+    with _signals_deferred():  # the command is gone: an impatient Ctrl-C must not lose its record
+        recorder.finish(outcome)
+        losses = writer.close()
     if losses:
         view.problem(
             f"run {state.id[:8]} not fully recorded: {losses.lines} output lines and"
             f" {losses.writes} step/run updates lost ({losses.reason})"
         )
     return RunResult(state.id, outcome.exit_status, state, error)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP during the last writes (bounded by the busy timeout)."""
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, _f: caught.append(s)) for sig in FORWARDED}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught and caught[0] == signal.SIGINT:
+        raise KeyboardInterrupt
 
 
 def _environment(env: dict[str, str], allow: tuple[str, ...], masker: Masker) -> dict[str, str | None]:

@@ -302,3 +302,25 @@ def test_bad_cwd_is_a_usage_error(stepflow: StepflowRunner) -> None:
     result = stepflow("run", "--cwd", "/no/such/dir", "--", "true")
     assert result.returncode == 2
     assert result.stderr.decode().strip() == "stepflow: error: --cwd /no/such/dir: no such folder"
+
+
+def test_sighup_to_stepflow_is_passed_on(db_path: Path) -> None:
+    code = "import signal, sys, time\nsignal.signal(signal.SIGHUP, lambda *a: sys.exit(9))\nprint('up', flush=True)\ntime.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-m", "stepflow", "run", "--", *py(code)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=30) == 129
+    assert runs(db_path)[0][:2] == ("cancelled", 129)
+
+
+def test_kill_9_of_the_command_is_137_and_recorded(db_path: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    proc = subprocess.Popen([sys.executable, "-m", "stepflow", "run", "--", "bash", "-c",
+                             f"echo STEP_START:work; echo $$ > {pidfile}; sleep 60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert proc.wait(timeout=30) == 137
+    assert runs(db_path)[0][:2] == ("failed", 137)
+    assert steps(db_path)[0][:3] == ("work", "failed", "killed by signal 9")
