@@ -104,3 +104,14 @@ def test_store_locked_for_the_whole_run_says_what_was_lost(stepflow: StepflowRun
         holder.kill()
         holder.wait()
     assert query(db_path, "SELECT COUNT(*) FROM executions") == [(1,)]
+
+
+def test_log_level_error_hides_store_warnings_but_never_losses(stepflow: StepflowRunner, db_path: Path) -> None:
+    assert stepflow("run", "--", "true").returncode == 0
+    holder = hold_lock(db_path, 1.5)
+    code = "import time\nfor i in range(20):\n  print(i, flush=True); time.sleep(0.1)"
+    result = stepflow("run", "--", *py(code), env={"STEPFLOW_BUSY_TIMEOUT": "200", "STEPFLOW_LOG_LEVEL": "error"})
+    holder.wait(timeout=30)
+    assert result.returncode == 0
+    assert b"warning" not in result.stderr.replace(b"stepflow: run", b"")
+    assert query(db_path, "SELECT SUM(line_count) FROM logs") == [(20,)]
