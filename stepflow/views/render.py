@@ -44,10 +44,11 @@ class Symbols:
     gutter_out: str
     gutter_err: str
     more: str
+    dot: str
 
 
-UNICODE = Symbols(SPINNER, ICONS, "│ ", "┃ ", "…")
-ASCII = Symbols(ASCII_SPINNER, ASCII_ICONS, "| ", "! ", "...")
+UNICODE = Symbols(SPINNER, ICONS, "│ ", "┃ ", "…", " · ")
+ASCII = Symbols(ASCII_SPINNER, ASCII_ICONS, "| ", "! ", "...", " - ")
 
 
 def label(status: str) -> str:
@@ -150,10 +151,10 @@ def _steps_table(
     """At most `rows` rows: the latest steps, the running one, and what the last good run had next."""
     table = Table.grid(padding=(0, 1), expand=True)
     table.add_column(width=1, no_wrap=True)
-    table.add_column(ratio=3, no_wrap=True, overflow="ellipsis", min_width=8)
+    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=12)
     table.add_column(width=7, no_wrap=True)
     table.add_column(width=7, justify="right", no_wrap=True)
-    table.add_column(ratio=2, no_wrap=True, overflow="ellipsis")
+    table.add_column(no_wrap=True, overflow="ellipsis", max_width=36)
     steps = state.steps  # the most recent ones; step_count says how many there were
     started = state.step_count
     pending = hints.plan[started:] if state.status == "running" else ()
@@ -184,7 +185,9 @@ def _steps_table(
 def _footer(state: RunState, hints: Hints, now: float, counts: Counter[str], sym: Symbols) -> Table:
     done = sum(n for s, n in counts.items() if s not in ("running", "pending"))
     expected = None if hints.expected_steps is None else max(hints.expected_steps, state.step_count)
-    parts = [f"{done}/{expected} steps" if expected else f"{done} steps done"]
+    parts = [f"{done}/{expected} steps" if expected else f"{done} step{'' if done == 1 else 's'} done"]
+    if counts.get("failed"):
+        parts.append(f"{counts['failed']} failed")
     parts.append(f"{fmt.duration(now - state.started)} elapsed")
     eta = run_eta(state, hints, now)
     if eta is not None:
@@ -196,8 +199,6 @@ def _footer(state: RunState, hints: Hints, now: float, counts: Counter[str], sym
         parts.append(f"{state.peak_rss / 1e6:,.0f} MB")
     if state.max_processes and state.max_processes > 1:
         parts.append(f"{state.max_processes} procs")
-    if counts.get("failed"):
-        parts.append(f"{counts['failed']} failed")
     grid = Table.grid(padding=(0, 1))
     grid.add_column(width=20, no_wrap=True)
     grid.add_column(no_wrap=True, overflow="ellipsis")
@@ -206,7 +207,7 @@ def _footer(state: RunState, hints: Hints, now: float, counts: Counter[str], sym
     else:
         bar = ProgressBar(total=None, width=20, pulse=True, animation_time=now)
     title = Text(fmt.safe_text(state.name), style="bold")
-    title.append(" · " + " · ".join(parts), style="")
+    title.append(sym.dot + sym.dot.join(parts), style="")
     grid.add_row(bar, title)
     return grid
 

@@ -1,0 +1,126 @@
+"""Resource use: the process tree sampled with psutil, per step and per run, stored and shown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from stepflow.resources import Sampler, record_sample, settle, tree_usage
+from stepflow.state import RunState, StepState
+from tests.conftest import StepflowRunner, py, query, wait_for
+
+MB = 1_000_000
+
+# A parent that starts two children: one holds 80 MB, one burns CPU; then all exit.
+TREE = """
+import subprocess, sys, time
+hold = subprocess.Popen([sys.executable, "-c", "b = bytearray(80_000_000); import time; time.sleep(3)"])
+burn = subprocess.Popen([sys.executable, "-c", "import time\\nend = time.time() + 1.5\\nwhile time.time() < end: pass"])
+print("started", flush=True)
+burn.wait(); hold.wait()
+"""
+
+
+def test_tree_usage_sums_the_command_and_its_descendants() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
+        root = psutil.Process(proc.pid)
+        seen: list[tuple[float, int, int]] = []
+
+        def big_enough() -> bool:
+            usage = tree_usage(root)
+            if usage is not None:
+                seen.append(usage)
+            return usage is not None and usage[1] >= 80 * MB and usage[0] >= 0.3
+        assert wait_for(big_enough, timeout=10), seen[-3:]
+        cpu, rss, count = seen[-1]
+        assert count == 3
+    finally:
+        proc.wait(timeout=20)
+    assert tree_usage(root) is None  # gone
+
+
+def state_with_step() -> tuple[RunState, StepState]:
+    state = RunState(id="r", name="n", command="c", started=0.0)
+    step = StepState(index=0, id="s", name="a", started=0.0)
+    state.add_step(step)
+    state.current = step
+    return state, step
+
+
+def test_samples_go_to_the_running_step_and_the_run() -> None:
+    state, first = state_with_step()
+    record_sample(state, 1.0, 10 * MB, 2)
+    record_sample(state, 0.8, 5 * MB, 1)  # a process missed once: CPU never goes back
+    first.status, first.ended = "completed", 1.0
+    second = StepState(index=1, id="t", name="b", started=1.0)
+    state.add_step(second)
+    state.current = second
+    record_sample(state, 3.5, 30 * MB, 4)
+    assert (first.cpu_seconds, first.peak_rss, first.max_processes) == (1.0, 10 * MB, 2)
+    assert (second.cpu_seconds, second.peak_rss, second.max_processes) == (2.5, 30 * MB, 4)
+    assert (state.cpu_seconds, state.peak_rss, state.max_processes) == (3.5, 30 * MB, 4)
+    # wait4 saw more CPU than the last sample (the end fell between samples): to the last step
+    settle(state, 4.0, 50 * MB)
+    assert state.cpu_seconds == 4.0 and second.cpu_seconds == 3.0 and state.peak_rss == 50 * MB
+    settle(state, 2.0, 1 * MB)  # less than sampled (a descendant never waited for): samples stand
+    assert state.cpu_seconds == 4.0 and state.peak_rss == 50 * MB
+
+
+def test_settle_alone_for_a_command_too_short_to_sample() -> None:
+    state, step = state_with_step()
+    settle(state, 0.02, 9 * MB)
+    assert (state.cpu_seconds, state.peak_rss, state.max_processes) == (0.02, 9 * MB, 1)
+    assert step.cpu_seconds == 0.02
+
+
+def test_sampler_thread_samples_a_real_command_and_stops() -> None:
+    state, step = state_with_step()
+    proc = subprocess.Popen([sys.executable, "-c", "b = bytearray(50_000_000); import time; time.sleep(2)"])
+    sampler = Sampler(state, lambda: proc.pid, interval=0.1, first_delay=0.0)
+    sampler.start()
+    try:
+        assert wait_for(lambda: (step.peak_rss or 0) >= 50 * MB, timeout=10)
+    finally:
+        sampler.stop()
+        proc.kill()
+        proc.wait()
+    assert not sampler._thread.is_alive()
+    assert state.max_processes == 1
+
+
+def test_a_run_stores_resources_per_step_and_shows_them(stepflow: StepflowRunner, db_path: Path) -> None:
+    code = (
+        "import subprocess, sys, time\n"
+        "print('STEP_START:idle', flush=True); time.sleep(0.6)\n"
+        "print('STEP_START:work', flush=True)\n"
+        "kid = subprocess.Popen([sys.executable, '-c', 'b = bytearray(60_000_000); import time; time.sleep(1.2)'])\n"
+        "end = time.time() + 1.2\n"
+        "while time.time() < end: pass\n"
+        "kid.wait()\n"
+    )
+    result = stepflow("run", "--output", "plain", "--", *py(code))
+    assert result.returncode == 0, result.stderr
+    (cpu, rss, procs), = query(db_path, "SELECT cpu_seconds, peak_rss, max_processes FROM executions")
+    idle, work = query(db_path, "SELECT cpu_seconds, peak_rss, max_processes FROM steps ORDER BY step_index")
+    assert work[0] >= 0.8 and work[1] >= 60 * MB and work[2] >= 2  # type: ignore[operator]
+    assert idle[0] is None or idle[0] < work[0]  # type: ignore[operator]
+    assert cpu >= work[0] and rss >= work[1] and procs >= 2  # type: ignore[operator]
+
+    shown = json.loads(stepflow("show", "last", "--json").stdout)
+    assert shown["cpu_seconds"] == cpu and shown["peak_rss"] == rss and shown["max_processes"] == procs
+    assert shown["steps"][1]["cpu_seconds"] == work[0] and shown["steps"][1]["max_processes"] == work[2]
+    report = stepflow("show", "last").stdout.decode()
+    assert "resources  cpu " in report and "peak RSS " in report and "processes at most" in report
+    assert "CPU" in report and "PEAK RSS" in report
+
+
+def test_a_command_too_short_to_sample_still_gets_wait4s_figures(stepflow: StepflowRunner, db_path: Path) -> None:
+    assert stepflow("run", "--", "true").returncode == 0
+    (cpu, rss, procs), = query(db_path, "SELECT cpu_seconds, peak_rss, max_processes FROM executions")
+    assert cpu is not None and rss is not None and procs == 1  # from wait4 alone
