@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from stepflow.cli import history, run  # noqa: F401  (importing registers the commands)
+from stepflow.cli import history, run, upkeep  # noqa: F401  (importing registers the commands)
 from stepflow.cli.common import app
 from stepflow.config import RAISE_ERRORS
 from stepflow.errors import ExitStatus, StepflowError

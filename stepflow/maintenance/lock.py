@@ -110,6 +110,6 @@ def describe_holders(db: Path) -> str:
     found, hidden = holders(database_files(db))
     if found:
         return "it is open in " + ", ".join(str(h) for h in found[:5]) + (" and more" if len(found) > 5 else "")
-    if hidden:
-        return f"another process has it open ({hidden} processes could not be inspected; run as root to see them)"
-    return "another process had it open"
+    note = f" ({hidden} processes could not be inspected: run as their owner or root to name them)" if (
+        hidden and os.geteuid() != 0) else ""
+    return "another connection has it open" + note

@@ -1,0 +1,119 @@
+"""`stepflow health`: one answer a cron job or a Kubernetes probe can act on. Read-only.
+
+Healthy means: the store opens and reads, it is a current stepflow store in WAL mode, the WAL
+is not oversized (checkpoints keep up), quick_check passes, no run is left `running` by a
+process that is gone, and the disk holding it has room.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from stepflow import procs
+from stepflow.config import Settings
+from stepflow.errors import StepflowError
+from stepflow.maintenance import fs, probe
+from stepflow.store.connection import describe
+
+DEFAULT_MAX_WAL = 256 * 1024 * 1024
+DEFAULT_MIN_FREE = 512 * 1024 * 1024
+BUSY_MS = 5000  # a probe must answer; a store locked for longer is itself a finding
+SHOWN_IDS = 5
+
+
+@dataclass(slots=True)
+class HealthReport:
+    database: Path
+    reasons: list[str] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+    checked_at: float = field(default_factory=time.time)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.reasons
+
+    def lines(self) -> list[str]:
+        if self.healthy:
+            c = self.checks
+            return [f"healthy: {self.database} (journal mode {c.get('journal_mode')}, WAL"
+                    f" {fs.human_size(c.get('wal_bytes', 0))}, integrity {c.get('integrity')},"
+                    f" {fs.human_size(c.get('free_bytes', 0))} free)"]
+        return [f"unhealthy: {self.database}", *(f"  - {r}" for r in self.reasons)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "database": str(self.database), "reasons": self.reasons,
+                "checked_at": datetime.fromtimestamp(self.checked_at).astimezone().isoformat(),
+                "checks": self.checks}
+
+
+def health(
+    settings: Settings, *, max_wal: int = DEFAULT_MAX_WAL, min_free: int = DEFAULT_MIN_FREE, integrity: bool = True
+) -> HealthReport:
+    """Check the store; every problem found is one reason. Never raises for a store problem."""
+    db = settings.database
+    report = HealthReport(db)
+    free = fs.free_bytes(settings.storage)
+    report.checks["free_bytes"] = free
+    if free < min_free:
+        report.reasons.append(f"low disk: {fs.human_size(free)} free for {settings.storage},"
+                              f" under {fs.human_size(min_free)}")
+    if not db.exists():
+        report.reasons.append(f"store unreadable: no database at {db}")
+        return report
+    try:
+        with probe.existing(settings, readonly=True, busy_ms=min(BUSY_MS, settings.busy_timeout_ms)) as conn:
+            _inspect(conn, db, report, max_wal=max_wal, integrity=integrity)
+    except (apsw.Error, StepflowError) as exc:
+        reason = describe(exc) if isinstance(exc, apsw.Error) else str(exc)
+        report.reasons.append(f"store unreadable: {reason}")
+    return report
+
+
+def _inspect(conn: apsw.Connection, db: Path, report: HealthReport, *, max_wal: int, integrity: bool) -> None:
+    found = probe.probe(conn, db)
+    checks = report.checks
+    checks.update(kind=found.kind, schema_version=found.version, journal_mode=found.journal_mode)
+    if found.kind == probe.LEGACY:
+        report.reasons.append("a StepFlow Monitor store: run \"stepflow migrate --to-wal\"")
+    elif found.kind == probe.NEWER:
+        report.reasons.append(f"schema version {found.version} is newer than this stepflow knows: upgrade stepflow")
+    if found.journal_mode != "wal":
+        report.reasons.append(f"journal mode is {found.journal_mode}, not WAL: run \"stepflow migrate --to-wal\"")
+    wal = fs.file_size(db.with_name(db.name + "-wal"))
+    checks["wal_bytes"] = wal
+    if wal > max_wal:
+        report.reasons.append(f"WAL is {fs.human_size(wal)}, over {fs.human_size(max_wal)}: checkpoints do not keep"
+                              " up (a long reader?); run \"stepflow checkpoint --mode truncate\"")
+    if integrity:
+        problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        checks["integrity"] = "ok" if problems == ["ok"] else problems
+        if problems != ["ok"]:
+            report.reasons.append(f"integrity: {problems[0]}; see \"stepflow db check\"")
+    if found.kind in (probe.CURRENT, probe.OLDER):
+        gone = abandoned_runs(conn)
+        checks["abandoned_runs"] = gone
+        if gone:
+            shown = ", ".join(i[:8] for i in gone[:SHOWN_IDS]) + (" ..." if len(gone) > SHOWN_IDS else "")
+            report.reasons.append(f"{fs.plural(len(gone), 'run')} left running by a process that is gone: {shown}")
+
+
+def abandoned_runs(conn: apsw.Connection) -> list[str]:
+    """Ids of runs still `running` whose stepflow process (pid + start time, on this host) is gone."""
+    host = os.uname().nodename
+    gone = []
+    rows: list[Any] = conn.execute(
+        "SELECT id, pid, pid_started, host FROM executions WHERE status IN ('running', 'pending') AND pid IS NOT NULL"
+    ).fetchall()
+    for run_id, pid, started, run_host in rows:
+        if run_host not in (None, host):
+            continue  # another machine's run: its process cannot be seen from here
+        if not procs.is_alive(int(pid), started):
+            gone.append(str(run_id))
+    return gone

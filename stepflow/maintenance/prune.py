@@ -1,0 +1,150 @@
+"""`stepflow prune`: delete old runs with their steps, log lines and artifact files.
+
+Runs go in batches, each batch in its own short IMMEDIATE transaction, so runs recording
+meanwhile wait for milliseconds, not for the whole prune. Files are deleted only once the
+rows are gone, and only inside the store (`artifacts/<id>/`, legacy `executions/<id>/`):
+an artifact path pointing elsewhere is the user's file and is never touched.
+Runs still `running` or `pending` are never deleted, whatever their age.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from stepflow.config import Settings
+from stepflow.errors import UsageError
+from stepflow.maintenance import fs, probe
+from stepflow.maintenance.legacy import EXECUTIONS_FOLDER
+from stepflow.store import open_store
+from stepflow.store.connection import immediate, scalar, store_error
+from stepflow.store.models import RUN_STATUSES
+
+LIVE = ("running", "pending")
+BATCH = 500
+
+
+@dataclass(slots=True)
+class PruneResult:
+    cutoff: float
+    status: str | None
+    dry_run: bool
+    runs: int = 0
+    steps: int = 0
+    artifacts: int = 0
+    log_lines: int = 0
+    file_bytes: int = 0
+    database_bytes: int = 0  # pages freed inside the database file (SQLite reuses them)
+    kept_live: int = 0
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        when = datetime.fromtimestamp(self.cutoff).astimezone().isoformat(timespec="seconds")
+        which = f"{self.status} runs" if self.status else "runs"
+        verb = "would delete" if self.dry_run else "deleted"
+        out = [f"{'dry run: ' if self.dry_run else ''}{verb} {fs.plural(self.runs, 'run')} ({which} created"
+               f" before {when}) with {fs.plural(self.steps, 'step')}, {fs.plural(self.log_lines, 'log line')},"
+               f" {fs.plural(self.artifacts, 'artifact')}"]
+        if self.dry_run:
+            out.append(f"would free {fs.human_size(self.file_bytes)} of files")
+        else:
+            out.append(f"freed {fs.human_size(self.file_bytes)} of files and {fs.human_size(self.database_bytes)}"
+                       " inside the database (reused for new runs)")
+        if self.kept_live:
+            out.append(f"kept {fs.plural(self.kept_live, 'old run')} still running or pending")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cutoff": datetime.fromtimestamp(self.cutoff).astimezone().isoformat(), "status": self.status,
+                "dry_run": self.dry_run, "runs": self.runs, "steps": self.steps, "artifacts": self.artifacts,
+                "log_lines": self.log_lines, "file_bytes": self.file_bytes,
+                "database_bytes": self.database_bytes, "kept_live": self.kept_live,
+                "seconds": round(self.seconds, 3)}
+
+
+def run_folders(settings: Settings, run_id: str) -> list[Path]:
+    """The folders inside the store that belong to one run (only for ids that are safe path names)."""
+    if not run_id or run_id in (".", "..") or "/" in run_id or "\\" in run_id or "\0" in run_id:
+        return []
+    return [settings.artifacts / run_id, settings.storage / EXECUTIONS_FOLDER / run_id]
+
+
+def prune(
+    settings: Settings, *, cutoff: float, status: str | None = None, dry_run: bool = False, batch: int = BATCH
+) -> PruneResult:
+    """Delete runs created before `cutoff` (epoch seconds), optionally only those with `status`.
+
+    Raises:
+        UsageError: `status` is unknown, or running/pending (never pruned).
+        StoreError: no store, a legacy store, or it cannot be written.
+    """
+    if status is not None and status not in RUN_STATUSES:
+        raise UsageError(f"--status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+    if status in LIVE:
+        raise UsageError(f"--status {status}: runs still running or pending are never pruned")
+    started = time.monotonic()
+    probe.require(settings.database)
+    result = PruneResult(cutoff, status, dry_run)
+    store = open_store(settings)
+    conn = store.conn
+    try:
+        where = "created_ts < ? AND status NOT IN ('running', 'pending')"
+        params: list[Any] = [cutoff]
+        if status:
+            where += " AND status = ?"
+            params.append(status)
+        ids = [str(r[0]) for r in conn.execute(f"SELECT id FROM executions WHERE {where} ORDER BY created_ts",
+                                               params).fetchall()]
+        result.kept_live = int(scalar(conn, "SELECT COUNT(*) FROM executions WHERE created_ts < ?"
+                                            " AND status IN ('running', 'pending')", (cutoff,)))
+        free_before = int(probe.pragma(conn, "freelist_count"))
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            _count(conn, chunk, result)
+            if dry_run:
+                result.runs += len(chunk)
+            else:
+                _delete(conn, chunk, result)
+            for run_id in chunk:
+                for folder in run_folders(settings, run_id):
+                    result.file_bytes += fs.tree_size(folder)
+                    if not dry_run:
+                        shutil.rmtree(folder, ignore_errors=True)
+        page_size = int(probe.pragma(conn, "page_size"))
+        result.database_bytes = max(0, int(probe.pragma(conn, "freelist_count")) - free_before) * page_size
+    except apsw.Error as exc:
+        raise store_error(exc, settings.database) from exc
+    finally:
+        store.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _marks(ids: Sequence[str]) -> str:
+    return ", ".join("?" * len(ids))
+
+
+def _count(conn: apsw.Connection, ids: Sequence[str], result: PruneResult) -> None:
+    marks = _marks(ids)
+    result.steps += int(scalar(conn, f"SELECT COUNT(*) FROM steps WHERE execution_id IN ({marks})", tuple(ids)))
+    result.artifacts += int(scalar(conn, f"SELECT COUNT(*) FROM artifacts WHERE execution_id IN ({marks})",
+                                   tuple(ids)))
+    result.log_lines += int(scalar(conn, f"SELECT COALESCE(SUM(line_count), 0) FROM logs WHERE execution_id IN"
+                                         f" ({marks})", tuple(ids)))
+
+
+def _delete(conn: apsw.Connection, ids: Sequence[str], result: PruneResult) -> None:
+    marks = _marks(ids)
+    with immediate(conn):
+        for table in ("logs", "artifacts", "steps"):
+            conn.execute(f"DELETE FROM {table} WHERE execution_id IN ({marks})", tuple(ids))
+        conn.execute(f"DELETE FROM executions WHERE id IN ({marks}) AND status NOT IN ('running', 'pending')",
+                     tuple(ids))
+        result.runs += conn.changes()

@@ -1,0 +1,185 @@
+"""`stepflow rollback`: back to a rollback journal, or back to a verified backup.
+
+`--journal` needs the database to itself: SQLite refuses WAL -> DELETE while any other
+connection is open, even an idle one. The maintenance lock keeps new stepflow processes out
+while it retries; if others still hold the database, they are named and nothing changes.
+
+`--backup` verifies the backup first, sets the current database aside (renamed beside it, so
+the rollback can itself be undone), and copies the backup into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from stepflow.config import Settings
+from stepflow.errors import StepflowError, StoreError
+from stepflow.maintenance import backup, fs, probe
+from stepflow.maintenance.journal import journal_mode, switch_journal_mode
+from stepflow.maintenance.lock import database_files, describe_holders, holders, maintenance_lock
+from stepflow.store.connection import connect, store_error
+
+
+@dataclass(slots=True)
+class RollbackResult:
+    database: Path
+    action: str  # "journal" or "backup"
+    journal_before: str = ""
+    journal_after: str = ""
+    restored_from: Path | None = None
+    set_aside: Path | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    changed: bool = True
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        if self.action == "journal":
+            if not self.changed:
+                return [f"{self.database} is already in journal_mode={self.journal_after.upper()}: nothing to do"]
+            return [f"{self.database}: journal_mode {self.journal_before.upper()} -> {self.journal_after.upper()}"
+                    f" ({self.seconds:.2f} s); back to WAL with: stepflow migrate --to-wal"]
+        counts = ", ".join(f"{n} {t}" for t, n in self.counts.items())
+        out = [f"restored {self.database} from {self.restored_from}",
+               f"  rows          {counts}; journal mode {self.journal_after}; integrity ok"]
+        if self.set_aside is not None:
+            out.append(f"  set aside     {self.set_aside} (undo with: stepflow rollback --backup {self.set_aside})")
+        out.append(f"  took          {self.seconds:.2f} s")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"database": str(self.database), "action": self.action, "changed": self.changed,
+                "journal_mode_before": self.journal_before, "journal_mode_after": self.journal_after,
+                "restored_from": str(self.restored_from) if self.restored_from else None,
+                "set_aside": str(self.set_aside) if self.set_aside else None, "counts": self.counts,
+                "seconds": round(self.seconds, 3)}
+
+
+def to_journal(settings: Settings, *, wait: float = 10.0) -> RollbackResult:
+    """Switch the store to journal_mode=DELETE, or change nothing and name who holds it open.
+
+    Raises:
+        StoreLockedError: other processes kept the database open for `wait` seconds.
+    """
+    started = time.monotonic()
+    db = settings.database
+    with probe.existing(settings) as conn:
+        result = RollbackResult(db, "journal", journal_before=journal_mode(conn))
+        if result.journal_before == "delete":
+            result.journal_after, result.changed = "delete", False
+            return result
+        with maintenance_lock(db, what="rollback --journal", wait=wait):
+            _switch_or_name_holders(conn, db, settings, "delete", wait=wait)
+        result.journal_after = journal_mode(conn)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _switch_or_name_holders(conn: apsw.Connection, db: Path, settings: Settings, mode: str, *, wait: float) -> None:
+    try:
+        switch_journal_mode(conn, mode, db, wait=wait, busy_ms=settings.busy_timeout_ms)
+    except StoreError as exc:
+        raise type(exc)(f"cannot switch {db} to journal_mode={mode.upper()}: {describe_holders(db)};"
+                        " stop them and try again (nothing changed)") from exc
+
+
+def to_backup(
+    settings: Settings, path: Path | None = None, *, backup_dir: Path | None = None, wait: float = 10.0
+) -> RollbackResult:
+    """Restore `path` (default: the latest backup) over the store's database.
+
+    Raises:
+        StoreError: no backup, it does not verify, or the database is held open by others;
+            the current database is then untouched.
+    """
+    started = time.monotonic()
+    db = settings.database
+    folder = backup_dir or backup.default_folder(settings)
+    source = path or backup.latest(folder)
+    if source is None:
+        raise StoreError(f"no backups in {folder}; give one: stepflow rollback --backup PATH")
+    if not source.is_file():
+        raise StoreError(f"no backup at {source}")
+    counts = backup.verify(source)  # before anything changes
+    result = RollbackResult(db, "backup", restored_from=source.absolute(), counts=counts,
+                            journal_after=backup.header_journal_mode(source))
+    db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with maintenance_lock(db, what="rollback --backup", wait=wait):
+        if db.exists():
+            result.journal_before, result.set_aside = _set_aside(db, settings, wait=wait)
+        try:
+            _put_in_place(source, db)
+            found = backup.verify(db, full=False)
+            if found != counts:
+                raise StoreError(f"the restored copy holds {found}, the backup {counts}")
+        except BaseException as exc:
+            if result.set_aside is not None:
+                os.replace(result.set_aside, db)
+                fs.fsync_dir(db.parent)
+            if isinstance(exc, StepflowError | OSError):
+                raise StoreError(f"restoring {source} failed: {exc}; the database is as it was") from exc
+            raise
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _set_aside(db: Path, settings: Settings, *, wait: float) -> tuple[str, Path]:
+    """Rename the current database beside itself, alone and in one file; returns its mode and new path.
+
+    Switching to DELETE first proves no other connection uses it (and folds the WAL in);
+    processes with it open but idle are found with psutil. A WAL database goes back to WAL
+    once renamed, so restoring the set-aside file gives back exactly what was there.
+    """
+    conn = connect(db, settings)
+    try:
+        was = journal_mode(conn)
+        if was == "wal":
+            _switch_or_name_holders(conn, db, settings, "delete", wait=wait)
+        others, _hidden = holders(database_files(db))
+        if others:
+            if was == "wal":
+                with contextlib.suppress(StepflowError):
+                    switch_journal_mode(conn, "wal", db, wait=wait, busy_ms=settings.busy_timeout_ms)
+            raise StoreError(f"cannot restore over {db}: it is open in "
+                             + ", ".join(str(h) for h in others[:5]) + "; stop them and try again (nothing changed)")
+    finally:
+        conn.close()
+    for leftover in ("-wal", "-journal"):
+        if fs.file_size(db.with_name(db.name + leftover)) > 0:
+            raise StoreError(f"{db}{leftover} still holds changes; open the store once and try again (nothing changed)")
+    aside = backup.unique_path(db.parent, backup.backup_name("before-rollback"))
+    os.replace(db, aside)
+    with contextlib.suppress(OSError):
+        db.with_name(db.name + "-shm").unlink()
+    fs.fsync_dir(db.parent)
+    if was == "wal":
+        try:
+            again = apsw.Connection(str(aside))
+            try:
+                again.execute("PRAGMA journal_mode=WAL").fetchall()
+            finally:
+                again.close()
+        except apsw.Error as exc:
+            raise store_error(exc, aside) from exc
+    return was, aside
+
+
+def _put_in_place(source: Path, db: Path) -> None:
+    """Copy `source` to a temporary file beside `db`, fsync it, and rename it over `db`."""
+    temp = db.with_name(f".{db.name}-restore-{os.getpid()}")
+    try:
+        shutil.copyfile(source, temp)
+        os.chmod(temp, 0o600)
+        fs.fsync_file(temp)
+        os.replace(temp, db)
+        fs.fsync_dir(db.parent)
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink()
