@@ -48,8 +48,8 @@ class LineSplitter:
             self._grow_tail(stream, data)
             return
         tail, cut = self._tail[stream], self._cut[stream]
-        if cut or len(tail) + nl > self.max_line:
-            first_nl = data.find(b"\n")
+        first_nl = data.find(b"\n")
+        if cut or len(tail) + first_nl > self.max_line:  # the line the tail began is too long
             self._grow_tail(stream, data[:first_nl])
             self._emit_one(stream, self._tail[stream], self._cut[stream])
             region = data[first_nl + 1 : nl] if first_nl < nl else None
@@ -57,7 +57,12 @@ class LineSplitter:
             region = tail + data[:nl] if tail else data[:nl]
         self._tail[stream], self._cut[stream] = b"", 0
         if region is not None:
-            self._region(stream, region)
+            # Lines inside one read are shorter than the read: only a read longer than
+            # max_line can hold a line to cut (with the default 1 MiB cap, never).
+            if len(data) > self.max_line:
+                self._long_region(stream, region)
+            else:
+                self._region(stream, region)
         self._grow_tail(stream, data[nl + 1 :])
 
     def close(self) -> None:
@@ -101,10 +106,7 @@ class LineSplitter:
         return parse_line(line.decode("utf-8", "replace"), anywhere=self.anywhere)
 
     def _region(self, stream: int, region: bytes) -> None:
-        """Complete lines joined by b"\\n" (at least one, maybe empty)."""
-        if len(region) > self.max_line:
-            self._long_region(stream, region)
-            return
+        """Complete lines joined by b"\\n" (at least one, maybe empty), none over max_line."""
         region = self._masked(region)
         spans = candidate_spans(region, anywhere=self.anywhere) if stream in self.marker_streams else ()
         pos = 0
@@ -124,16 +126,16 @@ class LineSplitter:
             self.sink.lines(stream, block, block.count(b"\n") + 1, 0)
 
     def _long_region(self, stream: int, region: bytes) -> None:
-        """Rare: a single read held a line longer than max_line; go line by line."""
-        start = 0
-        while True:
+        """Rare (max_line set below the read size): cut the long lines, keep runs of short ones whole."""
+        run_start = start = 0
+        while start <= len(region):
             end = region.find(b"\n", start)
             stop = len(region) if end < 0 else end
-            line = region[start:stop]
-            if len(line) > self.max_line:
-                self._emit_one(stream, line[: self.max_line], len(line) - self.max_line)
-            else:
-                self._region(stream, line)
-            if end < 0:
-                return
-            start = end + 1
+            if stop - start > self.max_line:
+                if start > run_start:
+                    self._region(stream, region[run_start : start - 1])
+                self._emit_one(stream, region[start : start + self.max_line], stop - start - self.max_line)
+                run_start = stop + 1
+            start = stop + 1
+        if run_start <= len(region):
+            self._region(stream, region[run_start:])
