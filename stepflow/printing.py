@@ -199,7 +199,10 @@ def print_run_report(d: dict[str, Any], *, printer: Printer, now: float) -> None
     start_text = d["started_at"] or d["created_at"]
     started = history.parse_time(start_text)
     when = "-" if started is None else f"{local_time(start_text)} ({ago(started.timestamp(), now)})"
-    p.line("  started    ", when, "   took ", fmt.duration(d["duration_s"]))
+    if d["duration_s"] is None and d["status"] == "running" and started is not None:
+        p.line("  started    ", when, "   running for ", fmt.duration(now - started.timestamp()))
+    else:
+        p.line("  started    ", when, "   took ", fmt.duration(d["duration_s"]))
     where = "@".join(safe(str(x)) for x in (d.get("user"), d.get("host")) if x)
     if d.get("working_directory"):
         where += ("  in " if where else "") + safe(d["working_directory"])

@@ -174,7 +174,10 @@ class LiveView:
             self._finished = True
             live, self._live = self._live, None
         if live is not None:
-            live.stop()  # transient: the moving part is erased, the summary replaces it
+            try:
+                live.stop()  # transient: the moving part is erased, the summary replaces it
+            except Exception:  # noqa: BLE001 - the terminal went away (closed, hung up): the run still ends
+                pass
         console = self._console
         if console is None:
             from stepflow.views.plain import PlainView
@@ -186,7 +189,7 @@ class LiveView:
         try:
             console.print(render_summary(state, now=self.clock(), problems=list(self.problems),
                                          artifacts_dir=self._artifacts_dir, unicode=self._unicode))
-        except OSError:
+        except Exception:  # noqa: BLE001 - as above: never fail the run for its summary
             pass
 
     def _print_after(self, message: str) -> None:
