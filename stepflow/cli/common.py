@@ -16,6 +16,8 @@ from stepflow.errors import ExitStatus
 app = typer.Typer(
     name="stepflow",
     help="Run shell scripts with step markers; watch them live and keep their history in SQLite.",
+    epilog="Example: stepflow run -- bash deploy.sh, then stepflow ls, stepflow show last, stepflow logs last."
+           "  Shell completion: stepflow --install-completion.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,

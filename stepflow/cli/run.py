@@ -27,9 +27,9 @@ def run(
     kill_grace: Annotated[float, typer.Option("--kill-grace", help="Seconds between SIGTERM and SIGKILL.")] = 5.0,
     markers: Annotated[MarkerMode, typer.Option("--markers", help="Where a marker may stand in a line.")] = MarkerMode.start,
     stderr_markers: Annotated[bool, typer.Option("--stderr-markers", help="Also read markers from stderr.")] = False,
-    output: Annotated[Output, typer.Option("--output", "-o", help="live on a terminal, plain elsewhere.")] = Output.auto,
+    output: Annotated[Output, typer.Option("--output", "-o", help="auto: live (a Rich view on stderr) on a terminal, plain elsewhere.")] = Output.auto,
     mask: Annotated[list[str] | None, typer.Option("--mask", help="Hide VALUE as *** in everything stored or shown; repeatable.")] = None,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colours in the live view.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colours in the live view (also: NO_COLOR set).")] = False,
     storage: Storage = None,
 ) -> None:
     """Run COMMAND, record its steps, output and artifacts, and exit with its exit status."""
