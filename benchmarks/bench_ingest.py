@@ -7,7 +7,7 @@ Arms, round-robin, each on a fresh copy of an empty store:
   quiet  stepflow run --output quiet -- GEN
 Lines persisted are counted in the store after each run (SUM(line_count) FROM logs).
 
-    python benchmarks/bench_ingest.py [--runs 5] [--quick] [--lines N] [--every K]
+    python benchmarks/bench_ingest.py [--runs 5] [--quick] [--lines N] [--every K] [--per-line]
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def main() -> int:
     p = common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--lines", type=int, help="lines printed by the command (default 1,000,000; --quick 100,000)")
     p.add_argument("--every", type=int, default=10_000, help="a marker every K lines (default 10,000)")
+    p.add_argument("--per-line", action="store_true",
+                   help="the generator writes line by line (an ordinary, slower command) instead of 64 KiB blocks")
     args = p.parse_args()
     total = args.lines or (100_000 if args.quick else 1_000_000)
     expected = total - common.markers_in(total, args.every)
@@ -35,12 +37,13 @@ def main() -> int:
     started = time.perf_counter()
 
     with common.workdir("ingest") as work:
-        gen = common.gen_argv(common.write_generator(work), total, args.every)
+        gen = common.gen_argv(common.write_generator(work), total, args.every, per_line=args.per_line)
         template, storage = work / "template", work / "store"
         common.make_empty_store(template)
         env = common.bench_env(storage)
         common.header(f"ingest: {total:,} lines of 80 bytes, a marker every {args.every:,} lines"
-                      f" ({expected:,} output lines to persist)", args, cmd, how, where=work)
+                      f" ({expected:,} output lines to persist), written"
+                      f" {'line by line' if args.per_line else 'in 64 KiB blocks'}", args, cmd, how, where=work)
         print(f"command  : {shlex.join(gen)}")
         print()
 

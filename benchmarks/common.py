@@ -28,12 +28,28 @@ LINE_BYTES = 80  # 79 bytes of text and the newline
 # The generator the ingest, memory and parallel benchmarks wrap. It writes pre-built blocks of
 # 64 KiB (slices of one prepared buffer, no per-line Python work), so it costs the same, and
 # little, in every arm. Line 0, K, 2K, ... are `STEP_START:step-NNNNN` markers padded to 80 bytes.
+# With a third argument `lines` it writes the same bytes one line at a time (sys.stdout.write per
+# line), as a script that prints as it works would: a slower, more ordinary command.
 GENERATOR = r'''
 import sys
+
+def per_line(total, every, width):
+    # As a script that prints as it goes would: one text write per line.
+    write = sys.stdout.write
+    plain = "L" * (width - 1) + "\n"
+    for i in range(total):
+        if every > 0 and i % every == 0:
+            marker = "STEP_START:step-%05d" % (i // every)
+            write(marker + " " * (width - 1 - len(marker)) + "\n")
+        else:
+            write(plain)
+    sys.stdout.flush()
 
 def main():
     total, every = int(sys.argv[1]), int(sys.argv[2])
     width = 80
+    if sys.argv[3:] == ["lines"]:
+        return per_line(total, every, width)
     plain = (b"L" * (width - 1) + b"\n")
     out = sys.stdout.buffer
     block = 64 * 1024 // width * width
@@ -76,9 +92,9 @@ def write_generator(folder: Path) -> Path:
     return path
 
 
-def gen_argv(path: Path, total: int, every: int) -> list[str]:
+def gen_argv(path: Path, total: int, every: int, *, per_line: bool = False) -> list[str]:
     """The generator's command line: this Python, without site (faster, same in every arm)."""
-    return [sys.executable, "-S", str(path), str(total), str(every)]
+    return [sys.executable, "-S", str(path), str(total), str(every), *(["lines"] if per_line else [])]
 
 
 # -- which stepflow ------------------------------------------------------------------------------
