@@ -43,6 +43,8 @@ def iso(ts: float) -> str:
 @pytest.fixture
 def many_runs(storage: Path) -> list[dict[str, Any]]:
     """1,003 runs over a week, written in one transaction through the store API."""
+    global NOW
+    NOW = time.time()  # relative times ("1m ago") are checked: count from now, not from collection
     rng = random.Random(3)
     specs = []
     for i in range(1000):

@@ -267,15 +267,20 @@ print("STEP_COMPLETE:second", flush=True)
 
 
 def run_in_terminal(args: list[str], *, env: dict[str, str] | None = None, rows: int = 30, cols: int = 100,
-                    timeout: float = 30) -> tuple[int, bytes]:
-    """Run `python -m stepflow ARGS` with a pseudo-terminal as its controlling terminal."""
+                    timeout: float = 30, resize: tuple[float, int, int] | None = None) -> tuple[int, bytes]:
+    """Run `python -m stepflow ARGS` with a pseudo-terminal as its controlling terminal.
+
+    `resize` = (after seconds, rows, cols): the window changes size while it runs.
+    """
     import fcntl
     import pty
     import struct
     import termios
 
-    full_env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows), **(env or {})}
-    full_env.pop("NO_COLOR", None) if "NO_COLOR" not in (env or {}) else None
+    full_env = {**os.environ, "TERM": "xterm-256color", **(env or {})}
+    for name in ("COLUMNS", "LINES", "NO_COLOR"):  # the terminal's own size, and colours, unless asked
+        if name not in (env or {}):
+            full_env.pop(name, None)
     pid, fd = pty.fork()
     if pid == 0:  # the child: stdin, stdout and stderr are the terminal
         try:
@@ -284,10 +289,14 @@ def run_in_terminal(args: list[str], *, env: dict[str, str] | None = None, rows:
         finally:
             os._exit(127)
     out = bytearray()
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
+            if resize is not None and time.monotonic() - started >= resize[0]:
+                fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", resize[1], resize[2], 0, 0))
+                resize = None
+            ready, _, _ = select.select([fd], [], [], 0.1)
             if not ready:
                 continue
             try:
@@ -304,7 +313,7 @@ def run_in_terminal(args: list[str], *, env: dict[str, str] | None = None, rows:
 
 
 def test_live_view_in_a_real_terminal(storage: Path) -> None:
-    code, out = run_in_terminal(["run", "--", *py(SCRIPT)])
+    code, out = run_in_terminal(["run", "--", *py(SCRIPT)], resize=(1.2, 20, 60))  # narrower while it runs
     assert code == 0, out[-2000:]
     text = ANSI.sub("", out.decode("utf-8", "replace"))
     running_first = text.find("1. first")
@@ -318,6 +327,7 @@ def test_live_view_in_a_real_terminal(storage: Path) -> None:
     summary = text[text.index("Duration"):]
     assert re.search(r"1\s+first\s+passed", summary) and re.search(r"2\s+second\s+passed", summary)
     assert re.search(r"run\s+completed", summary) and "stepflow logs " in summary
+    assert max(len(line) for line in summary.splitlines()) <= 60  # drawn for the new size
     assert re.search(rb"\x1b\[[0-9;]*3[0-9]m", out)  # colours, on a terminal
     assert b"\x1b[?25l" in out and b"\x1b[?25h" in out  # cursor hidden while drawing, and given back
 
