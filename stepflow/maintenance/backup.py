@@ -145,12 +145,15 @@ def header_journal_mode(path: Path) -> str:
     return "wal" if header[18:19] == b"\x02" else "delete"
 
 
-def verify(path: Path, *, full: bool = True) -> dict[str, int]:
+def verify(path: Path, *, full: bool = True, name: str | None = None) -> dict[str, int]:
     """Check a backup with `PRAGMA integrity_check` (or quick_check); returns its table counts.
+
+    `name` is what messages call the file (default: its path).
 
     Raises:
         StoreError: not a database, damaged, or not a stepflow/StepFlow Monitor store.
     """
+    name = name or str(path)
     try:
         conn = open_readonly_copy(path)
         try:
@@ -159,14 +162,14 @@ def verify(path: Path, *, full: bool = True) -> dict[str, int]:
             if problems != ["ok"]:
                 first = problems[0] if problems else "no answer"
                 more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-                raise StoreError(f"{path} failed its integrity check: {first}{more}")
+                raise StoreError(f"{name} failed its integrity check: {first}{more}")
             found = probe.counts(conn)
         finally:
             conn.close()
     except apsw.Error as exc:
-        raise StoreError(f"{path} cannot be verified: {describe(exc)}") from exc
+        raise StoreError(f"{name} cannot be verified: {describe(exc)}") from exc
     if "executions" not in found:
-        raise StoreError(f"{path} is not a stepflow store (it has no executions table)")
+        raise StoreError(f"{name} is not a stepflow store (it has no executions table)")
     return found
 
 
@@ -183,7 +186,10 @@ def take(conn: apsw.Connection, source: Path, dest: Path) -> BackupResult:
             copy_database(conn, partial)
         except (apsw.Error, OSError) as exc:
             raise StoreError(f"backup of {source} to {dest} failed: {describe(exc)}") from exc
-        found = verify(partial)
+        try:
+            found = verify(partial, name=f"the backup copy of {source}")
+        except StoreError as exc:
+            raise StoreError(f"{exc}; the store itself may be damaged: see \"stepflow db check\"") from exc
         mode = header_journal_mode(partial)
         os.replace(partial, dest)
         fs.fsync_dir(dest.parent)

@@ -16,11 +16,12 @@ from typing import Any
 
 import apsw
 
-from stepflow import procs
+from stepflow.abandoned import is_abandoned
 from stepflow.config import Settings
 from stepflow.errors import StepflowError
 from stepflow.maintenance import fs, probe
 from stepflow.store.connection import describe
+from stepflow.store.models import Run
 
 DEFAULT_MAX_WAL = 256 * 1024 * 1024
 DEFAULT_MIN_FREE = 512 * 1024 * 1024
@@ -105,15 +106,17 @@ def _inspect(conn: apsw.Connection, db: Path, report: HealthReport, *, max_wal: 
 
 
 def abandoned_runs(conn: apsw.Connection) -> list[str]:
-    """Ids of runs still `running` whose stepflow process (pid + start time, on this host) is gone."""
-    host = os.uname().nodename
-    gone = []
+    """Ids of runs still `running`/`pending` that nothing can finish (stepflow.abandoned's rule).
+
+    A run's stepflow process is gone (pid + start time, on this host), or a legacy row says
+    running with no pid at all.
+    """
     rows: list[Any] = conn.execute(
-        "SELECT id, pid, pid_started, host FROM executions WHERE status IN ('running', 'pending') AND pid IS NOT NULL"
+        "SELECT id, status, pid, pid_started, host FROM executions WHERE status IN ('running', 'pending')"
     ).fetchall()
-    for run_id, pid, started, run_host in rows:
-        if run_host not in (None, host):
-            continue  # another machine's run: its process cannot be seen from here
-        if not procs.is_alive(int(pid), started):
-            gone.append(str(run_id))
-    return gone
+    host = os.uname().nodename
+    return [
+        str(run_id) for run_id, status, pid, started, run_host in rows
+        if is_abandoned(Run(id=run_id, name="", command="", status=status, created_at="", pid=pid,
+                            pid_started=started, host=run_host), host=host)
+    ]

@@ -100,7 +100,7 @@ def holders(paths: Iterable[Path]) -> tuple[list[Holder], int]:
             continue
         if any(os.path.realpath(f.path) in wanted for f in files):
             cmdline = proc.info.get("cmdline") or [proc.info.get("name") or "?"]
-            command = " ".join(cmdline)
+            command = " ".join(" ".join(cmdline).split())  # one line, whatever the arguments hold
             found.append(Holder(proc.pid, command if len(command) <= 60 else command[:57] + "..."))
     return found, hidden
 

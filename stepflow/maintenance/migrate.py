@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from stepflow.maintenance import backup, fs, legacy, probe
 from stepflow.maintenance.journal import switch_journal_mode
 from stepflow.maintenance.lock import describe_holders, maintenance_lock
 from stepflow.store import schema
-from stepflow.store.connection import immediate, scalar, store_error
+from stepflow.store.connection import describe, immediate, scalar, store_error
 
 MIGRATION_CACHE_KIB = 256 * 1024  # the UPDATE of every run row goes twice as fast with room
 
@@ -145,38 +146,58 @@ def migrate(
     """
     started = time.monotonic()
     db = settings.database
-    probe.require(db)
-    network = fs.network_filesystem(db)
-    if network:
-        raise StoreError(
-            f"{db} is on a network filesystem ({network}); WAL needs shared memory on one host:"
-            " keep the store on a local disk (--storage)"
-        )
-    folder = (backup_dir or backup.default_folder(settings)).absolute()
-    needed = fs.file_size(db) + fs.file_size(db.with_name(db.name + "-wal"))
-    if dry_run:
-        return _dry_run(settings, folder, needed, started)
-    with probe.existing(settings) as conn:
-        found = _probe(conn, db)
-        if found.kind == probe.CURRENT and found.journal_mode == "wal":
-            return _nothing_to_do(conn, db, found, started)
-        backup.prepare_folder(folder, needed, hint="choose another folder with --backup-dir")
-        conn.execute(f"PRAGMA cache_size=-{MIGRATION_CACHE_KIB}")
-        with maintenance_lock(db, what="migrate", wait=wait):
+    with _unchanged():
+        probe.require(db)
+        network = fs.network_filesystem(db)
+        if network:
+            raise StoreError(
+                f"{db} is on a network filesystem ({network}); WAL needs shared memory on one host:"
+                " keep the store on a local disk (--storage)"
+            )
+        folder = (backup_dir or backup.default_folder(settings)).absolute()
+        needed = fs.file_size(db) + fs.file_size(db.with_name(db.name + "-wal"))
+        if dry_run:
+            return _dry_run(settings, folder, needed, started)
+    with contextlib.ExitStack() as stack:
+        with _unchanged():
+            conn = stack.enter_context(probe.existing(settings))
+            found = _probe(conn, db)
+            if found.kind == probe.CURRENT and found.journal_mode == "wal":
+                return _nothing_to_do(conn, db, found, started)
+        # From here stepflow processes that open the store wait: a run started meanwhile is
+        # recorded into the migrated store, never refused as a legacy one.
+        with _unchanged(), maintenance_lock(db, what="migrate", wait=wait):
             found = _probe(conn, db)  # again: another migrate may have finished meanwhile
             if found.kind == probe.CURRENT and found.journal_mode == "wal":
                 return _nothing_to_do(conn, db, found, started)
+            backup.prepare_folder(folder, needed, hint="choose another folder with --backup-dir")
+            conn.execute(f"PRAGMA cache_size=-{MIGRATION_CACHE_KIB}")
             report = MigrationReport(db, found.kind, version_before=found.version,
                                      journal_before=found.journal_mode, backup_folder=folder)
-            report.backup = backup.take(conn, db, backup.unique_path(folder, backup.backup_name("pre-migrate"))).path
-            try:
+            dest = backup.unique_path(folder, backup.backup_name("pre-migrate"))
+            report.backup = backup.take(conn, db, dest).path
+            with _unchanged(f" (backup kept at {report.backup})"):
                 _change(conn, settings, found, report, wait=wait)
-            except StepflowError as exc:
-                raise StoreError(f"{exc}; nothing changed (backup kept at {report.backup})") from exc
         _after(conn, settings, report)
     report.changed = True
     report.seconds = time.monotonic() - started
     return report
+
+
+UNCHANGED = "; nothing changed"
+
+
+@contextlib.contextmanager
+def _unchanged(extra: str = "") -> Iterator[None]:
+    """Errors raised inside end with "; nothing changed": the store is as it was."""
+    try:
+        yield
+    except StoreError as exc:
+        if UNCHANGED in str(exc):
+            raise
+        raise type(exc)(f"{exc}{UNCHANGED}{extra}") from exc
+    except apsw.Error as exc:
+        raise StoreError(f"{describe(exc)}{UNCHANGED}{extra}") from exc
 
 
 def _probe(conn: apsw.Connection, db: Path) -> probe.Probe:
