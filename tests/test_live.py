@@ -158,7 +158,8 @@ def test_summary_table_and_where_logs_and_artifacts_are() -> None:
     add(state, "test", 61, end=63, status="failed", error="3 tests failed")
     state.status, state.ended, state.exit_code = "failed", T0 + 63, 3
     state.errors.append("command exited with status 3")
-    state.artifacts.append(ArtifactState("/w/report.html", None, 0))
+    state.artifacts.append(ArtifactState("/w/report.html", None, 0, stored="/s/artifacts/1234abcd/x_report.html"))
+    state.artifacts.append(ArtifactState("/w/missing.txt", None, 0))
     state.tail.append((1, b"FAILED test_x"))
     out = draw(render_summary(state, now=T0 + 64, artifacts_dir="/s/artifacts/1234abcd"))
     assert re.search(r"#\s+Step\s+Status\s+Duration\s+Exit", out)
@@ -166,7 +167,7 @@ def test_summary_table_and_where_logs_and_artifacts_are() -> None:
     assert re.search(r"2\s+test\s+failed\s+2\.0s\s+1\s+3 tests failed", out)
     assert re.search(r"run\s+failed\s+1m03s\s+3\s+command exited with status 3", out)
     assert "stepflow logs 1234abcd" in out
-    assert "artifacts  1 file in /s/artifacts/1234abcd" in out
+    assert "artifacts  1 file in /s/artifacts/1234abcd, 1 not copied" in out
     assert out.index("FAILED test_x") < out.index("Step")  # a failed run repeats its last lines first
 
 

@@ -274,18 +274,19 @@ class SqliteStore:
         Raises:
             StoreError: not written (read-only, locked); nothing changed.
         """
-        if not run_ids:
-            return 0
-        marks = ", ".join("?" * len(run_ids))
+        changed = 0
         try:
             self.conn.setbusytimeout(busy_ms)
             with immediate(self.conn):
-                self.conn.execute(
-                    "UPDATE executions SET status = 'abandoned', error_message = COALESCE(error_message, ?)"
-                    f" WHERE id IN ({marks}) AND status IN ('running', 'pending')",
-                    [message, *run_ids],
-                )
-                return int(self.conn.changes())
+                for start in range(0, len(run_ids), 500):  # a legacy store may hold thousands
+                    chunk = list(run_ids[start:start + 500])
+                    self.conn.execute(
+                        "UPDATE executions SET status = 'abandoned', error_message = COALESCE(error_message, ?)"
+                        f" WHERE id IN ({', '.join('?' * len(chunk))}) AND status IN ('running', 'pending')",
+                        [message, *chunk],
+                    )
+                    changed += self.conn.changes()
+            return changed
         except apsw.Error as exc:
             raise store_error(exc, self.path) from exc
         finally:

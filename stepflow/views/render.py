@@ -326,10 +326,14 @@ def render_summary(
     where.append(f"   (stepflow show {state.id[:8]} for details)", style="dim")
     parts.append(where)
     if state.artifacts:
+        # Copies happen on the writer's thread as the markers arrive; a failed one left a warning.
+        copied = sum(1 for a in state.artifacts if a.stored)
         folder = artifacts_dir or next((a.stored.rsplit("/", 1)[0] for a in state.artifacts if a.stored), None)
         text = Text("artifacts  ", style="dim")
-        text.append(f"{len(state.artifacts)} file{'s' if len(state.artifacts) != 1 else ''}")
-        if folder:
+        text.append(f"{copied} file{'s' if copied != 1 else ''}")
+        if folder and copied:
             text.append(" in " + fmt.safe_text(folder))
+        if copied < len(state.artifacts):
+            text.append(f", {len(state.artifacts) - copied} not copied", style="yellow")
         parts.append(text)
     return Group(*parts)
