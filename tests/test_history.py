@@ -343,3 +343,15 @@ def test_noticing_on_a_read_only_store_still_shows_abandoned(storage: Path) -> N
         assert abandoned.sweep(store) == set()
     finally:
         store.close()
+
+
+def test_a_legacy_store_full_of_running_rows_is_swept_in_one_go(storage: Path) -> None:
+    store = open_store(load_settings())
+    try:
+        store.write([Insert("executions", {"id": f"old-{i}", "name": "n", "command": "c", "status": "running",
+                                           "created_at": "2025-08-02T13:40:07", "created_ts": NOW - i})
+                     for i in range(1200)])
+        assert len(abandoned.sweep(store)) == 1200
+        assert {r.status for r in store.find_runs()} == {"abandoned"}
+    finally:
+        store.close()
