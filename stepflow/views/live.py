@@ -100,7 +100,8 @@ class LiveView:
         console = self._console
         self._unicode = (console.encoding or "").lower().startswith("utf")
         assert self.state is not None
-        self._keep = max(1, min(self.state.tail.maxlen or 200, console.size.height))
+        # About a screen (and some, for a window made taller later) of each block is kept.
+        self._keep = max(1, min(self.state.tail.maxlen or 200, max(console.size.height, 60)))
         live = Live(console=console, get_renderable=self._frame, auto_refresh=True,
                     refresh_per_second=self.refresh_per_second, transient=True,
                     redirect_stdout=False, redirect_stderr=False)
