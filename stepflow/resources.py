@@ -4,8 +4,9 @@ A daemon thread samples the tree (the command and its descendants, recursively) 
 every `interval` seconds and adds what it sees to the RunState: the CPU time used since the
 previous sample goes to the step running at that moment, peaks are kept per step and per run.
 psutil is imported on that thread, and only once the command has run for `first_delay` seconds,
-so a short command never pays for it (psutil costs ~20-40 ms to import). When the command
-ends, `settle` folds in what wait4 reported for it, which is exact for everything it reaped.
+so a short command never pays for it (psutil costs ~20-40 ms of CPU to import; with a
+hundred parallel cron runs that adds up). When the command ends, `settle` folds in what
+wait4 reported for it, which is exact for everything it reaped.
 
 Short steps (under one interval) may see no sample: their figures stay None ("not measured").
 """
@@ -19,7 +20,7 @@ from typing import Any
 from stepflow.state import RunState
 
 INTERVAL = 0.5
-FIRST_DELAY = 0.1
+FIRST_DELAY = 0.5  # a command shorter than this is measured by wait4 alone: no psutil import
 
 
 def tree_usage(root: Any) -> tuple[float, int, int] | None:
