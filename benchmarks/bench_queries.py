@@ -10,7 +10,7 @@ schema; they are cached under --cache (default /tmp/stepflow-bench) so reruns sk
 Each command's median wall time minus the median of `stepflow --version` (measured in the same
 round-robin) is the query's cost; then EXPLAIN QUERY PLAN of the exact SQL each command runs.
 
-    python benchmarks/bench_queries.py [--runs 5] [--quick] [--cache DIR] [--rebuild]
+    python benchmarks/bench_queries.py [--runs 11] [--quick] [--cache DIR] [--rebuild]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import io
 import json
 import random
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -204,12 +205,15 @@ def explain(storage: Path, sql: str, bindings: tuple[Any, ...], runs: int) -> tu
 
 
 def main() -> int:
-    p = common.parser(__doc__.split("\n\n")[0])
+    # The figures are differences of ~10-30 ms between processes of ~100 ms: more runs than 5.
+    p = common.parser(__doc__.split("\n\n")[0], runs=11)
     p.add_argument("--cache", type=Path, default=Path("/tmp/stepflow-bench"),
                    help="folder for the built stores, kept between runs (default /tmp/stepflow-bench)")
     p.add_argument("--rebuild", action="store_true", help="build the stores again even if cached")
     p.add_argument("--sizes", help="comma-separated run counts (default 100000,1000000; --quick 2000,20000)")
     args = p.parse_args()
+    if args.quick:
+        args.runs = min(args.runs, 5)
     sizes = [int(s) for s in (args.sizes or ("2000,20000" if args.quick else "100000,1000000")).split(",")]
     cmd, how = common.stepflow_command(args.module)
     started = time.perf_counter()
@@ -238,10 +242,13 @@ def main() -> int:
 
     env = common.bench_env(args.cache / "unused-store")  # every command gets --storage
 
+    errfile = args.cache / "stderr.txt"
+
     def arm(argv: list[str]) -> float:
-        r = common.reaped(argv, env=env, stdout=common.subprocess.DEVNULL, stderr=common.subprocess.PIPE)
+        with open(errfile, "wb") as err:
+            r = common.reaped(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
         if r.returncode != 0:
-            common.warn(f"{' '.join(argv)} exited {r.returncode}")
+            common.warn(f"{' '.join(argv)} exited {r.returncode}: {errfile.read_text(errors='replace')[-300:]!r}")
         return r.wall * 1000
 
     arms: dict[str, Any] = {"--version": lambda: arm([*cmd, "--version"])}
