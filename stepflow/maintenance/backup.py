@@ -158,7 +158,7 @@ def verify(path: Path, *, full: bool = True, name: str | None = None) -> dict[st
         conn = open_readonly_copy(path)
         try:
             check = "integrity_check" if full else "quick_check"
-            problems = [str(r[0]) for r in conn.execute(f"PRAGMA {check}").fetchall()]
+            problems = [" ".join(str(r[0]).split()) for r in conn.execute(f"PRAGMA {check}").fetchall()]
             if problems != ["ok"]:
                 first = problems[0] if problems else "no answer"
                 more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""

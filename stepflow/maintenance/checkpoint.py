@@ -84,7 +84,7 @@ def checkpoint(settings: Settings, *, mode: str = "passive", busy_ms: int = BUSY
     wal = db.with_name(db.name + "-wal")
     probe.require(db)
     replica = litestream_folder(db)
-    with probe.existing(settings, busy_ms=busy_ms) as conn:
+    with probe.existing(settings, busy_ms=min(busy_ms, settings.busy_timeout_ms)) as conn:
         try:
             journal = str(probe.pragma(conn, "journal_mode")).lower()
         except apsw.Error as exc:
@@ -95,8 +95,14 @@ def checkpoint(settings: Settings, *, mode: str = "passive", busy_ms: int = BUSY
         result.wal_before = fs.file_size(wal)
         started = time.monotonic()
         try:
+            counted: tuple[Any, ...] = ()
+            if mode == "truncate":
+                # TRUNCATE answers 0 frames once it has emptied the WAL: count them with a PASSIVE first.
+                counted = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
             row: tuple[Any, ...] = conn.execute(f"PRAGMA wal_checkpoint({mode.upper()})").fetchall()[0]
             busy, log, done = row
+            if counted:
+                log, done = counted[1], counted[1] if not busy else counted[2]
         except (apsw.BusyError, apsw.LockedError):
             busy, log, done = 1, -1, -1
         except apsw.Error as exc:

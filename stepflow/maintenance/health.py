@@ -93,7 +93,7 @@ def _inspect(conn: apsw.Connection, db: Path, report: HealthReport, *, max_wal: 
         report.reasons.append(f"WAL is {fs.human_size(wal)}, over {fs.human_size(max_wal)}: checkpoints do not keep"
                               " up (a long reader?); run \"stepflow checkpoint --mode truncate\"")
     if integrity:
-        problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        problems = [" ".join(str(r[0]).split()) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
         checks["integrity"] = "ok" if problems == ["ok"] else problems
         if problems != ["ok"]:
             report.reasons.append(f"integrity: {problems[0]}; see \"stepflow db check\"")

@@ -309,7 +309,7 @@ def _after(conn: apsw.Connection, settings: Settings, report: MigrationReport) -
     """Step 7, with the lock released: integrity and the artifact files. Read-only."""
     db = settings.database
     try:
-        problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+        problems = [" ".join(str(r[0]).split()) for r in conn.execute("PRAGMA quick_check").fetchall()]
         report.missing_artifacts = legacy.missing_artifacts(conn, settings.storage)
     except apsw.Error as exc:
         raise store_error(exc, db) from exc

@@ -106,7 +106,7 @@ def check(settings: Settings) -> CheckResult:
             rows = conn.execute(f"PRAGMA integrity_check({MAX_PROBLEMS})").fetchall()
         except apsw.Error as exc:
             raise store_error(exc, db) from exc
-    return CheckResult(db, [str(r[0]) for r in rows], time.monotonic() - started)
+    return CheckResult(db, [" ".join(str(r[0]).split()) for r in rows], time.monotonic() - started)
 
 
 @dataclass(slots=True)
