@@ -240,13 +240,18 @@ def abandon_running(conn: apsw.Connection) -> int:
 
 
 def missing_artifacts(conn: apsw.Connection, storage: Path) -> int:
-    """Artifacts whose file is not there (the legacy copy failed, or it was deleted). Read-only.
+    """Artifacts whose file is not there (the legacy copy failed, or it was deleted). Read-only."""
+    return count_missing([str(r[0] or "") for r in conn.execute("SELECT file_path FROM artifacts")], storage)
+
+
+def count_missing(paths: list[str], storage: Path) -> int:
+    """How many of the artifact `paths` name no file.
 
     A relative path was relative to the legacy server's folder, usually the storage folder's
     parent (`storage/artifacts/...`), so it is looked for there, in storage and here.
     """
     missing = 0
-    for (path,) in conn.execute("SELECT file_path FROM artifacts"):
+    for path in paths:
         if not path:
             missing += 1
         elif os.path.isabs(path):

@@ -14,6 +14,7 @@ Order, so that every failure leaves the store as it was:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import time
@@ -59,6 +60,7 @@ class MigrationReport:
     missing_artifacts: int = 0
     integrity: str | None = None
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step, for --json and benchmarks
 
     def lines(self) -> list[str]:
         what = probe.KIND_NAMES.get(self.kind, self.kind)
@@ -114,7 +116,7 @@ class MigrationReport:
             "backup": str(self.backup) if self.backup else None,
             "log_files": self.log_files, "log_lines": self.log_lines, "abandoned": self.abandoned,
             "missing_artifacts": self.missing_artifacts, "integrity": self.integrity,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "phases": {k: round(v, 3) for k, v in self.phases.items()},
         }
 
 
@@ -159,6 +161,7 @@ def migrate(
         if dry_run:
             return _dry_run(settings, folder, needed, started)
     with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(max_workers=1))
         with _unchanged():
             conn = stack.enter_context(probe.existing(settings))
             found = _probe(conn, db)
@@ -175,16 +178,33 @@ def migrate(
             report = MigrationReport(db, found.kind, version_before=found.version,
                                      journal_before=found.journal_mode, backup_folder=folder)
             dest = backup.unique_path(folder, backup.backup_name("pre-migrate"))
-            report.backup = backup.take(conn, db, dest).path
+            paths = [str(r[0] or "") for r in conn.execute("SELECT file_path FROM artifacts")] if (
+                schema.has_table(conn, "artifacts")) else []
+            # Checking the files needs no database: done while the backup is verified.
+            missing = pool.submit(legacy.count_missing, paths, settings.storage)
+            copy = backup.take(conn, db, dest)
+            report.backup = copy.path
+            report.phases.update(backup_copy=copy.copy_seconds, backup_verify=copy.seconds - copy.copy_seconds)
             with _unchanged(f" (backup kept at {report.backup})"):
                 _change(conn, settings, found, report, wait=wait)
-        _after(conn, settings, report)
+        with _phase(report, "check_after"):
+            _after(conn, settings, report, pool)
+        report.missing_artifacts = missing.result()
     report.changed = True
     report.seconds = time.monotonic() - started
     return report
 
 
 UNCHANGED = "; nothing changed"
+
+
+@contextlib.contextmanager
+def _phase(report: MigrationReport, name: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        report.phases[name] = time.monotonic() - started
 
 
 @contextlib.contextmanager
@@ -248,7 +268,8 @@ def _change(conn: apsw.Connection, settings: Settings, found: probe.Probe, repor
     try:
         if (settings.storage / legacy.EXECUTIONS_FOLDER).is_dir() and found.kind != probe.CURRENT:
             try:
-                scan = legacy.stage_logs(settings.storage, staging, max_line=settings.max_line)
+                with _phase(report, "stage_logs"):
+                    scan = legacy.stage_logs(settings.storage, staging, max_line=settings.max_line)
             except (apsw.Error, OSError) as exc:
                 raise StoreError(f"reading the legacy step logs failed: {exc}") from exc
             report.log_files = scan.files
@@ -256,12 +277,14 @@ def _change(conn: apsw.Connection, settings: Settings, found: probe.Probe, repor
         switched = False
         if found.journal_mode != "wal":
             try:
-                switch_journal_mode(conn, "wal", db, wait=wait, busy_ms=settings.busy_timeout_ms)
+                with _phase(report, "switch_to_wal"):
+                    switch_journal_mode(conn, "wal", db, wait=wait, busy_ms=settings.busy_timeout_ms)
             except StoreError as exc:
                 raise StoreError(f"{exc} ({describe_holders(db)})") from exc
             switched = True
         try:
-            _transaction(conn, db, report, staging if staged else None)
+            with _phase(report, "transaction"):
+                _transaction(conn, db, report, staging if staged else None)
         except BaseException:
             if switched:
                 with contextlib.suppress(StepflowError):
@@ -278,6 +301,9 @@ def _transaction(conn: apsw.Connection, db: Path, report: MigrationReport, stagi
     """Step 6: everything that changes rows, in one IMMEDIATE transaction, or nothing."""
     if staging is not None:
         conn.execute("ATTACH DATABASE ? AS staged", (str(staging),))
+    # The commit would checkpoint the whole migration's WAL itself; _after does it beside quick_check.
+    autocheckpoint = int(scalar(conn, "PRAGMA wal_autocheckpoint"))
+    conn.execute("PRAGMA wal_autocheckpoint=0").fetchall()
     try:
         with immediate(conn):
             before = probe.counts(conn)
@@ -300,20 +326,30 @@ def _transaction(conn: apsw.Connection, db: Path, report: MigrationReport, stagi
     except apsw.Error as exc:
         raise store_error(exc, db) from exc
     finally:
+        conn.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}").fetchall()
         if staging is not None:
             with contextlib.suppress(apsw.Error):
                 conn.execute("DETACH DATABASE staged")
 
 
-def _after(conn: apsw.Connection, settings: Settings, report: MigrationReport) -> None:
-    """Step 7, with the lock released: integrity and the artifact files. Read-only."""
+def _after(conn: apsw.Connection, settings: Settings, report: MigrationReport,
+           pool: concurrent.futures.ThreadPoolExecutor) -> None:
+    """Step 7, with the lock released: quick_check, while a PASSIVE checkpoint runs beside it. Read-only."""
     db = settings.database
+    checkpoint = pool.submit(_checkpoint, settings)
     try:
         problems = [" ".join(str(r[0]).split()) for r in conn.execute("PRAGMA quick_check").fetchall()]
-        report.missing_artifacts = legacy.missing_artifacts(conn, settings.storage)
     except apsw.Error as exc:
         raise store_error(exc, db) from exc
+    finally:
+        checkpoint.result()
     if problems != ["ok"]:
         raise StoreError(f"migrated {db}, but quick_check found: {problems[0]}; restore the backup with"
                          f" \"stepflow rollback --backup {report.backup}\"")
     report.integrity = "ok"
+
+
+def _checkpoint(settings: Settings) -> None:
+    """Copy the migration's WAL into the database now, rather than in some writer's next commit."""
+    with contextlib.suppress(apsw.Error, StepflowError), probe.existing(settings) as conn:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
