@@ -6,6 +6,7 @@ its stdin, stdout and stderr (so `--output live` draws for real, ~10 frames a se
 script drains the terminal as fast as it can, as a terminal emulator would:
   stepflow run --output plain    every line written to the terminal, byte for byte
   stepflow run --output live     the lines go to the model; Rich draws the steps and the tail
+  stepflow run --output quiet    nothing drawn at all: what drawing costs is live - quiet
 Wall time is fork to reaped, medians over --runs rounds (round-robin, one warm-up round), each
 arm on a fresh copy of an empty store. Also: bytes the terminal received, and lines stored.
 Issue 3's target: live <= 1.1x plain.
@@ -76,7 +77,7 @@ def main() -> int:
         env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
         if env.pop("PYTHONDONTWRITEBYTECODE", None):
             print("note     : PYTHONDONTWRITEBYTECODE was set; unset for the measured commands")
-        stats: dict[str, list[tuple[int, int]]] = {"plain": [], "live": []}
+        stats: dict[str, list[tuple[int, int]]] = {"plain": [], "live": [], "quiet": []}
 
         def arm(mode: str) -> float:
             common.fresh_store(template, storage)
@@ -89,10 +90,11 @@ def main() -> int:
             stats[mode].append((received, stored))
             return wall
 
-        results = common.interleaved({"plain": lambda: arm("plain"), "live": lambda: arm("live")}, args.runs)
-        plain, live = common.median(results["plain"]), common.median(results["live"])
+        results = common.interleaved({"plain": lambda: arm("plain"), "live": lambda: arm("live"),
+                                      "quiet": lambda: arm("quiet")}, args.runs)
+        plain, live, quiet = (common.median(results[m]) for m in ("plain", "live", "quiet"))
         rows = []
-        for mode in ("plain", "live"):
+        for mode in ("plain", "live", "quiet"):
             values = results[mode]
             received, stored = stats[mode][-1]
             rows.append([f"stepflow run --output {mode}", common.median(values), common.spread(values),
@@ -100,7 +102,8 @@ def main() -> int:
         common.table(["arm (in a pseudo-terminal)", "median s", "min-max s", "lines/s", "MB to terminal",
                       "lines stored", "x plain"], rows)
         print()
-        print(f"target   : live {TARGET}: measured {live / plain:.2f}x")
+        print(f"target   : live {TARGET}: measured {live / plain:.2f}x"
+              f" (and {live / quiet:.2f}x quiet, which draws nothing)")
         common.footer(started)
     return 0
 

@@ -47,7 +47,7 @@ def draw(renderable: object, *, width: int = 80, height: int = 30) -> str:
 
 
 def frame(state: RunState, at: float, *, height: int = 30, **kwargs: object) -> str:
-    return draw(render_run(state, now=T0 + at, height=height, **kwargs), height=height)  # type: ignore[arg-type]
+    return draw(render_run(state, now=T0 + at, height=height, width=80, **kwargs), height=height)  # type: ignore[arg-type]
 
 
 def line_with(text: str, needle: str) -> str:

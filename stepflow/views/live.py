@@ -120,9 +120,10 @@ class LiveView:
         if state is None:
             return ""
         try:
+            size = self._console.size
             return render_run(
                 state, now=self.clock(), hints=self.hints, problems=list(self.problems),
-                height=self._console.size.height, counts=Counter(self.counts), unicode=self._unicode,
+                height=size.height, width=size.width, counts=Counter(self.counts), unicode=self._unicode,
             )
         except Exception as exc:  # noqa: BLE001 - a frame that cannot be drawn must not end the run
             from rich.text import Text

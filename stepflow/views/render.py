@@ -145,16 +145,10 @@ def _pending_row(index: int, name: str, expected: float | None, sym: Symbols, wo
     return (Text(sym.icons[word], style="dim"), text, Text(word, style="dim"), Text(""), note)
 
 
-def _steps_table(
-    state: RunState, hints: Hints, now: float, rows: int, counts: Counter[str], sym: Symbols,
-) -> Table:
-    """At most `rows` rows: the latest steps, the running one, and what the last good run had next."""
-    table = Table.grid(padding=(0, 1), expand=True)
-    table.add_column(width=1, no_wrap=True)
-    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=12)
-    table.add_column(width=7, no_wrap=True)
-    table.add_column(width=7, justify="right", no_wrap=True)
-    table.add_column(no_wrap=True, overflow="ellipsis", max_width=36)
+def _steps_lines(
+    state: RunState, hints: Hints, now: float, rows: int, counts: Counter[str], sym: Symbols, width: int,
+) -> list[Text]:
+    """At most `rows` lines: the latest steps, the running one, and what the last good run had next."""
     steps = state.steps  # the most recent ones; step_count says how many there were
     started = state.step_count
     pending = hints.plan[started:] if state.status == "running" else ()
@@ -164,22 +158,43 @@ def _steps_table(
         pending_rows = max(pending_rows - 1, 0)
         more_pending = len(pending) - pending_rows
     step_rows = max(rows - pending_rows - (1 if more_pending > 0 else 0), 1)
+    cells: list[tuple[Text, ...]] = []
     if started > step_rows:
         shown = list(steps[len(steps) - (step_rows - 1):]) if step_rows > 1 else []
         hidden = counts.copy()
         hidden.subtract(tally(shown))
         parts = [f"{n} {label(s)}" for s, n in sorted(hidden.items()) if n > 0]
-        table.add_row(Text(sym.more, style="dim"),
-                      Text(f"{started - len(shown)} earlier steps: " + ", ".join(parts), style="dim"))
+        cells.append((Text(sym.more, style="dim"),
+                      Text(f"{started - len(shown)} earlier steps: " + ", ".join(parts), style="dim")))
     else:
         shown = list(steps)
-    for step in shown:
-        table.add_row(*_step_row(step, hints, now, sym))
+    cells.extend(_step_row(step, hints, now, sym) for step in shown)
     for offset, (name, seconds) in enumerate(pending[:pending_rows]):
-        table.add_row(*_pending_row(started + offset, name, hints.medians.get(name, seconds), sym, "pending"))
+        cells.append(_pending_row(started + offset, name, hints.medians.get(name, seconds), sym, "pending"))
     if more_pending > 0:
-        table.add_row(Text(sym.more, style="dim"), Text(f"{more_pending} more steps expected", style="dim"))
-    return table
+        cells.append((Text(sym.more, style="dim"), Text(f"{more_pending} more steps expected", style="dim")))
+    return _columns(cells, width)
+
+
+def _columns(rows: list[tuple[Text, ...]], width: int) -> list[Text]:
+    """Rows of cells as aligned single lines (a Rich Table costs ~10x more per frame)."""
+    longest = max((r[1].cell_len for r in rows if len(r) == 5), default=0)
+    notes = max((r[4].cell_len for r in rows if len(r) == 5), default=0)
+    # Names get what the notes leave, and at least two thirds of the free width.
+    name_width = max(12, min(longest, max((width - 19) * 2 // 3, width - 19 - notes)))
+    lines = []
+    for row in rows:
+        if len(row) == 5:
+            icon, name, word, elapsed, note = row
+            name.truncate(name_width, overflow="ellipsis", pad=True)
+            word.truncate(7, pad=True)
+            elapsed.align("right", 7)
+            line = Text.assemble(icon, " ", name, " ", word, " ", elapsed, " ", note)
+        else:
+            line = Text.assemble(*row[:1], " ", *row[1:])
+        line.no_wrap, line.overflow = True, "ellipsis"
+        lines.append(line)
+    return lines
 
 
 def _footer(state: RunState, hints: Hints, now: float, counts: Counter[str], sym: Symbols) -> Table:
@@ -244,12 +259,13 @@ def render_run(
     hints: Hints = NO_HINTS,
     problems: Sequence[str] = (),
     height: int = 24,
+    width: int = 80,
     counts: Counter[str] | None = None,
     unicode: bool = True,
 ) -> RenderableType:
     """The live frame: steps (state, elapsed, ETA), the last output lines, warnings, progress.
 
-    Fits in `height` terminal lines: long step lists are folded into one line, and the output
+    Fits in a terminal of `height` lines and `width` columns: long step lists are folded into one line, and the output
     tail gets the lines left over. `counts` (steps per status) may be kept by the caller so a
     run with a million steps is not counted again on every frame.
     """
@@ -266,7 +282,7 @@ def render_run(
     tail = _snapshot_tail(state, avail - min(step_rows, step_rows_wanted))
     parts: list[RenderableType] = []
     if step_rows_wanted:
-        parts.append(_steps_table(state, hints, now, step_rows, counts, sym))
+        parts.extend(_steps_lines(state, hints, now, step_rows, counts, sym, width))
     parts.extend(_tail_lines(tail, sym))
     parts.extend(warnings)
     parts.append(_footer(state, hints, now, counts, sym))
