@@ -5,11 +5,11 @@ Order, so that every failure leaves the store as it was:
   1. refuse a network filesystem; recognise the store (current + WAL: nothing to do);
   2. take the maintenance lock (new stepflow processes wait for it, then go on);
   3. back up in one step, fsync, verify with integrity_check (nothing has changed yet);
-  4. stage the legacy step log files in a scratch database (still nothing changed);
+  4. meanwhile, stage the legacy step log files in a scratch database (nothing changed);
   5. switch to WAL in short attempts (the only change so far, and undone on failure);
   6. one IMMEDIATE transaction: the migrations, `running` -> `abandoned`, the log import,
      the row counts compared before and after; any error rolls all of it back;
-  7. release the lock, then check integrity (quick_check) and the artifact files.
+  7. release the lock, then quick_check, with a PASSIVE checkpoint beside it.
 """
 
 from __future__ import annotations
@@ -160,8 +160,10 @@ def migrate(
         needed = fs.file_size(db) + fs.file_size(db.with_name(db.name + "-wal"))
         if dry_run:
             return _dry_run(settings, folder, needed, started)
+    staging = db.with_name(f".{db.name}-import-{os.getpid()}")
     with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(max_workers=1))
+        stack.callback(_remove, staging)  # last, once the threads below have ended
+        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(max_workers=2))
         with _unchanged():
             conn = stack.enter_context(probe.existing(settings))
             found = _probe(conn, db)
@@ -180,13 +182,17 @@ def migrate(
             dest = backup.unique_path(folder, backup.backup_name("pre-migrate"))
             paths = [str(r[0] or "") for r in conn.execute("SELECT file_path FROM artifacts")] if (
                 schema.has_table(conn, "artifacts")) else []
-            # Checking the files needs no database: done while the backup is verified.
+            # Neither needs the database: both are done while the backup is copied and verified.
             missing = pool.submit(legacy.count_missing, paths, settings.storage)
+            staged = pool.submit(_stage_logs, settings, found, staging)
             copy = backup.take(conn, db, dest)
             report.backup = copy.path
             report.phases.update(backup_copy=copy.copy_seconds, backup_verify=copy.seconds - copy.copy_seconds)
             with _unchanged(f" (backup kept at {report.backup})"):
-                _change(conn, settings, found, report, wait=wait)
+                with _phase(report, "stage_logs_wait"):
+                    scan = staged.result()
+                report.log_files = scan.files
+                _change(conn, settings, found, report, staging if scan.files else None, wait=wait)
         with _phase(report, "check_after"):
             _after(conn, settings, report, pool)
         report.missing_artifacts = missing.result()
@@ -259,42 +265,43 @@ def _dry_run(settings: Settings, folder: Path, needed: int, started: float) -> M
     return report
 
 
-def _change(conn: apsw.Connection, settings: Settings, found: probe.Probe, report: MigrationReport,
-            *, wait: float) -> None:
-    """Steps 4-6 under the maintenance lock: stage logs, switch to WAL, migrate in one transaction."""
-    db = settings.database
-    staging = db.with_name(f".{db.name}-import-{os.getpid()}")
-    staged = False
+def _stage_logs(settings: Settings, found: probe.Probe, staging: Path) -> legacy.LogScan:
+    """Step 4: parse the legacy step log files into a scratch database (the store is not touched)."""
+    if found.kind == probe.CURRENT or not (settings.storage / legacy.EXECUTIONS_FOLDER).is_dir():
+        return legacy.LogScan()
     try:
-        if (settings.storage / legacy.EXECUTIONS_FOLDER).is_dir() and found.kind != probe.CURRENT:
-            try:
-                with _phase(report, "stage_logs"):
-                    scan = legacy.stage_logs(settings.storage, staging, max_line=settings.max_line)
-            except (apsw.Error, OSError) as exc:
-                raise StoreError(f"reading the legacy step logs failed: {exc}") from exc
-            report.log_files = scan.files
-            staged = scan.files > 0
-        switched = False
-        if found.journal_mode != "wal":
-            try:
-                with _phase(report, "switch_to_wal"):
-                    switch_journal_mode(conn, "wal", db, wait=wait, busy_ms=settings.busy_timeout_ms)
-            except StoreError as exc:
-                raise StoreError(f"{exc} ({describe_holders(db)})") from exc
-            switched = True
+        return legacy.stage_logs(settings.storage, staging, max_line=settings.max_line)
+    except (apsw.Error, OSError) as exc:
+        raise StoreError(f"reading the legacy step logs failed: {exc}") from exc
+
+
+def _remove(staging: Path) -> None:
+    for path in (staging, staging.with_name(staging.name + "-journal")):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _change(conn: apsw.Connection, settings: Settings, found: probe.Probe, report: MigrationReport,
+            staging: Path | None, *, wait: float) -> None:
+    """Steps 5-6 under the maintenance lock: switch to WAL, migrate in one transaction."""
+    db = settings.database
+    switched = False
+    if found.journal_mode != "wal":
         try:
-            with _phase(report, "transaction"):
-                _transaction(conn, db, report, staging if staged else None)
-        except BaseException:
-            if switched:
-                with contextlib.suppress(StepflowError):
-                    switch_journal_mode(conn, found.journal_mode, db, wait=wait, busy_ms=settings.busy_timeout_ms)
-            raise
-        report.journal_after = str(scalar(conn, "PRAGMA journal_mode"))
-    finally:
-        for path in (staging, staging.with_name(staging.name + "-journal")):
-            with contextlib.suppress(OSError):
-                path.unlink()
+            with _phase(report, "switch_to_wal"):
+                switch_journal_mode(conn, "wal", db, wait=wait, busy_ms=settings.busy_timeout_ms)
+        except StoreError as exc:
+            raise StoreError(f"{exc} ({describe_holders(db)})") from exc
+        switched = True
+    try:
+        with _phase(report, "transaction"):
+            _transaction(conn, db, report, staging)
+    except BaseException:
+        if switched:
+            with contextlib.suppress(StepflowError):
+                switch_journal_mode(conn, found.journal_mode, db, wait=wait, busy_ms=settings.busy_timeout_ms)
+        raise
+    report.journal_after = str(scalar(conn, "PRAGMA journal_mode"))
 
 
 def _transaction(conn: apsw.Connection, db: Path, report: MigrationReport, staging: Path | None) -> None:
