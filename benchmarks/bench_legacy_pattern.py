@@ -83,7 +83,7 @@ def row_per_line(db: Path, chunks: list[bytes], *, journal: str, synchronous: st
     for suffix in ("", "-journal", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     conn = apsw.Connection(str(db))
-    mode = conn.execute(f"PRAGMA journal_mode={journal}").fetchall()[0][0]
+    mode = str(conn.execute(f"PRAGMA journal_mode={journal}").fetchall()[0][0])
     conn.execute(f"PRAGMA synchronous={synchronous}")
     schema.m001_legacy_tables(conn)  # the legacy tables, and a row-per-line table with its lookup index
     conn.execute("CREATE TABLE log_lines (id INTEGER PRIMARY KEY, execution_id TEXT NOT NULL, step_index INTEGER,"
@@ -98,9 +98,9 @@ def row_per_line(db: Path, chunks: list[bytes], *, journal: str, synchronous: st
         splitter.feed(1, chunk)
     splitter.close()
     seconds = time.perf_counter() - start
-    (rows,) = conn.execute("SELECT COUNT(*) FROM log_lines").fetchall()[0]
+    rows = int(str(conn.execute("SELECT COUNT(*) FROM log_lines").fetchall()[0][0]))
     conn.close()
-    return seconds, int(rows)
+    return seconds, rows
 
 
 def stepflow_recorder(template: Path, storage: Path, chunks: list[bytes]) -> tuple[float, int, list[str]]:
@@ -227,8 +227,8 @@ def main() -> int:
         ["seed-wal / legacy (the seed's claim)", f"{rate['seed-wal'] / rate['legacy']:.1f}x", "25-33x"],
         ["stepflow / seed-wal", f"{rate['stepflow'] / rate['seed-wal']:.0f}x", "-"],
     ])
-    for name, values in counted.items():
-        bad = [v for v in values if v != expected[name]]
+    for name, stored in counted.items():
+        bad = [v for v in stored if v != expected[name]]
         if bad:
             problems.append(f"{name}: {bad[0]:,} lines stored, expected {expected[name]:,}")
     for problem in problems:

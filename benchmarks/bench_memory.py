@@ -14,6 +14,7 @@ The first lines printed check those rules on this kernel; README.md explains the
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -142,7 +143,7 @@ def main() -> int:
             got[name].append(values)
             return float(values["vmhwm_kib"])
 
-        common.interleaved({name: (lambda n=name: arm(n)) for name in arms}, args.runs)
+        common.interleaved({name: functools.partial(arm, name) for name in arms}, args.runs)
 
     rows = []
     for name, values in got.items():

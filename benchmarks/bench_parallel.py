@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import common
 
@@ -61,7 +62,7 @@ def main() -> int:
                       args, cmd, how, where=work)
         print(f"command  : {shlex.join(gen)}")
         print()
-        checks: list[dict[str, object]] = []
+        checks: list[dict[str, Any]] = []
 
         def bare() -> float:
             wall, _ = start_all([["bash", "-c", f"{shlex.join(gen)} | cat > /dev/null"]] * procs, env, None)
@@ -97,7 +98,7 @@ def main() -> int:
     common.table(["arm", "wall s (median)", "min-max", "x bare", "lines/s overall"], [
         [f"{procs} x GEN | cat > /dev/null", base, common.spread(walls["bare"]), 1.0, total_lines / base],
         [f"{procs} x stepflow run --output quiet", med, common.spread(walls["stepflow"]), med / base,
-         common.median([int(c["lines"]) / float(c["wall"]) for c in checks])],  # type: ignore[call-overload]
+         common.median([c["lines"] / c["wall"] for c in checks])],
     ])
     print("  stepflow lines/s overall = lines counted in the store / the round's wall time.")
     print()

@@ -13,6 +13,7 @@ Then the 10 largest cumulative imports of `python -X importtime -m stepflow run 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
@@ -98,7 +99,8 @@ def main() -> int:
             "stepflow ls": [*cmd, "ls"],
             "stepflow run -- true": [*cmd, "run", "--output", "quiet", "--", true],
         }
-        ms = common.interleaved({name: (lambda a=argv: arm(a)) for name, argv in arms.items()}, args.runs, warmup=2)
+        ms = common.interleaved({name: functools.partial(arm, argv) for name, argv in arms.items()}, args.runs,
+                                warmup=2)
         (runs_recorded,) = common.query(common.database(storage), "SELECT COUNT(*) FROM executions")[0]
 
         base = common.median(ms["true"])
