@@ -324,3 +324,18 @@ def test_kill_9_of_the_command_is_137_and_recorded(db_path: Path, tmp_path: Path
     assert proc.wait(timeout=30) == 137
     assert runs(db_path)[0][:2] == ("failed", 137)
     assert steps(db_path)[0][:3] == ("work", "failed", "killed by signal 9")
+
+
+def test_settings_reach_the_connection(tmp_path: Path) -> None:
+    from stepflow.config import load_settings
+    from stepflow.store.connection import connect
+
+    settings = load_settings({"STEPFLOW_WAL_AUTOCHECKPOINT": "777", "STEPFLOW_CACHE_SIZE": "1234",
+                              "STEPFLOW_BUSY_TIMEOUT": "4321", "STEPFLOW_MMAP_SIZE": "1M"}, storage=tmp_path)
+    conn = connect(settings.database, settings)
+    pragmas = {p: conn.execute(f"PRAGMA {p}").fetchall()[0][0] for p in (
+        "journal_mode", "synchronous", "cache_size", "mmap_size", "wal_autocheckpoint",
+        "journal_size_limit", "temp_store", "busy_timeout")}
+    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "cache_size": 1234, "mmap_size": 1024 * 1024,
+                       "wal_autocheckpoint": 777, "journal_size_limit": 64 * 1024 * 1024, "temp_store": 2,
+                       "busy_timeout": 4321}

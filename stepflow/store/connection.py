@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import apsw
 
@@ -48,7 +49,8 @@ def connect(path: Path, settings: Settings, *, readonly: bool = False) -> apsw.C
     if readonly:
         flags = apsw.SQLITE_OPEN_READONLY
     else:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for folder in (path.parent.parent, path.parent):  # <storage>/database: both private
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     try:
         is_new = not readonly and (not path.exists() or path.stat().st_size == 0)
@@ -62,17 +64,25 @@ def connect(path: Path, settings: Settings, *, readonly: bool = False) -> apsw.C
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
             if mode != "wal":
                 raise StoreError(f"store {path}: cannot use WAL mode here (journal mode is {mode})")
-        conn.execute(
-            f"PRAGMA synchronous=NORMAL; PRAGMA cache_size={settings.cache_size};"
-            f" PRAGMA mmap_size={settings.mmap_size};"
-            f" PRAGMA wal_autocheckpoint={settings.wal_autocheckpoint};"
-            f" PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}; PRAGMA temp_store=MEMORY;"
-        )
+        for pragma in (
+            "synchronous=NORMAL", f"cache_size={settings.cache_size}", f"mmap_size={settings.mmap_size}",
+            f"wal_autocheckpoint={settings.wal_autocheckpoint}",
+            f"journal_size_limit={JOURNAL_SIZE_LIMIT}", "temp_store=MEMORY",
+        ):
+            # One at a time, each to its end: APSW runs the next statement of a script only
+            # when the rows of the one before are read, and some of these pragmas answer a row.
+            conn.execute(f"PRAGMA {pragma}").fetchall()
     except apsw.Error as exc:
         raise store_error(exc, path) from exc
     except OSError as exc:
         raise StoreError(f"store {path}: {describe(exc)}") from exc
     return conn
+
+
+def scalar(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """The first column of the first row, or None when there is no row."""
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else row[0]
 
 
 def _umask() -> int:

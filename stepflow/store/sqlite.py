@@ -14,7 +14,7 @@ import apsw
 from stepflow.config import Settings
 from stepflow.errors import NotFoundError, StoreError, UsageError
 from stepflow.store import schema
-from stepflow.store.connection import connect, immediate, maintenance_pause, store_error
+from stepflow.store.connection import connect, immediate, maintenance_pause, scalar, store_error
 from stepflow.store.models import Artifact, Insert, LogBlock, LogLine, Run, Step, Update, Write
 
 T = TypeVar("T")
@@ -229,7 +229,7 @@ class SqliteStore:
             params.append(grep)
         sql += " ORDER BY first_line"
         try:
-            blocks = self.conn.execute(sql, params).fetchall()
+            blocks: list[Any] = self.conn.execute(sql, params).fetchall()
         except apsw.Error as exc:
             raise store_error(exc, self.path) from exc
         for step, strm, first, count, ts, data, cut in blocks:
@@ -242,7 +242,7 @@ class SqliteStore:
 
     def data_version(self) -> int:
         """Changes when another connection commits; cheap to poll for `logs --follow`."""
-        return int(self.conn.execute("PRAGMA data_version").fetchall()[0][0])
+        return int(scalar(self.conn, "PRAGMA data_version"))
 
     def step_durations(self, name: str, *, runs: int = 20) -> list[StepDuration]:
         """Steps of the latest `runs` completed runs named `name`, newest run first. Read-only.
