@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import py, query
+from tests.conftest import query
 
 RUNS = int(os.environ.get("STEPFLOW_TEST_PARALLEL", "50"))  # the issue asks CI for at least 50
 JOB = (

@@ -77,5 +77,5 @@ def test_kill_9_at_a_random_moment_keeps_the_store_intact(db_path: Path, seed: i
         indexes = [i for (i,) in query(db_path, "SELECT step_index FROM steps ORDER BY step_index")]
         assert indexes == list(range(len(indexes)))
         lines = query(db_path, "SELECT first_line, line_count FROM logs WHERE execution_id = ? ORDER BY first_line", (run_id,))
-        for (a, n), (b, _) in zip(lines, lines[1:]):
+        for (a, n), (b, _) in zip(lines, lines[1:], strict=False):
             assert a + n <= b

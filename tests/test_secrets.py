@@ -48,7 +48,7 @@ def test_add_mask_line_hides_what_follows_in_the_same_chunk() -> None:
 
 
 def test_run_masks_env_secrets_everywhere(stepflow: StepflowRunner, db_path: Path) -> None:
-    script = f"echo STEP_START:deploy-$API_TOKEN; echo token=$API_TOKEN; echo ARTIFACT:/tmp/$API_TOKEN.txt; echo err $API_TOKEN >&2"
+    script = "echo STEP_START:deploy-$API_TOKEN; echo token=$API_TOKEN; echo ARTIFACT:/tmp/$API_TOKEN.txt; echo err $API_TOKEN >&2"
     result = stepflow("run", "-n", f"job {SECRET}", "--", "bash", "-c", script, env={"API_TOKEN": SECRET})
     assert SECRET.encode() not in result.stdout + result.stderr
     assert b"token=***\n" in result.stdout
