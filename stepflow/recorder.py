@@ -99,7 +99,7 @@ class Recorder:
             "error_message": "; ".join(s.errors) if s.errors else error,
             # sampled by stepflow.resources and settled with wait4's figures; wait4's alone if unsampled
             "cpu_seconds": s.cpu_seconds if s.cpu_seconds is not None else outcome.cpu_seconds,
-            "peak_rss": s.peak_rss if s.peak_rss is not None else outcome.peak_rss,
+            "peak_rss": s.peak_rss,
             "max_processes": s.max_processes,
             "line_count": s.lines, "completed_steps": s.completed_steps,
         }), urgent=True)

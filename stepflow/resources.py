@@ -64,13 +64,13 @@ def record_sample(state: RunState, cpu: float, rss: int, count: int) -> None:
         step.max_processes = max(step.max_processes or 0, count)
 
 
-def settle(state: RunState, cpu_seconds: float | None, peak_rss: int | None) -> None:
+def settle(state: RunState, cpu_seconds: float | None) -> None:
     """Fold in wait4's figures for the ended command (call before the run's last step closes).
 
     CPU: wait4 counts the command and every descendant it waited for, exactly; samples may
     also have seen descendants that were never waited for. The larger is kept, and what the
-    samples missed since the last one goes to the step still running. RSS: wait4 gives the
-    largest single process, the samples the largest sum over the tree; the larger is kept.
+    samples missed since the last one goes to the step still running. Peak RSS comes from
+    the samples alone (see runner._reap).
     """
     if cpu_seconds is not None:
         extra = cpu_seconds - (state.cpu_seconds or 0.0)
@@ -81,8 +81,6 @@ def settle(state: RunState, cpu_seconds: float | None, peak_rss: int | None) -> 
                 step.cpu_seconds = (step.cpu_seconds or 0.0) + extra
         if state.max_processes is None:
             state.max_processes = 1
-    if peak_rss is not None:
-        state.peak_rss = max(state.peak_rss or 0, peak_rss)
 
 
 class Sampler:

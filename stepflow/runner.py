@@ -44,7 +44,6 @@ class Outcome:
     interrupted: int | None = None  # the signal stepflow received and passed on, if any
     stopped: bool = False  # ended by request_stop (a failed stop_on_error step)
     cpu_seconds: float | None = None
-    peak_rss: int | None = None  # bytes, the largest of the command and its waited-for children
 
 
 class Supervisor:
@@ -132,7 +131,7 @@ class Supervisor:
         start = self.clock()
         if self.timeout is not None:
             self._stop_at = start + self.timeout
-        status: tuple[int, float | None, int | None] | None = None
+        status: tuple[int, float | None] | None = None
         exited_at = last_data = 0.0
         try:
             while streams or status is None:
@@ -165,12 +164,12 @@ class Supervisor:
             sel.close()
             for pipe in (proc.stdout, proc.stderr):
                 pipe.close()
-        returncode, cpu, rss = status
+        returncode, cpu = status
         proc.returncode = returncode  # reaped here with wait4, so Popen must not wait again
         return Outcome(
             returncode=returncode, exit_status=self._exit_status(returncode),
             timed_out=self._timed_out, interrupted=self._interrupted, stopped=self._stopped,
-            cpu_seconds=cpu, peak_rss=rss,
+            cpu_seconds=cpu,
         )
 
     def _wait(self, now: float, exited: bool, last_data: float, exited_at: float) -> float:
@@ -222,19 +221,19 @@ def _widen_pipe(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
-def _reap(pid: int) -> tuple[int, float | None, int | None] | None:
-    """(returncode, cpu seconds, peak RSS bytes) once the command has exited, else None."""
+def _reap(pid: int) -> tuple[int, float | None] | None:
+    """(returncode, CPU seconds of the command and its waited-for children) once it has exited.
+
+    wait4's ru_maxrss is not used: it starts from stepflow's own peak at spawn (the child
+    begins as a copy of stepflow), so peak memory comes from stepflow.resources' samples.
+    """
     try:
         got, wait_status, usage = os.wait4(pid, os.WNOHANG)
     except ChildProcessError:
-        return (-signal.SIGKILL, None, None)
+        return (-signal.SIGKILL, None)
     if got == 0:
         return None
-    return (
-        os.waitstatus_to_exitcode(wait_status),
-        usage.ru_utime + usage.ru_stime,
-        usage.ru_maxrss * 1024,  # Linux reports KiB
-    )
+    return os.waitstatus_to_exitcode(wait_status), usage.ru_utime + usage.ru_stime
 
 
 @contextlib.contextmanager

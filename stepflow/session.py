@@ -115,7 +115,7 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
             if held := masker.flush(stream):
                 view.raw(stream, held)
         splitter.close()
-    resources.settle(state, outcome.cpu_seconds, outcome.peak_rss)
+    resources.settle(state, outcome.cpu_seconds)
     with _signals_deferred():  # the command is gone: an impatient Ctrl-C must not lose its record
         recorder.finish(outcome)
         losses = writer.close()
