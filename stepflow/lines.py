@@ -90,6 +90,24 @@ class LineSplitter:
             self.masker.learn(region + b"\n")
         return self.masker.mask(region) if self.masker else region
 
+    def _spans(self, stream: int, region: bytes) -> tuple[bytes, list[tuple[int, int]]]:
+        """The region with secrets masked, and its candidate marker lines.
+
+        `::add-mask::` lines are among the candidates, so they are learnt before masking
+        without another scan of the region; masking is rare, and only then is it searched again.
+        """
+        if stream not in self.marker_streams:
+            return self._masked(region), []
+        spans = candidate_spans(region, anywhere=self.anywhere)
+        for start, end in spans:
+            if _ADD_MASK in region[start:end]:
+                self.masker.learn(region[start:end] + b"\n")
+        if self.masker:
+            masked = self.masker.mask(region)
+            if masked is not region:  # mask() returns its argument when it hid nothing
+                region, spans = masked, candidate_spans(masked, anywhere=self.anywhere)
+        return region, spans
+
     def _emit_one(self, stream: int, line: bytes, cut: int) -> None:
         line = self._masked(line)
         if cut and self.masker and (partial := self.masker.partial_secret(line)):
@@ -107,8 +125,7 @@ class LineSplitter:
 
     def _region(self, stream: int, region: bytes) -> None:
         """Complete lines joined by b"\\n" (at least one, maybe empty), none over max_line."""
-        region = self._masked(region)
-        spans = candidate_spans(region, anywhere=self.anywhere) if stream in self.marker_streams else ()
+        region, spans = self._spans(stream, region)
         pos = 0
         for start, end in spans:
             event = self._parse(stream, region[start:end])

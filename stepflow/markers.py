@@ -76,7 +76,8 @@ _KEYWORDS = ("STEP_START", "STEP_COMPLETE", "STEP_ERROR", "ARTIFACT", "META")
 # bytes.lower() folds ASCII only, so candidate_spans finds exactly what the regexes below can
 # match: the keywords are matched with ASCII-only case folding ("ſ" must not pass for "s").
 ADD_MASK = "::add-mask::"
-_NEEDLES = (*(keyword.lower().encode() + b":" for keyword in _KEYWORDS), ADD_MASK.encode())
+# "step_" stands for the three STEP_ keywords: one scan of the chunk instead of three.
+_NEEDLES = (b"step_", b"artifact:", b"meta:", ADD_MASK.encode())
 _KEYWORD = "(?ai:(?P<kw>" + "|".join(_KEYWORDS) + ")):"
 
 # CSI (colours, erase line), OSC (titles, hyperlinks) ended by BEL or ST, charset designation
