@@ -1,0 +1,49 @@
+"""The typer-free parser of `stepflow run` reads what typer would, or steps aside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stepflow.cli.run_flags import RUN_FLAGS, parse_run
+from tests.conftest import StepflowRunner
+
+DEFAULTS = {f.dest: ([] if f.repeat else f.default) for f in RUN_FLAGS}
+
+
+@pytest.mark.parametrize("args, command, changed", [
+    (["run", "--", "true"], ["true"], {}),
+    (["run", "true", "-n", "x"], ["true", "-n", "x"], {}),  # options after the command are its own
+    (["run", "-n", "nightly", "-t", "a", "--tag=b", "--", "make"], ["make"], {"name": "nightly", "tag": ["a", "b"]}),
+    (["run", "--timeout", "2.5", "--kill-grace=0", "--", "x"], ["x"], {"timeout": 2.5, "kill_grace": 0.0}),
+    (["run", "--markers", "anywhere", "--stderr-markers", "-o", "json", "--", "x"], ["x"],
+     {"markers": "anywhere", "stderr_markers": True, "output": "json"}),
+    (["--storage", "/s", "run", "--cwd", "/w", "--mask", "pw", "--no-color", "x"], ["x"],
+     {"storage": Path("/s"), "cwd": Path("/w"), "mask": ["pw"], "no_color": True}),
+    (["run", "--", "--weird-command"], ["--weird-command"], {}),
+])
+def test_common_command_lines(args: list[str], command: list[str], changed: dict[str, object]) -> None:
+    assert parse_run(args) == (command, {**DEFAULTS, **changed})
+
+
+@pytest.mark.parametrize("args", [
+    ["run"], ["run", "--"], ["run", "--help"], ["--help"], ["ls"], ["run", "--timeout", "soon", "x"],
+    ["run", "--output", "fancy", "x"], ["run", "-nfoo", "x"], ["run", "--stderr-markers=yes", "x"],
+    ["run", "--name"], ["--version"], ["run", "--unknown", "x"],
+])
+def test_anything_unusual_goes_to_typer(args: list[str]) -> None:
+    assert parse_run(args) is None
+
+
+def test_typer_explains_what_the_fast_parser_declines(stepflow: StepflowRunner) -> None:
+    result = stepflow("run", "--timeout", "soon", "--", "true")
+    assert result.returncode == 2
+    assert b"soon" in result.stderr
+    assert stepflow("run", "--help").returncode == 0
+
+
+def test_typer_path_runs_the_same_command(stepflow: StepflowRunner) -> None:
+    result = stepflow("run", "-nshort-form", "--output", "quiet", "--", "bash", "-c", "exit 3")
+    assert result.returncode == 3
+    assert b'"name": "short-form"' in stepflow("show", "last", "--json").stdout
