@@ -6,8 +6,6 @@ an unreadable or oversized file is reported as a warning and recorded with its p
 
 from __future__ import annotations
 
-import hashlib
-import mimetypes
 import os
 import stat
 from dataclasses import dataclass
@@ -42,6 +40,9 @@ def artifact_type(mime: str | None) -> str:
 
 def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: int) -> Copied:
     """Copy `source` to `dest_dir/<artifact_id>_<name>`, hashing as it goes."""
+    import hashlib  # here, not at the top: most runs announce no artifact, and start-up counts
+    import mimetypes
+
     mime = mimetypes.guess_type(source.name)[0]
     result = Copied(str(source), mime_type=mime, kind=artifact_type(mime))
     try:

@@ -339,3 +339,15 @@ def test_settings_reach_the_connection(tmp_path: Path) -> None:
     assert pragmas == {"journal_mode": "wal", "synchronous": 1, "cache_size": 1234, "mmap_size": 1024 * 1024,
                        "wal_autocheckpoint": 777, "journal_size_limit": 64 * 1024 * 1024, "temp_store": 2,
                        "busy_timeout": 4321}
+
+
+def test_run_ids_are_uuid4_text() -> None:
+    import uuid
+
+    from stepflow.recorder import new_id
+
+    ids = {new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
