@@ -6,6 +6,7 @@ every chunk it reads to `on_output` and returns how the command ended.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import fcntl
@@ -13,13 +14,14 @@ import os
 import selectors
 import signal
 import subprocess
+import termios
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus
 
-READ_SIZE = 1024 * 1024
+READ_SIZE = 256 * 1024  # larger reads cost memory (a 1M-line run must stay near a small one's)
 PIPE_SIZE = 1024 * 1024  # Linux's default cap for unprivileged processes (fs.pipe-max-size)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DRAIN_IDLE = 0.5  # after the command exits, stop reading pipes that stay open but quiet this long
@@ -132,20 +134,22 @@ class Supervisor:
         if self.timeout is not None:
             self._stop_at = start + self.timeout
         status: tuple[int, float | None] | None = None
-        exited_at = last_data = 0.0
+        exited_at = quiet_since = 0.0
+        owed: dict[int, int] = {}  # bytes in each pipe when the command exited: always read
         try:
             while streams or status is None:
                 now = self.clock()
                 if status is None:
                     status = _reap(proc.pid)
                     if status is not None:
-                        exited_at = last_data = now
-                if status is not None and streams and (
-                    now - last_data >= DRAIN_IDLE or now - exited_at >= DRAIN_MAX
+                        exited_at = quiet_since = now
+                        owed = {fd: _buffered(fd) for fd in streams}
+                if status is not None and streams and not any(owed.get(fd, 0) > 0 for fd in streams) and (
+                    now - quiet_since >= DRAIN_IDLE or now - exited_at >= DRAIN_MAX
                 ):
-                    break
+                    break  # what is left comes from a background process the command left behind
                 self._check_deadlines(now, running=status is None)
-                for key, _ in sel.select(self._wait(now, status is not None, last_data, exited_at)):
+                for key, _ in sel.select(self._wait(now, status is not None, quiet_since, exited_at)):
                     fd = key.fd
                     if fd == wake_fd:
                         self._drain_wakeups(wake_fd)
@@ -158,8 +162,9 @@ class Supervisor:
                         sel.unregister(fd)
                         del streams[fd]
                         continue
-                    last_data = self.clock()
+                    owed[fd] = owed.get(fd, 0) - len(data)
                     self.on_output(streams[fd], data)
+                    quiet_since = self.clock()  # after the work: handling output is not idling
         finally:
             sel.close()
             for pipe in (proc.stdout, proc.stderr):
@@ -172,10 +177,10 @@ class Supervisor:
             cpu_seconds=cpu,
         )
 
-    def _wait(self, now: float, exited: bool, last_data: float, exited_at: float) -> float:
+    def _wait(self, now: float, exited: bool, quiet_since: float, exited_at: float) -> float:
         deadlines = [d for d in (self._stop_at, self._kill_at) if d is not None]
         if exited:
-            deadlines += [last_data + DRAIN_IDLE, exited_at + DRAIN_MAX]
+            deadlines += [quiet_since + DRAIN_IDLE, exited_at + DRAIN_MAX]
         wait = min(deadlines) - now if deadlines else 1.0
         return max(0.0, min(wait, 1.0))  # wake at least once a second; SIGCHLD can be missed
 
@@ -213,6 +218,16 @@ class Supervisor:
         if self._interrupted is not None:
             return ExitStatus.SIGNAL_BASE + self._interrupted
         return returncode if returncode >= 0 else ExitStatus.SIGNAL_BASE - returncode
+
+
+def _buffered(fd: int) -> int:
+    """Bytes waiting in a pipe (FIONREAD)."""
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, count, True)
+    except OSError:
+        return 0
+    return count[0]
 
 
 def _widen_pipe(fd: int) -> None:

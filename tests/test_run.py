@@ -351,3 +351,22 @@ def test_run_ids_are_uuid4_text() -> None:
     for text in list(ids)[:50]:
         parsed = uuid.UUID(text)
         assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+
+
+def test_output_buffered_when_the_command_exits_is_all_read(stepflow: StepflowRunner, db_path: Path) -> None:
+    # 1 MB of markers: slow to handle, written at once, then the command is gone at once
+    code = "import sys\nsys.stdout.write(''.join(f'STEP_START:s{i}\\n' for i in range(60000)))"
+    assert stepflow("run", "--output", "quiet", "--", *py(code), timeout=120).returncode == 0
+    assert query(db_path, "SELECT total_steps FROM executions") == [(60000,)]
+
+
+def test_a_background_writer_left_behind_does_not_hold_the_run(stepflow: StepflowRunner, tmp_path: Path) -> None:
+    pidfile = tmp_path / "bg"
+    script = f"(while true; do echo bg; sleep 0.01; done) & echo $! > {pidfile}; echo main"
+    try:
+        started = time.monotonic()
+        result = stepflow("run", "--output", "quiet", "--", "bash", "-c", script, timeout=60)
+        assert result.returncode == 0
+        assert time.monotonic() - started < 30  # stops reading DRAIN_MAX (5 s) after the command ended
+    finally:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
