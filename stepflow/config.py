@@ -39,7 +39,7 @@ class Settings:
     log_level: str = "warning"
     wal_autocheckpoint: int = 1000  # pages
     cache_size: int = 10000  # pages
-    buffer_size: int = 1024 * 1024  # bytes of output held before a write, at most
+    buffer_size: int = 256 * 1024  # bytes of output held before a write, at most
     busy_timeout_ms: int = 30000
     mmap_size: int = 256 * 1024 * 1024
     max_line: int = 1024 * 1024  # longer lines are cut when stored (never when passed through)
@@ -114,7 +114,7 @@ def load_settings(
         log_level=level,
         wal_autocheckpoint=number(WAL_AUTOCHECKPOINT, 1000, 0),
         cache_size=number(CACHE_SIZE, 10000, 1),
-        buffer_size=size(BUFFER_SIZE, 1024 * 1024, 4096),
+        buffer_size=size(BUFFER_SIZE, 256 * 1024, 4096),
         busy_timeout_ms=number(BUSY_TIMEOUT, 30000, 0),
         mmap_size=size(MMAP_SIZE, 256 * 1024 * 1024, 0),
         max_line=size(MAX_LINE, 1024 * 1024, 256),

@@ -71,7 +71,7 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     masker = Masker([*options.masks, *matching(env, settings.mask_env).values()])
     state = RunState(id=new_id(), name=masker.mask_text(options.name or default_name(options.argv)),
                      command=masker.mask_text(shlex.join(options.argv)), started=started)
-    writer = Writer(lambda: open_store(settings), buffer_size=settings.buffer_size,
+    writer = Writer(lambda: open_store(settings, appending=True), buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None)
     supervisor = Supervisor(options.argv, on_output=lambda s, d: None, cwd=cwd, env=options.env,

@@ -18,7 +18,7 @@ from stepflow.store.models import Insert, LogBlock, Update, Write
 
 Task = Callable[[], list[Write]]  # work done on the writer's thread (copying an artifact)
 RETRY_DELAY = 1.0
-HIGH_WATER = 8 * 1024 * 1024  # output waiting for a healthy store beyond this makes the reader wait...
+HIGH_WATER = 2  # buffers of output waiting for a healthy store make the reader wait...
 MAX_STALL = 2.0  # ... at most this long at a time, so a slow store never holds the command for long
 
 
@@ -69,7 +69,7 @@ class Writer:
         """Queue a write (or a task that returns writes). Urgent ones are committed at once."""
         size = len(item.data) if isinstance(item, LogBlock) else 0
         with self._cond:
-            if size and self._pending_bytes > max(HIGH_WATER, self.buffer_size) and not self._failing:
+            if size and self._pending_bytes > HIGH_WATER * self.buffer_size and not self._failing:
                 # Backpressure: the store is healthy but slower than the output. Waiting here
                 # keeps memory bounded; the command feels it as a slower pipe, briefly.
                 self._cond.notify()

@@ -16,6 +16,7 @@ from stepflow.config import Settings
 from stepflow.errors import StoreError, StoreLockedError
 
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # truncate a WAL that grew past this once it is checkpointed
+APPEND_CACHE_PAGES = 100  # a run's writer only appends: a bigger cache only holds memory (40 MB at 10000)
 
 
 def describe(exc: BaseException) -> str:
@@ -41,8 +42,12 @@ def store_error(exc: BaseException, path: Path | str) -> StoreError:
     return cls(f"store {path}: {describe(exc)}")
 
 
-def connect(path: Path, settings: Settings, *, readonly: bool = False) -> apsw.Connection:
+def connect(
+    path: Path, settings: Settings, *, readonly: bool = False, appending: bool = False
+) -> apsw.Connection:
     """Open `path` and apply the pragmas; a new, empty database is put in WAL mode.
+
+    `appending`: the connection of a run's writer, which keeps a small page cache.
 
     An existing database keeps its journal mode: only `migrate` and `rollback` change it.
     """
@@ -65,7 +70,9 @@ def connect(path: Path, settings: Settings, *, readonly: bool = False) -> apsw.C
             if mode != "wal":
                 raise StoreError(f"store {path}: cannot use WAL mode here (journal mode is {mode})")
         for pragma in (
-            "synchronous=NORMAL", f"cache_size={settings.cache_size}", f"mmap_size={settings.mmap_size}",
+            "synchronous=NORMAL",
+            f"cache_size={min(settings.cache_size, APPEND_CACHE_PAGES) if appending else settings.cache_size}",
+            f"mmap_size={settings.mmap_size}",
             f"wal_autocheckpoint={settings.wal_autocheckpoint}",
             f"journal_size_limit={JOURNAL_SIZE_LIMIT}", "temp_store=MEMORY",
         ):

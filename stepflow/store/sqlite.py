@@ -296,8 +296,10 @@ class SqliteStore:
         self.conn.close()
 
 
-def open_store(settings: Settings, *, path: Path | None = None) -> SqliteStore:
+def open_store(settings: Settings, *, path: Path | None = None, appending: bool = False) -> SqliteStore:
     """Open (creating if needed) the store, bringing a stepflow schema up to date.
+
+    `appending`: for a run's writer (see connection.connect).
 
     Raises:
         StoreError: unreadable, written by a newer stepflow, or a StepFlow Monitor store that
@@ -306,7 +308,7 @@ def open_store(settings: Settings, *, path: Path | None = None) -> SqliteStore:
     db = path or settings.database
     # `stepflow migrate` and `rollback` hold a lock while the store changes under them: wait.
     with maintenance_pause(db, timeout=settings.busy_timeout_ms / 1000):
-        conn = connect(db, settings)
+        conn = connect(db, settings, appending=appending)
         try:
             if schema.is_legacy(conn):
                 raise StoreError(
