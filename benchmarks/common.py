@@ -147,6 +147,8 @@ def bench_env(storage: Path) -> dict[str, str]:
     env = dict(os.environ)
     env[STORAGE_ENV] = str(storage)
     env.pop("NO_COLOR", None)
+    # Users' Pythons cache compiled modules; with this set every command recompiles stepflow.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
