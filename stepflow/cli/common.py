@@ -31,19 +31,6 @@ Storage = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print plain JSON.")]
 
 
-class Output(StrEnum):
-    auto = "auto"
-    live = "live"
-    plain = "plain"
-    quiet = "quiet"
-    json = "json"
-
-
-class MarkerMode(StrEnum):
-    start = "start"
-    anywhere = "anywhere"
-
-
 class StreamName(StrEnum):
     stdout = "stdout"
     stderr = "stderr"

@@ -13,20 +13,14 @@ import typer
 
 from stepflow.cli.common import JsonFlag, Storage, StreamName, app, open_reader, settings_for
 from stepflow.errors import ExitStatus
+from stepflow.store.models import RUN_STATUSES
 
 RunId = Annotated[str, typer.Argument(metavar="ID", help="Run id, a unique prefix of it (4+ characters), or 'last'.",
                                       show_default=False)]
 NoColor = Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR set).")]
 
 
-class RunStatus(StrEnum):
-    pending = "pending"
-    running = "running"
-    completed = "completed"
-    failed = "failed"
-    cancelled = "cancelled"
-    timed_out = "timed_out"
-    abandoned = "abandoned"
+RunStatus = StrEnum("RunStatus", {status: status for status in RUN_STATUSES})  # type: ignore[misc]
 
 
 @app.command("ls", epilog="Example: stepflow ls --status failed --since 1d    (what failed since yesterday?)")

@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from stepflow.errors import StoreError, StoreLockedError
-from stepflow.store.connection import maintenance_lock_path
+from stepflow.errors import StoreError
+from stepflow.store.connection import flock_within, maintenance_lock_path
 
 POLL = 0.02
 
@@ -38,18 +37,7 @@ def maintenance_lock(db: Path, *, what: str, wait: float) -> Iterator[None]:
     except OSError as exc:
         raise StoreError(f"cannot create the maintenance lock {path}: {exc.strerror or exc}") from exc
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-                    raise StoreLockedError(
-                        f"store {db}: {holder} holds the maintenance lock; try again when it ends"
-                    ) from None
-                time.sleep(POLL)
+        flock_within(fd, fcntl.LOCK_EX, timeout=wait, db=db, poll=POLL)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"stepflow {what} (pid {os.getpid()})\n".encode(), 0)
         try:

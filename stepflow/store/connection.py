@@ -137,23 +137,34 @@ def maintenance_pause(db: Path, *, timeout: float, poll: float = 0.02) -> Iterat
     try:
         fd = os.open(maintenance_lock_path(db), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        fd = -1
+        yield
+        return
     try:
-        deadline = time.monotonic() + timeout
-        while fd >= 0:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "maintenance"
-                    raise StoreLockedError(
-                        f"store {db}: {holder} holds the maintenance lock; try again when it ends"
-                    ) from None
-                time.sleep(poll)
-            except OSError:  # a filesystem without flock: nothing to honour
-                break
+        flock_within(fd, fcntl.LOCK_SH, timeout=timeout, db=db, poll=poll)
         yield
     finally:
-        if fd >= 0:
-            os.close(fd)
+        os.close(fd)
+
+
+def flock_within(fd: int, operation: int, *, timeout: float, db: Path, poll: float = 0.02) -> None:
+    """Take flock `operation` on the maintenance lock file `fd`, polling up to `timeout` seconds.
+
+    A filesystem without flock has nothing to honour, so that counts as taken.
+
+    Raises:
+        StoreLockedError: still held elsewhere after `timeout`; the message names the holder.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+                raise StoreLockedError(
+                    f"store {db}: {holder} holds the maintenance lock; try again when it ends"
+                ) from None
+            time.sleep(poll)
+        except OSError:
+            return
