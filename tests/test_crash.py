@@ -79,3 +79,27 @@ def test_kill_9_at_a_random_moment_keeps_the_store_intact(db_path: Path, seed: i
         lines = query(db_path, "SELECT first_line, line_count FROM logs WHERE execution_id = ? ORDER BY first_line", (run_id,))
         for (a, n), (b, _) in zip(lines, lines[1:], strict=False):
             assert a + n <= b
+
+
+def test_terminal_closed_under_a_live_view(db_path: Path, tmp_path: Path) -> None:
+    """The terminal goes away (ssh dropped): SIGHUP reaches the job, the run is recorded as cancelled."""
+    import pty
+
+    pidfile = tmp_path / "pid"
+    pid, master = pty.fork()
+    if pid == 0:  # the child: a session leader whose controlling terminal is the pty
+        os.execv(sys.executable, [sys.executable, "-m", "stepflow", "run", "--output", "live", "--",
+                                  "bash", "-c", f"echo $$ > {pidfile}; echo STEP_START:wait; sleep 60"])
+    seen = b""
+    deadline = time.monotonic() + 20
+    while b"wait" not in seen and time.monotonic() < deadline:
+        try:
+            seen += os.read(master, 4096)
+        except OSError:
+            break
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    os.close(master)  # hang up
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 129  # 128+SIGHUP, no crash on the dead terminal
+    assert query(db_path, "SELECT status, exit_code FROM executions") == [("cancelled", 129)]
+    assert wait_for(lambda: not pgid_alive(int(pidfile.read_text())), timeout=15)
