@@ -6,7 +6,6 @@ STEPFLOW_MASK_ENV patterns, and from `::add-mask::VALUE` lines the command print
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping
 
 from stepflow.markers import ADD_MASK
@@ -19,7 +18,31 @@ _ADD_MASK = ADD_MASK.encode()
 def matching(env: Mapping[str, str], patterns: Iterable[str]) -> dict[str, str]:
     """The variables whose names match one of `patterns` (fnmatch, case-insensitive)."""
     pats = [p.upper() for p in patterns if p]
-    return {k: v for k, v in env.items() if any(fnmatch.fnmatchcase(k.upper(), p) for p in pats)}
+    return {k: v for k, v in env.items() if any(glob_match(k.upper(), p) for p in pats)}
+
+
+def glob_match(name: str, pattern: str) -> bool:
+    """fnmatch.fnmatchcase, without compiling a regex for the usual `*`-only patterns.
+
+    Every `stepflow run` checks each variable against each pattern; fnmatch's regexes cost
+    a few ms of start-up for that.
+    """
+    if "?" in pattern or "[" in pattern:
+        import fnmatch
+
+        return fnmatch.fnmatchcase(name, pattern)
+    if "*" not in pattern:
+        return name == pattern
+    first, *middle, last = pattern.split("*")
+    if len(name) < len(first) + len(last) or not name.startswith(first) or not name.endswith(last):
+        return False
+    pos, end = len(first), len(name) - len(last)
+    for part in middle:
+        found = name.find(part, pos, end)
+        if found < 0:
+            return False
+        pos = found + len(part)
+    return True
 
 
 class Masker:

@@ -81,3 +81,12 @@ def test_store_files_are_private(stepflow: StepflowRunner, storage: Path, relati
     assert stat.S_IMODE((storage / relative).stat().st_mode) == mode
     (artifact,) = list((storage / "artifacts").rglob("*_a.txt"))
     assert stat.S_IMODE(artifact.stat().st_mode) == 0o600
+
+
+@given(st.text(alphabet="AB_*", max_size=8), st.text(alphabet="AB_", max_size=10))
+def test_glob_match_agrees_with_fnmatch(pattern: str, name: str) -> None:
+    import fnmatch
+
+    from stepflow.secrets import glob_match
+
+    assert glob_match(name, pattern) == fnmatch.fnmatchcase(name, pattern)
