@@ -47,3 +47,19 @@ def test_typer_path_runs_the_same_command(stepflow: StepflowRunner) -> None:
     result = stepflow("run", "-nshort-form", "--output", "quiet", "--", "bash", "-c", "exit 3")
     assert result.returncode == 3
     assert b'"name": "short-form"' in stepflow("show", "last", "--json").stdout
+
+
+@pytest.mark.parametrize("args, line", [
+    (["run"], "stepflow: error: Missing argument 'COMMAND...'. (see \"stepflow run --help\")"),
+    (["ls", "--limit", "0"], "stepflow: error: Invalid value for '--limit': 0 is not in the range x>=1. (see \"stepflow ls --help\")"),
+    (["nosuchcmd"], "stepflow: error: No such command 'nosuchcmd'. (see \"stepflow --help\")"),
+])
+def test_usage_errors_are_one_line_with_status_2(stepflow: StepflowRunner, args: list[str], line: str) -> None:
+    result = stepflow(*args)
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [line]
+
+
+def test_stepflow_alone_shows_help(stepflow: StepflowRunner) -> None:
+    result = stepflow()
+    assert result.returncode == 2 and b"Usage: stepflow" in result.stdout

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_command(*fast)
         from stepflow.cli.app import app
 
-        app(args=args, prog_name="stepflow", standalone_mode=True)
+        status = app(args=args, prog_name="stepflow", standalone_mode=False)
+        return status if isinstance(status, int) else ExitStatus.OK
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except StepflowError as exc:
@@ -37,4 +38,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stepflow: interrupted", file=sys.stderr)
         return ExitStatus.CTRL_C
+    except Exception as exc:
+        if not _is_click_error(exc):
+            raise
+        return _usage_error(exc)
     return ExitStatus.OK
+
+
+def _is_click_error(exc: Exception) -> bool:
+    """click's own errors (bad option, missing argument, Ctrl-C at a prompt), whichever click
+    typer brings (a vendored copy or the click package)."""
+    return hasattr(exc, "format_message") and hasattr(exc, "exit_code") or type(exc).__name__ == "Abort"
+
+
+def _usage_error(exc: Exception) -> int:
+    """One line, `stepflow: error: ...`, as for every other error; `stepflow` alone shows help."""
+    if type(exc).__name__ == "Abort":
+        print("stepflow: interrupted", file=sys.stderr)
+        return ExitStatus.CTRL_C
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        print(ctx.get_help())
+        return ExitStatus.USAGE
+    message = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
+    hint = f' (see "{ctx.command_path} --help")' if ctx is not None else ""
+    print(f"stepflow: error: {message}{hint}", file=sys.stderr)
+    return int(getattr(exc, "exit_code", ExitStatus.USAGE))
