@@ -6,12 +6,14 @@ an unreadable or oversized file is reported as a warning and recorded with its p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 CHUNK = 1024 * 1024
+NAME_MAX = 255  # bytes in one file name, on Linux file systems
 KINDS = {  # artifact_type as the legacy tool named them, from the mime type's family
     "image": "image", "text/html": "report", "application/json": "data", "text/csv": "data",
     "application/pdf": "document", "application/zip": "archive", "application/gzip": "archive",
@@ -70,7 +72,7 @@ def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: i
             return result
         os.set_blocking(fd, True)
         dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        dest = dest_dir / f"{artifact_id}_{source.name}"
+        dest = dest_dir / stored_name(artifact_id, source.name)
         digest = hashlib.sha256()
         size = 0
         with os.fdopen(os.dup(fd), "rb") as src, open(dest, "wb", opener=_private) as out:
@@ -84,10 +86,17 @@ def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: i
     except OSError as exc:
         result.problem = exc.strerror or str(exc)
         if result.stored is None:
-            (dest_dir / f"{artifact_id}_{source.name}").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (dest_dir / stored_name(artifact_id, source.name)).unlink(missing_ok=True)
     finally:
         os.close(fd)
     return result
+
+
+def stored_name(artifact_id: str, name: str) -> str:
+    """`<artifact id>_<name>`, the legacy layout, cut to fit a 255-byte file name."""
+    raw = name.encode("utf-8", "surrogateescape")[: NAME_MAX - len(artifact_id) - 1]
+    return f"{artifact_id}_{raw.decode('utf-8', 'ignore') or 'artifact'}"
 
 
 def _private(path: str, flags: int) -> int:

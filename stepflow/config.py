@@ -65,24 +65,29 @@ def default_storage(env: Mapping[str, str]) -> Path:
     return Path(base) / "stepflow"
 
 
-def parse_size(name: str, text: str, *, minimum: int = 0) -> int:
+INT_MAX = 2**31 - 1  # SQLite's pragmas and busy timeout take a C int
+SIZE_MAX = 2**62
+
+
+def parse_size(name: str, text: str, *, minimum: int = 0, maximum: int = SIZE_MAX) -> int:
     """Read `4096`, `64K`, `1M` or `2G` (binary units) as a byte count, or raise naming `name`."""
     raw = text.strip().lower().removesuffix("ib").removesuffix("b")
     unit = raw[-1:] if raw[-1:] in _UNITS and not raw[-1:].isdigit() else ""
     digits = raw[: len(raw) - len(unit)]
-    if not digits.isdigit() or int(digits) * _UNITS[unit] < minimum:
-        raise SettingsError(f"{name}={text!r} is not a size of at least {minimum} bytes (e.g. 65536, 64K, 1M)")
-    return int(digits) * _UNITS[unit]
-
-
-def parse_int(name: str, text: str, *, minimum: int = 0) -> int:
-    """Read a whole number of at least `minimum`, or raise naming `name`."""
-    try:
-        value = int(text.strip())
-    except ValueError:
-        value = minimum - 1
+    value = int(digits) * _UNITS[unit] if digits.isascii() and digits.isdigit() else -1
     if value < minimum:
-        raise SettingsError(f"{name}={text!r} is not a whole number of at least {minimum}")
+        raise SettingsError(f"{name}={text!r} is not a size of at least {minimum} bytes (e.g. 65536, 64K, 1M)")
+    if value > maximum:
+        raise SettingsError(f"{name}={text!r} is more than {maximum} bytes")
+    return value
+
+
+def parse_int(name: str, text: str, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
+    """Read a whole number from `minimum` to `maximum`, or raise naming `name`."""
+    stripped = text.strip()
+    value = int(stripped) if stripped.isascii() and stripped.lstrip("-").isdigit() else minimum - 1
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name}={text!r} is not a whole number from {minimum} to {maximum}")
     return value
 
 

@@ -23,6 +23,14 @@ def clock_time(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
+def valid_text(text: str) -> str:
+    """`text` as valid UTF-8: bytes that were not (kept by Python as surrogates) become U+FFFD.
+
+    Arguments, file names and environment names may hold such bytes; SQLite and JSON need text.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def safe_text(data: bytes | str) -> str:
     """Text that cannot drive a terminal: invalid UTF-8 replaced, control characters shown as \\xNN.
 

@@ -284,7 +284,7 @@ def step_index(store: SqliteStore, run: Run, step: str) -> int:
     named = [s for s in steps if s.name == step]
     if named:
         return named[0].step_index
-    if step.isdigit() and any(s.step_index == int(step) - 1 for s in steps):
+    if step.isascii() and step.isdigit() and any(s.step_index == int(step) - 1 for s in steps):
         return int(step) - 1
     names = ", ".join(repr(s.name) for s in steps[:10]) or "none"
     raise NotFoundError(f"run {run.id[:8]} has no step {step!r}; steps: {names}")
@@ -302,7 +302,7 @@ def print_logs(
     longer running or pending, or its stepflow process is gone.
     """
     out = out or sys.stdout.buffer
-    needle = grep.encode() if grep else None
+    needle = grep.encode("utf-8", "surrogateescape") if grep else None  # the bytes as typed
 
     def emit(after: int) -> int:
         for line in store.log_lines(run.id, step_index=step_index, stream=stream, grep=needle, after_line=after):

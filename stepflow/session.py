@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from stepflow import procs, resources
 from stepflow.config import Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, StepflowError
+from stepflow.fmt import valid_text
 from stepflow.lines import LineSplitter
 from stepflow.recorder import Recorder, View, new_id
 from stepflow.resources import Sampler
@@ -69,8 +70,10 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     started = time.time()
     env = dict(os.environ if options.env is None else options.env)
     masker = Masker([*options.masks, *matching(env, settings.mask_env).values()])
-    state = RunState(id=new_id(), name=masker.mask_text(options.name or default_name(options.argv)),
-                     command=masker.mask_text(shlex.join(options.argv)), started=started)
+    # What is stored and shown is text; arguments, folders and names may hold bytes that are
+    # not UTF-8 (the command itself still gets them exactly as given).
+    state = RunState(id=new_id(), name=masker.mask_text(valid_text(options.name or default_name(options.argv))),
+                     command=masker.mask_text(valid_text(shlex.join(options.argv))), started=started)
     writer = Writer(lambda: open_store(settings, appending=True), buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None)
@@ -96,9 +99,11 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     sampler = Sampler(state, lambda: supervisor.pid)
     writer.start()
     recorder.start({
-        "working_directory": cwd, "tags": list(options.tags), "user_name": _user(),
+        "working_directory": valid_text(cwd), "tags": [masker.mask_text(valid_text(t)) for t in options.tags],
+        "user_name": _user(),
         "host": os.uname().nodename, "pid": os.getpid(),
-        "pid_started": procs.start_time(os.getpid()), "metadata": dict(options.metadata),
+        "pid_started": procs.start_time(os.getpid()),
+        "metadata": {valid_text(k): masker.mask_text(valid_text(v)) for k, v in options.metadata.items()},
         "environment": _environment(env, settings.env_allow, masker),
     })
     error: StepflowError | None = None
@@ -144,7 +149,7 @@ def _signals_deferred() -> Iterator[None]:
 def _environment(env: dict[str, str], allow: tuple[str, ...], masker: Masker) -> dict[str, str | None]:
     """Variable names only (values are where secrets live), but values of allow-listed names."""
     allowed = matching(env, allow)
-    return {k: masker.mask_text(allowed[k]) if k in allowed else None for k in sorted(env)}
+    return {valid_text(k): masker.mask_text(valid_text(allowed[k])) if k in allowed else None for k in sorted(env)}
 
 
 def _user() -> str | None:

@@ -21,11 +21,15 @@ def since_timestamp(text: str | None, *, now: float | None = None, option: str =
     if text is None:
         return None
     now = time.time() if now is None else now
+    problem = UsageError(f"{option} {text!r} is not a duration (2h, 3d) or a date (2025-08-01)")
     match = _SINCE.match(text)
     if match:
-        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+        ago = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+        if ago > now:  # before 1970: a typo, and too far back for the clock to say
+            raise UsageError(f"{option} {text!r} reaches back before 1970")
+        return now - ago
     try:
         value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not a duration (2h, 3d) or a date (2025-08-01)") from None
-    return (value if value.tzinfo else value.astimezone()).timestamp()
+        return (value if value.tzinfo else value.astimezone()).timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise problem from None

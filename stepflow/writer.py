@@ -139,16 +139,24 @@ class Writer:
     def _commit(self, batch: list[Write | Task], *, final: bool) -> None:
         writes: list[Write] = []
         for item in batch:
-            if callable(item):
-                writes.extend(item())
-            else:
+            if not callable(item):
                 writes.append(item)
+                continue
+            try:
+                writes.extend(item())
+            except Exception as exc:  # noqa: BLE001 - one task's failure must not end recording
+                self.on_problem(f"could not record an artifact: {type(exc).__name__}: {exc}")
         try:
             if self._store is None:
                 self._store = self._open_store()
             self._store.write(writes)
         except StepflowError as exc:
             self._failed(writes, str(exc), final=final)
+            return
+        except Exception as exc:  # noqa: BLE001 - a value SQLite refuses: retrying cannot help
+            self._lose(writes)
+            self.losses.reason = self.losses.reason or f"{type(exc).__name__}: {exc}"
+            self.on_problem(f"could not record part of the run: {type(exc).__name__}: {exc}")
             return
         if self._failing:
             self._failing = False

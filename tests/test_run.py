@@ -370,3 +370,44 @@ def test_a_background_writer_left_behind_does_not_hold_the_run(stepflow: Stepflo
         assert time.monotonic() - started < 30  # stops reading DRAIN_MAX (5 s) after the command ended
     finally:
         os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("var, value", [
+    ("STEPFLOW_BUSY_TIMEOUT", "99999999999"),
+    ("STEPFLOW_CACHE_SIZE", "1e9"),
+    ("STEPFLOW_WAL_AUTOCHECKPOINT", "²"),
+])
+def test_out_of_range_setting_is_refused(stepflow: StepflowRunner, var: str, value: str) -> None:
+    for args in (("run", "--", "true"), ("ls",)):
+        result = stepflow(*args, env={var: value})
+        assert result.returncode == 2
+        assert result.stderr.decode().strip().startswith(f"stepflow: error: {var}={value!r}")
+
+
+def test_bytes_that_are_not_utf8_in_arguments_and_names(stepflow: StepflowRunner, db_path: Path, tmp_path: Path) -> None:
+    odd = os.fsdecode(b"caf\xe9")
+    folder = tmp_path / os.fsdecode(b"dir-\xe9")
+    folder.mkdir()
+    result = stepflow("run", "-n", odd, "-t", odd, "--cwd", str(folder), "--", "bash", "-c",
+                      "printf '%s\\n' \"$1\"; echo STEP_START:s; echo out", "sh", odd,
+                      env={os.fsdecode(b"BAD\xff"): "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"caf\xe9\n")  # the command got its argument byte for byte
+    (name, command, status, tags), = query(db_path, "SELECT name, command, status, tags FROM executions")
+    assert (name, status, json.loads(str(tags))) == ("caf\ufffd", "completed", ["caf\ufffd"])
+    assert "caf\ufffd" in str(command)
+    assert query(db_path, "SELECT line_count FROM executions") == [(2,)]
+    for args in (("show", os.fsdecode(b"\xff\xfe\xfd\xfc")), ("ls", "--name", odd), ("logs", "last", "--grep", odd)):
+        out = stepflow(*args)
+        assert b"Traceback" not in out.stderr and out.returncode in (0, 1), out.stderr
+
+
+def test_artifact_with_the_longest_file_name(stepflow: StepflowRunner, tmp_path: Path) -> None:
+    name = "a" * 250
+    (tmp_path / name).write_text("x")
+    result = stepflow("run", "--cwd", str(tmp_path), "--", "bash", "-c", f"echo ARTIFACT:{name}; echo after")
+    assert result.returncode == 0
+    shown = json.loads(stepflow("show", "last", "--json").stdout)
+    assert shown["status"] == "completed" and shown["line_count"] == 1
+    (art,) = shown["artifacts"]
+    assert Path(art["path"]).read_text() == "x" and len(Path(art["path"]).name.encode()) <= 255

@@ -67,6 +67,11 @@ def _columns(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+def _text(value: str) -> str:
+    """A parameter typed by a user, as text SQLite can take (stray bytes become U+FFFD)."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def runs_clause(query: RunQuery) -> tuple[str, list[Any]]:
     """The WHERE/ORDER BY/LIMIT of `find_runs`, with its parameters (tests check its plan)."""
     where, params = [], []  # type: tuple[list[str], list[Any]]
@@ -78,14 +83,14 @@ def runs_clause(query: RunQuery) -> tuple[str, list[Any]]:
         # With a wildcard, walking runs newest first and testing each is cheaper than
         # sorting all matches of a common prefix (unary + keeps the name index out).
         where.append("+name GLOB ?" if any(c in query.name_glob for c in "*?[") else "name = ?")
-        params.append(query.name_glob)
+        params.append(_text(query.name_glob))
     if query.tag:
         # CASE keeps json_each away from legacy rows whose tags are not valid JSON.
         where.append(
             "CASE WHEN json_valid(tags) THEN EXISTS (SELECT 1 FROM json_each(tags)"
             " WHERE value = ?) ELSE 0 END"
         )
-        params.append(query.tag)
+        params.append(_text(query.tag))
     if query.since_ts is not None:
         where.append("created_ts >= ?")
         params.append(query.since_ts)
@@ -183,7 +188,7 @@ class SqliteStore:
             NotFoundError: no run, or several, match.
             UsageError: the prefix is too short to be safe.
         """
-        ref = ref.strip()
+        ref = ref.strip().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if ref.lower() == "last":
             runs = self.find_runs(RunQuery(limit=1))
             if not runs:
@@ -195,7 +200,10 @@ class SqliteStore:
         if len(ref) < MIN_PREFIX:
             raise UsageError(f"run id {ref!r} is too short; give at least {MIN_PREFIX} characters")
         prefix = ref.lower()
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        # Every id starting with the prefix sorts below the prefix with its last character
+        # raised by one (at U+10FFFF there is no such character, and no id starts so).
+        last = ord(prefix[-1])
+        upper = prefix[:-1] + chr(last + 1) if last < 0x10FFFF else prefix
         matches = self._rows(Run, "WHERE id >= ? AND id < ? ORDER BY id LIMIT 6", (prefix, upper))
         if not matches:
             raise NotFoundError(f"no run with id {ref!r}; see \"stepflow ls\"")
