@@ -22,9 +22,9 @@ RAISE_ERRORS = "STEPFLOW_RAISE_ERRORS"
 MASK_ENV = "STEPFLOW_MASK_ENV"
 ENV_ALLOW = "STEPFLOW_ENV_ALLOW"
 
-DEFAULT_MASK_ENV = (
+DEFAULT_MASK_ENV = (  # not *SESSION*: XDG_SESSION_TYPE=tty would hide every "tty"
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*_KEY_*", "*APIKEY*",
-    "*CREDENTIAL*", "*PRIVATE*", "*_AUTH", "*SESSION*",
+    "*CREDENTIAL*", "*PRIVATE*", "*_AUTH", "*SESSION_ID*", "*SESSION_KEY*", "*COOKIE*",
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from stepflow import procs, resources
 from stepflow.config import Settings
-from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, StepflowError
+from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus, StepflowError
 from stepflow.fmt import valid_text
 from stepflow.lines import LineSplitter
 from stepflow.recorder import Recorder, View, new_id
@@ -129,7 +129,10 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
             f"run {state.id[:8]} not fully recorded: {losses.lines} output lines and"
             f" {losses.writes} step/run updates lost ({losses.reason})"
         )
-    return RunResult(state.id, outcome.exit_status, state, error)
+    # A run that failed must not tell a script it succeeded: a stop_on_error step failed and
+    # the command still exited 0 (it finished first, or trapped the SIGTERM).
+    status = outcome.exit_status or (ExitStatus.ERROR if state.status != "completed" else ExitStatus.OK)
+    return RunResult(state.id, status, state, error)
 
 
 @contextlib.contextmanager

@@ -411,3 +411,17 @@ def test_artifact_with_the_longest_file_name(stepflow: StepflowRunner, tmp_path:
     assert shown["status"] == "completed" and shown["line_count"] == 1
     (art,) = shown["artifacts"]
     assert Path(art["path"]).read_text() == "x" and len(Path(art["path"]).name.encode()) <= 255
+
+
+def test_a_failed_critical_step_never_exits_0(stepflow: StepflowRunner, db_path: Path) -> None:
+    script = "trap 'exit 0' TERM; echo 'STEP_START:a[stop_on_error=true]'; echo STEP_ERROR:boom; sleep 30 & wait"
+    result = stepflow("run", "--", "bash", "-c", script)
+    assert result.returncode == 1
+    assert query(db_path, "SELECT status, exit_code FROM executions") == [("failed", 0)]
+
+
+@pytest.mark.parametrize("flag", ["--timeout", "--kill-grace"])
+def test_non_finite_seconds_are_refused(stepflow: StepflowRunner, flag: str) -> None:
+    result = stepflow("run", flag, "nan", "--", "true")
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith(f"stepflow: error: {flag} nan must be a number of seconds")

@@ -109,6 +109,7 @@ def run_command(command: list[str], values: dict[str, Any], *, storage: Path | N
     Raises:
         StepflowError: a bad option or setting (nothing was run).
     """
+    import math
     import os
     import sys
 
@@ -119,10 +120,10 @@ def run_command(command: list[str], values: dict[str, Any], *, storage: Path | N
 
     settings = load_settings(storage=values["storage"] if values["storage"] is not None else storage)
     timeout, grace, cwd = values["timeout"], values["kill_grace"], values["cwd"]
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout {timeout:g} must be more than 0 seconds")
-    if grace < 0:
-        raise UsageError(f"--kill-grace {grace:g} must be 0 seconds or more")
+    if timeout is not None and not 0 < timeout < math.inf:
+        raise UsageError(f"--timeout {timeout:g} must be a number of seconds more than 0")
+    if not 0 <= grace < math.inf:
+        raise UsageError(f"--kill-grace {grace:g} must be a number of seconds, 0 or more")
     if cwd is not None and not cwd.is_dir():
         raise UsageError(f"--cwd {cwd}: no such folder")
     options = RunOptions(
