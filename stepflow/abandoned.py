@@ -15,10 +15,9 @@ from collections.abc import Iterable
 from stepflow import procs
 from stepflow.errors import StepflowError
 from stepflow.store import RunQuery, Store
-from stepflow.store.models import Run
+from stepflow.store.models import OPEN_STATUSES, Run
 
 MESSAGE = "the stepflow process that ran it is gone"
-OPEN = ("running", "pending")
 
 
 def is_abandoned(run: Run, *, host: str | None = None) -> bool:
@@ -26,7 +25,7 @@ def is_abandoned(run: Run, *, host: str | None = None) -> bool:
 
     A run recorded on another host is never judged: its processes cannot be seen from here.
     """
-    if run.status not in OPEN:
+    if run.status not in OPEN_STATUSES:
         return False
     if run.pid is None:
         return run.status == "running"  # a legacy row: the old server that ran it is gone
@@ -51,12 +50,12 @@ def notice(store: Store, runs: Iterable[Run]) -> list[Run]:
     if changed != len(gone):
         for run in gone:  # some finished at the last moment; show what the store now says
             fresh = store.get_run(run.id)
-            if fresh is not None and fresh.status not in OPEN:
+            if fresh is not None and fresh.status not in OPEN_STATUSES:
                 run.status, run.error_message = fresh.status, fresh.error_message
                 run.completed_at, run.exit_code = fresh.completed_at, fresh.exit_code
     result = []
     for run in gone:
-        if run.status in OPEN:
+        if run.status in OPEN_STATUSES:
             run.status = "abandoned"
             run.error_message = run.error_message or MESSAGE
         if run.status == "abandoned":

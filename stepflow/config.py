@@ -44,7 +44,6 @@ class Settings:
     mmap_size: int = 256 * 1024 * 1024
     max_line: int = 1024 * 1024  # longer lines are cut when stored (never when passed through)
     artifact_max_size: int = 1024 * 1024 * 1024
-    raise_errors: bool = False
     mask_env: tuple[str, ...] = DEFAULT_MASK_ENV  # names whose values are hidden in output
     env_allow: tuple[str, ...] = ()  # names whose values are stored with a run (others: name only)
 
@@ -124,10 +123,18 @@ def load_settings(
         mmap_size=size(MMAP_SIZE, 256 * 1024 * 1024, 0),
         max_line=size(MAX_LINE, 1024 * 1024, 256),
         artifact_max_size=size(ARTIFACT_MAX_SIZE, 1024 * 1024 * 1024, 0),
-        raise_errors=env.get(RAISE_ERRORS, "") not in ("", "0", "false", "no"),
         mask_env=_patterns(env[MASK_ENV]) if MASK_ENV in env else DEFAULT_MASK_ENV,
         env_allow=_patterns(env.get(ENV_ALLOW, "")),
     )
+
+
+def raise_errors(env: Mapping[str, str] | None = None) -> bool:
+    """STEPFLOW_RAISE_ERRORS: show tracebacks instead of one-line errors (for bug reports).
+
+    Read on its own, not through Settings: it must work when the settings themselves fail.
+    """
+    env = os.environ if env is None else env
+    return env.get(RAISE_ERRORS, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _patterns(text: str) -> tuple[str, ...]:

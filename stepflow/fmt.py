@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 def duration(seconds: float | None) -> str:
@@ -16,6 +16,11 @@ def duration(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def iso(ts: float) -> str:
+    """An ISO 8601 time in UTC with its offset, as stored for new rows and printed in JSON."""
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def clock_time(ts: float) -> str:
@@ -41,6 +46,6 @@ def safe_text(data: bytes | str) -> str:
     if text.isprintable():
         return text
     return "".join(
-        ch if ch.isprintable() or ch == "\t" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else ch
+        ch if ch.isprintable() or ch == "\t" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
         for ch in text
     )

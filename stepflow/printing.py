@@ -21,7 +21,7 @@ from stepflow import abandoned, fmt, history
 from stepflow.config import Settings
 from stepflow.errors import NotFoundError, StoreError
 from stepflow.store import SqliteStore, open_store
-from stepflow.store.models import STDERR, Run
+from stepflow.store.models import OPEN_STATUSES, STDERR, Run
 
 STATUS_STYLES = {
     "completed": "green", "failed": "bold red", "running": "cyan", "pending": "dim", "skipped": "dim",
@@ -319,7 +319,7 @@ def print_logs(
         return after
 
     last = emit(-1)
-    if not follow or run.status not in abandoned.OPEN:
+    if not follow or run.status not in OPEN_STATUSES:
         return
     version = store.data_version()
     checked = time.monotonic()
@@ -336,6 +336,6 @@ def print_logs(
         if current is None:
             return
         abandoned.notice(store, [current])
-        if current.status not in abandoned.OPEN:
+        if current.status not in OPEN_STATUSES:
             emit(last)  # whatever was committed with the final status
             return

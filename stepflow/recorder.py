@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from stepflow import markers
 from stepflow.artifacts import copy_artifact
+from stepflow.fmt import iso
 from stepflow.runner import Outcome
 from stepflow.state import ArtifactState, RunState, StepState
 from stepflow.store.models import Insert, LogBlock, Update, Write
@@ -26,11 +26,6 @@ class View(Protocol):
     def event(self, kind: str, state: RunState, step: StepState | None, detail: str) -> None: ...
     def problem(self, message: str) -> None: ...
     def finish(self, state: RunState) -> None: ...
-
-
-def iso(ts: float) -> str:
-    """An ISO 8601 time in UTC with its offset, as stored for new rows."""
-    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def new_id() -> str:
@@ -82,7 +77,8 @@ class Recorder:
         self.view.start(s)
 
     def finish(self, outcome: Outcome) -> None:
-        """Close the running step and the run from how the command ended."""
+        """Close the running step and the run from how the command ended (the view is told
+        by the session once the writer is done, so its summary counts copied artifacts)."""
         s = self.state
         now = self.clock()
         failed = outcome.exit_status != 0
@@ -109,8 +105,8 @@ class Recorder:
             "peak_rss": s.peak_rss,
             "max_processes": s.max_processes,
             "line_count": s.lines, "completed_steps": s.completed_steps,
+            "lost_lines": self.writer.losses.lines,  # dropped so far; later losses cannot be stored
         }), urgent=True)
-        self.view.finish(s)
 
     # -- LineSink --------------------------------------------------------------------------
 

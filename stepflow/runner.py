@@ -76,6 +76,11 @@ class Supervisor:
         self._timed_out = False
         self._interrupted: int | None = None
         self._signals: list[int] = []
+        self._closing: set[int] = set()
+
+    def close_stream(self, stream: int) -> None:
+        """Stop reading stream 1 or 2 and close it, so the command's next write fails (SIGPIPE)."""
+        self._closing.add(stream)
 
     def request_stop(self) -> None:
         """End the command: SIGTERM to its process group now, SIGKILL after the grace period."""
@@ -125,6 +130,7 @@ class Supervisor:
         assert proc.stdout is not None and proc.stderr is not None
         sel = selectors.DefaultSelector()
         streams = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
+        pipes = {proc.stdout.fileno(): proc.stdout, proc.stderr.fileno(): proc.stderr}
         for fd in streams:
             os.set_blocking(fd, False)
             _widen_pipe(fd)
@@ -165,6 +171,10 @@ class Supervisor:
                     owed[fd] = owed.get(fd, 0) - len(data)
                     self.on_output(streams[fd], data)
                     quiet_since = self.clock()  # after the work: handling output is not idling
+                    if streams[fd] in self._closing:
+                        sel.unregister(fd)
+                        del streams[fd]
+                        pipes[fd].close()  # through its file object: closing twice is harmless
         finally:
             sel.close()
             for pipe in (proc.stdout, proc.stderr):

@@ -86,9 +86,15 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
                             marker_streams=frozenset({1, 2} if options.stderr_markers else {1}),
                             masker=masker)
 
+    gone: set[int] = getattr(view, "gone", set())
+
     def on_output(stream: int, data: bytes) -> None:
         view.raw(stream, masker.filter(stream, data))
         splitter.feed(stream, data)
+        if gone and stream in gone:
+            # Whoever read our output has gone (`stepflow run -- yes | head -1`): close the
+            # command's pipe too, so it gets SIGPIPE as it would in the same pipeline alone.
+            supervisor.close_stream(stream)
 
     supervisor.on_output = on_output
     attach = getattr(view, "attach", None)
@@ -124,6 +130,8 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     with _signals_deferred():  # the command is gone: an impatient Ctrl-C must not lose its record
         recorder.finish(outcome)
         losses = writer.close()
+    state.lost_lines = losses.lines
+    view.finish(state)
     if losses:
         view.problem(
             f"run {state.id[:8]} not fully recorded: {losses.lines} output lines and"

@@ -130,3 +130,10 @@ def test_parser_and_recorder_survive_any_byte_stream(tmp_path: Path, chunks: lis
         splitter.feed(stream, chunk)
     splitter.close()
     assert state.lines >= 0 and state.step_count == len(state.steps)
+
+
+def test_safe_text_escapes_what_could_mislead_a_terminal() -> None:
+    from stepflow.fmt import safe_text
+
+    assert safe_text("ok\u202eevil\u2028x\x1b[2J\tend") == "ok\\u202eevil\\u2028x\\x1b[2J\tend"
+    assert safe_text(b"caf\xc3\xa9 \xff") == "café \ufffd"

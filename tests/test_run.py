@@ -425,3 +425,12 @@ def test_non_finite_seconds_are_refused(stepflow: StepflowRunner, flag: str) -> 
     result = stepflow("run", flag, "nan", "--", "true")
     assert result.returncode == 2
     assert result.stderr.decode().startswith(f"stepflow: error: {flag} nan must be a number of seconds")
+
+
+def test_a_closed_reader_ends_the_command_as_in_a_pipeline(db_path: Path, tmp_path: Path) -> None:
+    """`stepflow run -- yes | head -1` ends, like `yes | head -1` does."""
+    out = subprocess.run(f"{sys.executable} -m stepflow run --output plain -- yes | head -1", shell=True,
+                         capture_output=True, timeout=60, env={**os.environ, "STEPFLOW_STORAGE_PATH": str(db_path.parent.parent)})
+    assert out.stdout == b"y\n"
+    (status, exit_code), = query(db_path, "SELECT status, exit_code FROM executions")
+    assert (status, exit_code) == ("failed", 141)  # 128+SIGPIPE: what yes itself got

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
-from stepflow.config import RAISE_ERRORS
+from stepflow.config import raise_errors
 from stepflow.errors import ExitStatus, StepflowError
 
 __all__ = ["main"]
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except StepflowError as exc:
-        if os.environ.get(RAISE_ERRORS, "") not in ("", "0"):
+        if raise_errors():
             raise
         print(f"stepflow: error: {exc}", file=sys.stderr)
         return int(exc.exit_status)

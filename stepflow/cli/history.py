@@ -13,7 +13,7 @@ import typer
 
 from stepflow.cli.common import JsonFlag, Storage, StreamName, app, open_reader, settings_for
 from stepflow.errors import ExitStatus
-from stepflow.store.models import RUN_STATUSES
+from stepflow.store.models import OPEN_STATUSES, RUN_STATUSES
 
 RunId = Annotated[str, typer.Argument(metavar="ID", help="Run id, a unique prefix of it (4+ characters), or 'last'.",
                                       show_default=False)]
@@ -47,7 +47,7 @@ def list_runs(
                      since_ts=since_timestamp(since), limit=limit)
     with open_reader(settings_for(ctx, storage)) as store:
         gone = abandoned.sweep(store)
-        runs = [r for r in store.find_runs(query) if not (r.id in gone and query.status in abandoned.OPEN)]
+        runs = [r for r in store.find_runs(query) if not (r.id in gone and query.status in OPEN_STATUSES)]
         for run in runs:
             run.status = "abandoned" if run.id in gone else run.status
     if json_out:
@@ -106,7 +106,7 @@ def logs(
         run = store.resolve(run_id)
         abandoned.notice(store, [run])
         index = step_index(store, run, step) if step is not None else None
-        if follow and run.status in abandoned.OPEN and sys.stderr.isatty():
+        if follow and run.status in OPEN_STATUSES and sys.stderr.isatty():
             print(f"following run {run.id[:8]} ({run.status}); Ctrl-C to stop", file=sys.stderr)
         try:
             print_logs(store, run, step_index=index, stream=streams[stream.value] if stream else None, grep=grep,

@@ -25,9 +25,8 @@ from stepflow.maintenance import fs, probe
 from stepflow.maintenance.legacy import EXECUTIONS_FOLDER
 from stepflow.store import open_store
 from stepflow.store.connection import immediate, scalar, store_error
-from stepflow.store.models import RUN_STATUSES
+from stepflow.store.models import OPEN_STATUSES, RUN_STATUSES
 
-LIVE = ("running", "pending")
 BATCH = 500
 
 
@@ -87,7 +86,7 @@ def prune(
     """
     if status is not None and status not in RUN_STATUSES:
         raise UsageError(f"--status {status!r} is not one of {', '.join(RUN_STATUSES)}")
-    if status in LIVE:
+    if status in OPEN_STATUSES:
         raise UsageError(f"--status {status}: runs still running or pending are never pruned")
     started = time.monotonic()
     probe.require(settings.database)

@@ -11,6 +11,7 @@ STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "timed_out", "abandoned")
 STEP_STATUSES = ("pending", "running", "completed", "failed", "skipped")
+OPEN_STATUSES = ("running", "pending")  # a run that may still change; prune and ls leave it be
 
 
 @dataclass(slots=True)

@@ -8,8 +8,6 @@ from typing import IO
 
 from stepflow.recorder import View
 
-OUTPUTS = ("auto", "live", "plain", "quiet", "json")
-
 
 def resolve_output(mode: str, *, stream: IO[str] | None = None) -> str:
     """`auto` is live on a terminal and plain otherwise (cron, pipes, CI)."""

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable
 
-from stepflow.recorder import iso
+from stepflow.fmt import iso
 from stepflow.state import RunState, StepState
 from stepflow.store.models import STREAM_NAMES
 from stepflow.views.plain import write_all

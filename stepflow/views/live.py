@@ -61,7 +61,7 @@ class LiveView:
         self._keep = 60  # tail lines worth splitting out of a block: about a screen
         self._out_fd = out_fd
         self._passthrough = not _isatty(out_fd)
-        self._out_closed = False
+        self.gone: set[int] = set()  # our streams whose reader went away (`... | head`)
         self._live: Any = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
@@ -133,12 +133,12 @@ class LiveView:
     # -- the reader's path: update the model only ------------------------------------------
 
     def raw(self, stream: int, data: bytes) -> None:
-        if stream != 1 or not self._passthrough or self._out_closed:
+        if stream != 1 or not self._passthrough or 1 in self.gone:
             return
         try:
             write_all(self._out_fd, data)
         except OSError:
-            self._out_closed = True  # our reader went away; the command must not notice
+            self.gone.add(1)  # the session closes the command's pipe too, as a shell pipeline would
 
     def lines(self, stream: int, data: bytes, count: int) -> None:
         state = self.state

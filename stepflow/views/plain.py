@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -29,19 +30,21 @@ class PlainView:
     def __init__(self, *, out_fd: int = 1, err_fd: int = 2, clock: Callable[[], float] = time.time):
         self.fds = {1: out_fd, 2: err_fd}
         self.clock = clock
-        self._closed: set[int] = set()
+        self.gone: set[int] = set()  # our streams whose reader went away (`... | head`)
+        self._lock = threading.Lock()  # artifact warnings come from the writer's thread
         self._err_mid_line = False
 
     def start(self, state: RunState) -> None:
         self._say(f"run {state.id[:8]} started: {fmt.safe_text(state.command)}")
 
     def raw(self, stream: int, data: bytes) -> None:
-        if stream in self._closed:
+        if stream in self.gone:
             return
         try:
-            write_all(self.fds[stream], data)
+            with self._lock:
+                write_all(self.fds[stream], data)
         except (BrokenPipeError, OSError):
-            self._closed.add(stream)  # our reader went away; the command must not notice
+            self.gone.add(stream)  # the session closes the command's pipe too, as a shell pipeline would
             return
         if stream == 2:
             self._err_mid_line = not data.endswith(b"\n")
@@ -73,12 +76,13 @@ class PlainView:
         self._say(f"run {state.id[:8]} {state.status} (exit {state.exit_code}, {done}, {took})")
 
     def _say(self, text: str) -> None:
-        if 2 in self._closed:
+        if 2 in self.gone:
             return
-        prefix = "\n" if self._err_mid_line else ""
-        self._err_mid_line = False
-        line = f"{prefix}[{fmt.clock_time(self.clock())}] stepflow: {text}\n"
-        try:
-            write_all(self.fds[2], line.encode("utf-8", "replace"))
-        except OSError:
-            self._closed.add(2)
+        with self._lock:
+            prefix = "\n" if self._err_mid_line else ""
+            self._err_mid_line = False
+            line = f"{prefix}[{fmt.clock_time(self.clock())}] stepflow: {text}\n"
+            try:
+                write_all(self.fds[2], line.encode("utf-8", "replace"))
+            except OSError:
+                self.gone.add(2)
