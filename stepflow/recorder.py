@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stepflow import markers
-from stepflow.artifacts import copy_artifact
+from stepflow.artifacts import CopyQueue, copy_artifact
 from stepflow.fmt import iso
 from stepflow.runner import Outcome
 from stepflow.state import ArtifactState, RunState, StepState
@@ -63,6 +63,7 @@ class Recorder:
         self.cwd = cwd
         self.on_critical_failure = on_critical_failure
         self.clock = clock
+        self.copies = CopyQueue()
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -79,6 +80,7 @@ class Recorder:
     def finish(self, outcome: Outcome) -> None:
         """Close the running step and the run from how the command ended (the view is told
         by the session once the writer is done, so its summary counts copied artifacts)."""
+        self.copies.drain()  # the artifacts announced are in the store before the run ends
         s = self.state
         now = self.clock()
         failed = outcome.exit_status != 0
@@ -237,7 +239,7 @@ class Recorder:
         created = iso(self.clock())
         step_id = None if step is None else step.id
 
-        def copy() -> list[Write]:
+        def copy() -> None:
             done = copy_artifact(source, self.artifacts_dir / s.id, artifact_id,
                                  max_size=self.artifact_max_size)
             art.stored, art.size, art.sha256 = done.stored, done.size, done.sha256
@@ -251,9 +253,10 @@ class Recorder:
             })]
             if done.problem:
                 writes += self._warning_writes(f"artifact {path} not copied: {done.problem}")
-            return writes
+            for w in writes:
+                self.writer.put(w, urgent=True)
 
-        self.writer.put(copy, urgent=True)
+        self.copies.submit(copy)
         self.view.event("artifact", s, step, path)
 
     def warn(self, message: str) -> None:

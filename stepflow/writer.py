@@ -16,7 +16,6 @@ from stepflow.errors import StepflowError
 from stepflow.store import Store
 from stepflow.store.models import Insert, LogBlock, Update, Write
 
-Task = Callable[[], list[Write]]  # work done on the writer's thread (copying an artifact)
 RETRY_DELAY = 1.0
 HIGH_WATER = 2  # buffers of output waiting for a healthy store make the reader wait...
 MAX_STALL = 2.0  # ... at most this long at a time, so a slow store never holds the command for long
@@ -52,7 +51,7 @@ class Writer:
         self.max_pending = max(max_pending, buffer_size)
         self.on_problem = on_problem
         self.losses = Losses()
-        self._pending: list[Write | Task] = []
+        self._pending: list[Write] = []
         self._pending_bytes = 0
         self._first_at: float | None = None
         self._urgent = False
@@ -65,8 +64,8 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, item: Write | Task, *, urgent: bool = False) -> None:
-        """Queue a write (or a task that returns writes). Urgent ones are committed at once."""
+    def put(self, item: Write, *, urgent: bool = False) -> None:
+        """Queue a write; urgent ones are committed at once. Safe from any thread."""
         size = len(item.data) if isinstance(item, LogBlock) else 0
         with self._cond:
             if size and self._pending_bytes > HIGH_WATER * self.buffer_size and not self._failing:
@@ -136,16 +135,7 @@ class Writer:
             except Exception:  # closing is best effort; the data is committed or counted lost
                 pass
 
-    def _commit(self, batch: list[Write | Task], *, final: bool) -> None:
-        writes: list[Write] = []
-        for item in batch:
-            if not callable(item):
-                writes.append(item)
-                continue
-            try:
-                writes.extend(item())
-            except Exception as exc:  # noqa: BLE001 - one task's failure must not end recording
-                self.on_problem(f"could not record an artifact: {type(exc).__name__}: {exc}")
+    def _commit(self, writes: list[Write], *, final: bool) -> None:
         try:
             if self._store is None:
                 self._store = self._open_store()
@@ -181,7 +171,7 @@ class Writer:
             return
         if self.losses.reason is None:
             self.losses.reason = "the store could not keep up with the output"
-        kept: list[Write | Task] = []
+        kept: list[Write] = []
         for item in self._pending:
             if isinstance(item, LogBlock) and self._pending_bytes > self.max_pending:
                 self._pending_bytes -= len(item.data)
