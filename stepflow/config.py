@@ -128,6 +128,18 @@ def load_settings(
     )
 
 
+def color_wanted(no_color_flag: bool = False, env: Mapping[str, str] | None = None) -> bool:
+    """Colours unless --no-color or NO_COLOR (https://no-color.org: set at all, any value)."""
+    env = os.environ if env is None else env
+    return not no_color_flag and "NO_COLOR" not in env
+
+
+def dumb_terminal(env: Mapping[str, str] | None = None) -> bool:
+    """TERM=dumb: a terminal that cannot redraw in place (Emacs shells, some CI consoles)."""
+    env = os.environ if env is None else env
+    return env.get("TERM") == "dumb"
+
+
 def raise_errors(env: Mapping[str, str] | None = None) -> bool:
     """STEPFLOW_RAISE_ERRORS: show tracebacks instead of one-line errors (for bug reports).
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -18,7 +17,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from stepflow import abandoned, fmt, history
-from stepflow.config import Settings
+from stepflow.config import Settings, color_wanted
 from stepflow.errors import NotFoundError, StoreError
 from stepflow.store import SqliteStore, open_store
 from stepflow.store.models import OPEN_STATUSES, STDERR, Run
@@ -52,7 +51,7 @@ def print_json(value: Any) -> None:
 
 
 def wants_color(no_color: bool = False) -> bool:
-    return not no_color and "NO_COLOR" not in os.environ
+    return color_wanted(no_color)
 
 
 # -- small formatters ----------------------------------------------------------------------

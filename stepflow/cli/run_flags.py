@@ -110,10 +110,9 @@ def run_command(command: list[str], values: dict[str, Any], *, storage: Path | N
         StepflowError: a bad option or setting (nothing was run).
     """
     import math
-    import os
     import sys
 
-    from stepflow.config import load_settings
+    from stepflow.config import color_wanted, load_settings
     from stepflow.errors import UsageError
     from stepflow.session import RunOptions, execute
     from stepflow.views import make_view, resolve_output
@@ -132,7 +131,7 @@ def run_command(command: list[str], values: dict[str, Any], *, storage: Path | N
         anywhere=str(values["markers"]) == "anywhere", stderr_markers=values["stderr_markers"],
         masks=tuple(values["mask"] or ()),
     )
-    color = not values["no_color"] and "NO_COLOR" not in os.environ
+    color = color_wanted(values["no_color"])
     result = execute(options, settings, make_view(resolve_output(str(values["output"])), color=color))
     if result.error is not None:
         print(f"stepflow: error: {result.error}", file=sys.stderr)

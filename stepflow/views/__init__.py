@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import IO
 
+from stepflow.config import dumb_terminal
 from stepflow.recorder import View
 
 
@@ -14,7 +14,7 @@ def resolve_output(mode: str, *, stream: IO[str] | None = None) -> str:
     stream = stream or sys.stderr
     if mode != "auto":
         return mode
-    return "live" if stream.isatty() and os.environ.get("TERM") != "dumb" else "plain"
+    return "live" if stream.isatty() and not dumb_terminal() else "plain"
 
 
 def make_view(mode: str, *, color: bool = True) -> View:
