@@ -26,6 +26,7 @@ PIPE_SIZE = 1024 * 1024  # Linux's default cap for unprivileged processes (fs.pi
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DRAIN_IDLE = 0.5  # after the command exits, stop reading pipes that stay open but quiet this long
 DRAIN_MAX = 5.0  # ... or that a leftover background process keeps writing to for this long
+WAKE_EVERY = 1.0  # the loop looks at the command at least this often (a SIGCHLD can be missed)
 # A dead man's switch: it waits for a line on stdin; end of file without one means stepflow
 # died (kill -9, OOM killer), and the command's group goes the way --timeout would end it.
 WATCHDOG = (
@@ -143,17 +144,18 @@ class Supervisor:
         exited_at = quiet_since = 0.0
         owed: dict[int, int] = {}  # bytes in each pipe when the command exited: always read
         try:
-            while streams or status is None:
+            while True:
                 now = self.clock()
                 if status is None:
                     status = _reap(proc.pid)
                     if status is not None:
                         exited_at = quiet_since = now
                         owed = {fd: _buffered(fd) for fd in streams}
-                if status is not None and streams and not any(owed.get(fd, 0) > 0 for fd in streams) and (
-                    now - quiet_since >= DRAIN_IDLE or now - exited_at >= DRAIN_MAX
-                ):
-                    break  # what is left comes from a background process the command left behind
+                if status is not None and (not streams or (
+                    not any(owed.get(fd, 0) > 0 for fd in streams)
+                    and (now - quiet_since >= DRAIN_IDLE or now - exited_at >= DRAIN_MAX)
+                )):
+                    break  # ended and drained; or what is left comes from a process it left behind
                 self._check_deadlines(now, running=status is None)
                 for key, _ in sel.select(self._wait(now, status is not None, quiet_since, exited_at)):
                     fd = key.fd
@@ -191,8 +193,8 @@ class Supervisor:
         deadlines = [d for d in (self._stop_at, self._kill_at) if d is not None]
         if exited:
             deadlines += [quiet_since + DRAIN_IDLE, exited_at + DRAIN_MAX]
-        wait = min(deadlines) - now if deadlines else 1.0
-        return max(0.0, min(wait, 1.0))  # wake at least once a second; SIGCHLD can be missed
+        wait = min(deadlines) - now if deadlines else WAKE_EVERY
+        return max(0.0, min(wait, WAKE_EVERY))
 
     def _check_deadlines(self, now: float, *, running: bool) -> None:
         if not running:

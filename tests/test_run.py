@@ -434,3 +434,14 @@ def test_a_closed_reader_ends_the_command_as_in_a_pipeline(db_path: Path, tmp_pa
     assert out.stdout == b"y\n"
     (status, exit_code), = query(db_path, "SELECT status, exit_code FROM executions")
     assert (status, exit_code) == ("failed", 141)  # 128+SIGPIPE: what yes itself got
+
+
+def test_the_runner_ends_as_soon_as_the_command_and_its_pipes_are_done() -> None:
+    """EOF can come before the exit status: the runner must not then wait for the drain time."""
+    code = (
+        "import stepflow.runner as r\n"
+        "r.DRAIN_IDLE = r.DRAIN_MAX = r.WAKE_EVERY = 3600.0  # any needless wait would hang this\n"
+        "for _ in range(50):\n"
+        "    assert r.Supervisor(['true'], on_output=lambda s, d: None).run().exit_status == 0\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
