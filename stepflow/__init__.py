@@ -1,5 +1,40 @@
-"""stepflow: watch shell scripts run, and keep their history in SQLite."""
+"""stepflow: watch shell scripts run, and keep their history in SQLite.
+
+The library under the CLI, for tests and for programs that embed stepflow::
+
+    from stepflow import RunOptions, execute, load_settings
+    from stepflow.views.plain import PlainView
+
+    result = execute(RunOptions(argv=["./deploy.sh"]), load_settings(), PlainView())
+
+Names are imported on first use, so `import stepflow` (which every command does) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_API = {
+    "RunOptions": "stepflow.session",
+    "RunResult": "stepflow.session",
+    "execute": "stepflow.session",
+    "Settings": "stepflow.config",
+    "load_settings": "stepflow.config",
+    "Store": "stepflow.store",
+    "RunQuery": "stepflow.store",
+    "open_store": "stepflow.store",
+    "parse_line": "stepflow.markers",
+    "StepflowError": "stepflow.errors",
+    "ExitStatus": "stepflow.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'stepflow' has no attribute {name!r}")

@@ -445,3 +445,17 @@ def test_the_runner_ends_as_soon_as_the_command_and_its_pipes_are_done() -> None
         "    assert r.Supervisor(['true'], on_output=lambda s, d: None).run().exit_status == 0\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_library_runs_a_command_without_the_cli(storage: Path) -> None:
+    import stepflow
+    from stepflow.views.quiet import QuietView
+
+    result = stepflow.execute(stepflow.RunOptions(argv=["bash", "-c", "echo STEP_START:a; exit 4"]),
+                              stepflow.load_settings(storage=storage), QuietView())
+    assert (result.exit_status, result.state.status, result.state.step_count) == (4, "failed", 1)
+    store = stepflow.open_store(stepflow.load_settings(storage=storage))
+    try:
+        assert [r.id for r in store.find_runs(stepflow.RunQuery())] == [result.run_id]
+    finally:
+        store.close()
