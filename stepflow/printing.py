@@ -277,16 +277,27 @@ def _resources(d: dict[str, Any]) -> str:
 # -- logs ----------------------------------------------------------------------------------
 
 
-def step_index(store: SqliteStore, run: Run, step: str) -> int:
-    """`--step`: a step's name, or its number as `show` lists it (1 is the first step)."""
-    steps = store.steps(run.id)
-    named = [s for s in steps if s.name == step]
-    if named:
-        return named[0].step_index
-    if step.isascii() and step.isdigit() and any(s.step_index == int(step) - 1 for s in steps):
-        return int(step) - 1
-    names = ", ".join(repr(s.name) for s in steps[:10]) or "none"
-    raise NotFoundError(f"run {run.id[:8]} has no step {step!r}; steps: {names}")
+def step_index(
+    store: SqliteStore, run: Run, step: str, *, wait: bool = False, sleep: Callable[[float], None] = time.sleep
+) -> int:
+    """`--step`: a step's name, or its number as `show` lists it (1 is the first step).
+
+    With `wait` (logs --follow), a step the running job has not reached yet is waited for.
+    """
+    while True:
+        steps = store.steps(run.id)
+        named = [s for s in steps if s.name == step]
+        if named:
+            return named[0].step_index
+        if step.isascii() and step.isdigit() and any(s.step_index == int(step) - 1 for s in steps):
+            return int(step) - 1
+        current = store.get_run(run.id) if wait else None
+        if current is not None:
+            abandoned.notice(store, [current])
+        if current is None or current.status not in OPEN_STATUSES:
+            names = ", ".join(repr(s.name) for s in steps[:10]) or "none"
+            raise NotFoundError(f"run {run.id[:8]} has no step {step!r}; steps: {names}")
+        sleep(FOLLOW_POLL)
 
 
 def print_logs(

@@ -355,3 +355,21 @@ def test_a_legacy_store_full_of_running_rows_is_swept_in_one_go(storage: Path) -
         assert {r.status for r in store.find_runs()} == {"abandoned"}
     finally:
         store.close()
+
+
+def test_follow_waits_for_a_step_the_job_has_not_reached(db_path: Path) -> None:
+    run = start_run(
+        "import time\nprint('STEP_START:first', flush=True); print('early', flush=True); time.sleep(1.0)\n"
+        "print('STEP_START:late', flush=True)\nfor i in range(3): print(f'late {i}', flush=True)\n"
+    )
+    follow = None
+    try:
+        assert wait_for(lambda: len(query(db_path, "SELECT 1 FROM logs")) > 0)
+        follow = start_follow("--step", "late")
+        out, err = follow.communicate(timeout=30)
+        assert (follow.returncode, out.decode().splitlines(), err) == (0, ["late 0", "late 1", "late 2"], b"")
+    finally:
+        for proc in (run, follow):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        run.wait()

@@ -105,10 +105,10 @@ def logs(
     with open_reader(settings_for(ctx, storage)) as store:
         run = store.resolve(run_id)
         abandoned.notice(store, [run])
-        index = step_index(store, run, step) if step is not None else None
         if follow and run.status in OPEN_STATUSES and sys.stderr.isatty():
             print(f"following run {run.id[:8]} ({run.status}); Ctrl-C to stop", file=sys.stderr)
         try:
+            index = step_index(store, run, step, wait=follow) if step is not None else None
             print_logs(store, run, step_index=index, stream=streams[stream.value] if stream else None, grep=grep,
                        timestamps=timestamps, raw=raw, follow=follow,
                        color=sys.stdout.isatty() and wants_color(no_color))
