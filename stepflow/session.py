@@ -21,7 +21,7 @@ from stepflow.runner import FORWARDED, Outcome, Supervisor
 from stepflow.secrets import Masker, matching
 from stepflow.state import RunState
 from stepflow.store import open_store
-from stepflow.writer import Writer
+from stepflow.writer import Writer, Written
 
 INTERPRETERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "python", "python3", "node", "perl",
                           "ruby", "env", "sudo", "nice", "nohup", "time"})
@@ -50,6 +50,7 @@ class RunResult:
     exit_status: int
     state: RunState
     error: StepflowError | None = None  # the command could not be started
+    written: Written | None = None  # what reached the store (for STEPFLOW_LOG_LEVEL=debug)
 
 
 def default_name(argv: list[str]) -> str:
@@ -140,7 +141,7 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     # A run that failed must not tell a script it succeeded: a stop_on_error step failed and
     # the command still exited 0 (it finished first, or trapped the SIGTERM).
     status = outcome.exit_status or (ExitStatus.ERROR if state.status != "completed" else ExitStatus.OK)
-    return RunResult(state.id, status, state, error)
+    return RunResult(state.id, status, state, error, writer.written)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,15 @@ MAX_STALL = 2.0  # ... at most this long at a time, so a slow store never holds 
 
 
 @dataclass(slots=True)
+class Written:
+    """What was committed, for STEPFLOW_LOG_LEVEL=debug."""
+
+    commits: int = 0
+    writes: int = 0
+    output_bytes: int = 0
+
+
+@dataclass(slots=True)
 class Losses:
     """What could not be recorded, for the closing message."""
 
@@ -51,6 +60,7 @@ class Writer:
         self.max_pending = max(max_pending, buffer_size)
         self.on_problem = on_problem
         self.losses = Losses()
+        self.written = Written()
         self._pending: list[Write] = []
         self._pending_bytes = 0
         self._first_at: float | None = None
@@ -140,6 +150,9 @@ class Writer:
             if self._store is None:
                 self._store = self._open_store()
             self._store.write(writes)
+            self.written.commits += 1
+            self.written.writes += len(writes)
+            self.written.output_bytes += sum(len(w.data) for w in writes if isinstance(w, LogBlock))
         except StepflowError as exc:
             self._failed(writes, str(exc), final=final)
             return

@@ -128,3 +128,13 @@ def test_output_dropped_while_the_store_was_locked_is_counted_on_the_run(stepflo
                               " WHERE e.created_ts = (SELECT MAX(created_ts) FROM executions)")
     assert lines == 500000 and lost > 0 and kept + lost == lines
     assert f"{lost} output lines".encode() in result.stderr
+
+
+def test_log_level_info_and_debug_say_where_the_run_went(stepflow: StepflowRunner, db_path: Path) -> None:
+    info = stepflow("run", "--output", "quiet", "--", "bash", "-c", "echo STEP_START:a; echo x",
+                    env={"STEPFLOW_LOG_LEVEL": "info"})
+    (run_id,), = query(db_path, "SELECT id FROM executions")
+    assert info.stderr.decode() == f"stepflow: run {run_id} recorded in {db_path}: 1 lines, 1 steps, 0 artifacts\n"
+    debug = stepflow("run", "--output", "quiet", "--", "true", env={"STEPFLOW_LOG_LEVEL": "debug"})
+    assert debug.stderr.decode().splitlines()[-1].startswith("stepflow: debug: ")
+    assert stepflow("run", "--output", "quiet", "--", "true").stderr == b""  # warning, the default: silent

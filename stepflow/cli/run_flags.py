@@ -135,4 +135,12 @@ def run_command(command: list[str], values: dict[str, Any], *, storage: Path | N
     result = execute(options, settings, make_view(resolve_output(str(values["output"])), color=color))
     if result.error is not None:
         print(f"stepflow: error: {result.error}", file=sys.stderr)
+    if settings.log_level in ("info", "debug"):
+        s = result.state
+        print(f"stepflow: run {result.run_id} recorded in {settings.database}: {s.lines} lines,"
+              f" {s.step_count} steps, {len(s.artifacts)} artifacts", file=sys.stderr)
+    if settings.log_level == "debug" and result.written is not None:
+        w = result.written
+        print(f"stepflow: debug: {w.commits} commits, {w.writes} rows, {w.output_bytes} bytes of output",
+              file=sys.stderr)
     return result.exit_status
