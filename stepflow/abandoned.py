@@ -28,7 +28,9 @@ def is_abandoned(run: Run, *, host: str | None = None) -> bool:
     if run.status not in OPEN_STATUSES:
         return False
     if run.pid is None:
-        return run.status == "running"  # a legacy row: the old server that ran it is gone
+        # Not run by stepflow: rows an old server left running were marked by migrate; rows it
+        # writes now (it may still run beside stepflow) are its own to finish.
+        return False
     if run.host and run.host != (host or os.uname().nodename):
         return False
     return not procs.is_alive(run.pid, run.pid_started)

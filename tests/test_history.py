@@ -316,17 +316,26 @@ def test_what_counts_as_abandoned() -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
     assert abandoned.is_abandoned(run_row(pid=dead.pid, pid_started=started, host=host))
-    assert abandoned.is_abandoned(run_row(pid=None))  # a legacy row left running
+    # Not run by stepflow: an old server still writing beside stepflow finishes its own runs
+    # (the ones it left running were marked by migrate).
+    assert not abandoned.is_abandoned(run_row(pid=None))
     assert not abandoned.is_abandoned(run_row(pid=None, status="pending"))
     assert not abandoned.is_abandoned(run_row(pid=dead.pid, host="elsewhere"))  # not ours to judge
     assert not abandoned.is_abandoned(run_row(pid=None, status="completed"))
+
+
+def gone_process() -> dict[str, object]:
+    """The pid, start time and host of a stepflow process that has ended."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    return {"pid": dead.pid, "pid_started": 1.0, "host": os.uname().nodename}
 
 
 def test_noticing_on_a_read_only_store_still_shows_abandoned(storage: Path) -> None:
     settings = load_settings()
     store = open_store(settings)
     store.write([Insert("executions", {"id": "legacy-1", "name": "n", "command": "c", "status": "running",
-                                       "created_at": "2025-08-02T13:40:07", "created_ts": NOW})])
+                                       "created_at": "2025-08-02T13:40:07", "created_ts": NOW, **gone_process()})])
     store.close()
     reader = SqliteStore(connect(settings.database, settings, readonly=True), settings.database)
     try:
@@ -348,8 +357,9 @@ def test_noticing_on_a_read_only_store_still_shows_abandoned(storage: Path) -> N
 def test_a_legacy_store_full_of_running_rows_is_swept_in_one_go(storage: Path) -> None:
     store = open_store(load_settings())
     try:
+        gone = gone_process()
         store.write([Insert("executions", {"id": f"old-{i}", "name": "n", "command": "c", "status": "running",
-                                           "created_at": "2025-08-02T13:40:07", "created_ts": NOW - i})
+                                           "created_at": "2025-08-02T13:40:07", "created_ts": NOW - i, **gone})
                      for i in range(1200)])
         assert len(abandoned.sweep(store)) == 1200
         assert {r.status for r in store.find_runs()} == {"abandoned"}

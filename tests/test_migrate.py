@@ -586,3 +586,20 @@ def test_legacy_log_blocks_group_lines_of_one_second() -> None:
     assert [(b.line_count, b.cut) for b in blocks] == [(10, 0), (1, 0), (1, 44)]
     assert blocks[0].data.split(b"\n")[-1] == b"line 9" and blocks[0].ts == local("2025-08-02T13:40:07")
     assert blocks[2].data == b"x" * 256
+
+
+def test_an_old_server_writing_after_the_migration_is_ordered_and_left_alone(stepflow: StepflowRunner, db_path: Path) -> None:
+    """The old server's SQLite (Python's own here) runs the created_ts trigger; its live runs stay running."""
+    import sqlite3
+
+    assert stepflow("run", "--", "true").returncode == 0
+    old = sqlite3.connect(db_path)
+    old.execute("INSERT INTO executions (id, name, command, status, created_at) VALUES (?, ?, ?, ?, ?)",
+                ("from-old-server", "nightly", "bash job.sh", "running", "2099-01-01T00:00:00.5"))
+    old.commit()
+    old.close()
+    (ts,), = query(db_path, "SELECT created_ts FROM executions WHERE id = 'from-old-server'")
+    assert ts is not None and abs(float(ts) - datetime(2099, 1, 1, 0, 0, 0, 500000).astimezone().timestamp()) < 0.01  # type: ignore[arg-type]
+    listed = json.loads(stepflow("ls", "--json", "--limit", "1").stdout)
+    assert [(r["id"], r["status"]) for r in listed] == [("from-old-server", "running")]  # newest, not abandoned
+    assert query(db_path, "SELECT status FROM executions WHERE id = 'from-old-server'") == [("running",)]

@@ -14,6 +14,9 @@ from stepflow.store.connection import immediate, scalar
 
 Migration = Callable[[apsw.Connection], None]
 
+# Seconds since the epoch of a stored time, naive ones read as local time, on any SQLite.
+EPOCH_OF = "((julianday({}, 'utc') - 2440587.5) * 86400.0)"
+
 
 def m001_legacy_tables(conn: apsw.Connection) -> None:
     """The tables and indexes exactly as StepFlow Monitor created them (no-op on a legacy store)."""
@@ -120,8 +123,30 @@ def m005_status_by_time(conn: apsw.Connection) -> None:
     conn.execute("CREATE INDEX idx_executions_status_created ON executions (status, created_ts)")
 
 
+def m006_created_ts_on_any_sqlite(conn: apsw.Connection) -> None:
+    """The m004 trigger, written so an old server's SQLite can run it.
+
+    A StepFlow Monitor server still writing after the migration runs the trigger in its own
+    SQLite, which may predate unixepoch()'s 'subsec' (3.42) or unixepoch() itself (3.38):
+    julianday() works everywhere. Rows such a server wrote meanwhile get their time now.
+    """
+    conn.execute(
+        f"""
+        DROP TRIGGER IF EXISTS executions_created_ts;
+        CREATE TRIGGER executions_created_ts AFTER INSERT ON executions
+        WHEN NEW.created_ts IS NULL
+        BEGIN
+            UPDATE executions SET created_ts = {EPOCH_OF.format("NEW.created_at")}
+            WHERE rowid = NEW.rowid;
+        END;
+        UPDATE executions SET created_ts = {EPOCH_OF.format("created_at")} WHERE created_ts IS NULL;
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_legacy_tables, m002_run_columns, m003_logs, m004_created_ts_trigger, m005_status_by_time,
+    m006_created_ts_on_any_sqlite,
 )
 CURRENT_VERSION = len(MIGRATIONS)
 
