@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -296,3 +298,14 @@ def test_checkpoint_on_a_rollback_journal_store(stepflow: StepflowRunner, legacy
     assert result.stdout.decode() == f"{db_path} is in journal_mode=DELETE, not WAL: nothing to checkpoint\n"
     bad = stepflow("checkpoint", "--mode", "sideways")
     assert bad.returncode == 2
+
+
+def test_rollback_backup_keeps_the_owner_and_mode_of_the_database(stepflow: StepflowRunner, legacy_store: dict[str, Any],
+                                                                   db_path: Path) -> None:
+    migrate(load_settings())
+    os.chown(db_path, 65534, 65534)  # as if the old server ran as nobody
+    os.chmod(db_path, 0o664)
+    result = stepflow("rollback", "--backup")
+    assert result.returncode == 0, result.stderr
+    info = db_path.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o664)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,7 @@ def to_backup(
         if db.exists():
             result.journal_before, result.set_aside = _set_aside(db, settings, wait=wait)
         try:
-            _put_in_place(source, db)
+            _put_in_place(source, db, like=result.set_aside)
             found = backup.verify(db, full=False)
             if found != counts:
                 raise StoreError(f"the restored copy holds {found}, the backup {counts}")
@@ -171,12 +172,22 @@ def _set_aside(db: Path, settings: Settings, *, wait: float) -> tuple[str, Path]
     return was, aside
 
 
-def _put_in_place(source: Path, db: Path) -> None:
-    """Copy `source` to a temporary file beside `db`, fsync it, and rename it over `db`."""
+def _put_in_place(source: Path, db: Path, *, like: Path | None = None) -> None:
+    """Copy `source` to a temporary file beside `db`, fsync it, and rename it over `db`.
+
+    The restored file gets the owner and mode of the database it replaces (`like`), so the
+    server that used it (perhaps as another user) can open it again; else private, 0600.
+    """
     temp = db.with_name(f".{db.name}-restore-{os.getpid()}")
     try:
         shutil.copyfile(source, temp)
-        os.chmod(temp, 0o600)
+        if like is not None:
+            was = like.stat()
+            os.chmod(temp, stat.S_IMODE(was.st_mode))
+            with contextlib.suppress(PermissionError):  # only root may give a file away
+                os.chown(temp, was.st_uid, was.st_gid)
+        else:
+            os.chmod(temp, 0o600)
         fs.fsync_file(temp)
         os.replace(temp, db)
         fs.fsync_dir(db.parent)
