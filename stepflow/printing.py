@@ -12,6 +12,7 @@ import contextlib
 import json
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from typing import IO, Any
@@ -92,6 +93,14 @@ def _started_ts(run: Run) -> float | None:
     return None if value is None else value.timestamp()
 
 
+def _safe_cell(cell: Cell) -> Cell:
+    """Every text bound for the terminal, escaped here at the one door out (ids and statuses of
+    a damaged or hostile store included), so no caller can forget."""
+    if isinstance(cell, str):
+        return fmt.safe_text(cell)
+    return (fmt.safe_text(cell[0]), cell[1])
+
+
 def _status(status: str) -> tuple[str, str]:
     return (status, STATUS_STYLES.get(status, ""))
 
@@ -117,6 +126,7 @@ class Printer:
         return cls(rich=sys.stdout.isatty(), color=wants_color(no_color))
 
     def line(self, *cells: Cell) -> None:
+        cells = tuple(_safe_cell(c) for c in cells)
         if self._console is None:
             print("".join(c if isinstance(c, str) else c[0] for c in cells), file=self.file)
             return
@@ -128,6 +138,7 @@ class Printer:
         self, headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Collection[int] = (),
         wrap: Collection[int] = (), indent: int = 0,
     ) -> None:
+        rows = [[_safe_cell(c) for c in row] for row in rows]
         if self._console is None:
             self._plain_table(headers, rows, right=right, indent=indent)
             return
@@ -147,11 +158,21 @@ class Printer:
         self, headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Collection[int], indent: int,
     ) -> None:
         texts = [list(headers), *([c if isinstance(c, str) else c[0] for c in row] for row in rows)]
-        widths = [max(len(r[i]) for r in texts) for i in range(len(headers))]
+        widths = [max(_width(r[i]) for r in texts) for i in range(len(headers))]
         pad = " " * indent
         for r in texts:
-            cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+            cells = [_pad(c, w, right=i in right) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
             print(pad + "  ".join(cells).rstrip(), file=self.file)
+
+
+def _width(text: str) -> int:
+    """Columns `text` takes in a terminal: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int, *, right: bool) -> str:
+    fill = " " * (width - _width(text))
+    return fill + text if right else text + fill
 
 
 # -- ls ------------------------------------------------------------------------------------

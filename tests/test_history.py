@@ -8,6 +8,7 @@ import random
 import re
 import signal
 import subprocess
+import unicodedata
 import sys
 import time
 import uuid
@@ -383,3 +384,21 @@ def test_follow_waits_for_a_step_the_job_has_not_reached(db_path: Path) -> None:
             if proc is not None and proc.poll() is None:
                 proc.kill()
         run.wait()
+
+
+def test_ls_and_show_escape_every_stored_field(stepflow: StepflowRunner, storage: Path) -> None:
+    store = open_store(load_settings())
+    evil_id = "\x1b]0;X\x07\x1b[2J-evil-id"
+    try:
+        store.write([Insert("executions", {"id": evil_id, "name": "数据同步", "command": "c",
+                                           "status": "completed\x1b[31m", "exit_code": "1\x1b[5A",
+                                           "created_at": "2025-08-02T13:40:07", "created_ts": NOW})])
+    finally:
+        store.close()
+    listed, shown = stepflow("ls"), stepflow("show", evil_id)
+    for out in (listed, shown):
+        assert out.returncode == 0, out.stderr
+        assert b"\x1b" not in out.stdout and b"\x07" not in out.stdout
+    header, row = listed.stdout.decode().splitlines()
+    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in row[: row.index("completed")])
+    assert columns == header.index("STATUS")  # 数据同步 takes 8 columns, not 4: STATUS stays aligned
