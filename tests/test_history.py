@@ -8,9 +8,9 @@ import random
 import re
 import signal
 import subprocess
-import unicodedata
 import sys
 import time
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
