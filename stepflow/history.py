@@ -32,6 +32,16 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
     return round((b - a).total_seconds(), 6)
 
 
+def _typed(key: str, value: Any, kind: type) -> dict[str, Any]:
+    """`key` with a value of the type the JSON promises (empty when NULL); a legacy value that
+    is not (malformed JSON, kept as it was) also goes out as text under `<key>_raw`."""
+    if isinstance(value, kind):
+        return {key: value}
+    if value is None:
+        return {key: kind()}
+    return {key: kind(), f"{key}_raw": value if isinstance(value, str) else str(value)}
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     """The keys of `ls --json` (SPEC section 3)."""
     return {
@@ -44,7 +54,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "started_at": iso_out(run.started_at),
         "completed_at": iso_out(run.completed_at),
         "duration_s": seconds_between(run.started_at, run.completed_at),
-        "tags": run.tags if run.tags is not None else [],
+        **_typed("tags", run.tags, list),
         "total_steps": run.total_steps,
         "completed_steps": run.completed_steps,
     }
@@ -62,7 +72,7 @@ def step_detail(step: Step) -> dict[str, Any]:
         "stop_on_error": bool(step.stop_on_error),
         "estimated_duration": step.estimated_duration,
         "description": step.description or None,
-        "metadata": step.metadata if step.metadata is not None else {},
+        **_typed("metadata", step.metadata, dict),
         "cpu_seconds": step.cpu_seconds,
         "peak_rss": step.peak_rss,
         "max_processes": step.max_processes,
@@ -93,7 +103,7 @@ def run_detail(run: Run, steps: list[Step], artifacts: list[Artifact]) -> dict[s
         "error_message": run.error_message,
         "user": run.user_name,
         "host": run.host,
-        "metadata": run.metadata if run.metadata is not None else {},
+        **_typed("metadata", run.metadata, dict),
         "warnings": run.warnings if run.warnings is not None else [],
         "line_count": run.line_count,
         "lost_lines": run.lost_lines,

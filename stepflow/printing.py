@@ -228,9 +228,8 @@ def print_run_report(d: dict[str, Any], *, printer: Printer, now: float) -> None
         where += ("  in " if where else "") + safe(d["working_directory"])
     if where:
         p.line("  ran by     ", where)
-    if d["tags"]:
-        tags = d["tags"] if isinstance(d["tags"], list) else [d["tags"]]
-        p.line("  tags       ", safe(", ".join(map(str, tags))))
+    if d["tags"] or d.get("tags_raw"):
+        p.line("  tags       ", safe(", ".join(map(str, d["tags"])) or d["tags_raw"]))
     if d.get("error_message"):
         p.line("  error      ", (safe(d["error_message"]), "red"))
     resources = _resources(d)
@@ -238,6 +237,8 @@ def print_run_report(d: dict[str, Any], *, printer: Printer, now: float) -> None
         p.line("  resources  ", resources)
     for key, value in _items(d["metadata"]):
         p.line("  meta       ", safe(str(key)), "=", safe(str(value)))
+    if d.get("metadata_raw"):
+        p.line("  meta       ", safe(d["metadata_raw"]), ("  (not JSON, kept as it was)", "dim"))
     p.line("  output     ", f"{d['line_count']:,} lines", (f"   stepflow logs {d['id'][:8]}", "dim"))
     if d.get("lost_lines"):
         p.line("  lost       ", (f"{d['lost_lines']:,} lines could not be recorded", "yellow"))

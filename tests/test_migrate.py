@@ -262,7 +262,9 @@ def test_hand_made_rows_keep_bad_json_nulls_times_and_odd_logs(stepflow: Stepflo
     shown = stepflow("show", ODD, "--json")
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)
-    assert detail["tags"] == "[unclosed" and detail["steps"][0]["metadata"] == "{bad"
+    # The promised types, with the legacy text kept beside them as it was.
+    assert (detail["tags"], detail["tags_raw"]) == ([], "[unclosed")
+    assert (detail["steps"][0]["metadata"], detail["steps"][0]["metadata_raw"]) == ({}, "{bad")
     assert detail["artifacts"][0]["path"] == "/nonexistent/gone.bin"
     bare = json.loads(stepflow("show", BARE, "--json").stdout)
     assert bare["status"] == "abandoned" and bare["tags"] == [] and bare["steps"] == []
