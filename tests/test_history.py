@@ -402,3 +402,11 @@ def test_ls_and_show_escape_every_stored_field(stepflow: StepflowRunner, storage
     header, row = listed.stdout.decode().splitlines()
     columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in row[: row.index("completed")])
     assert columns == header.index("STATUS")  # 数据同步 takes 8 columns, not 4: STATUS stays aligned
+
+
+def test_process_start_times_are_counted_from_boot_not_on_the_wall_clock() -> None:
+    """A clock stepped by NTP must not make a live run look gone: nothing here reads the wall clock."""
+    started = procs.start_time(os.getpid())
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    assert started is not None and 0 <= started <= uptime
+    assert procs.is_alive(os.getpid(), started)
