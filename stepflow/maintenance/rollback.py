@@ -157,18 +157,23 @@ def _set_aside(db: Path, settings: Settings, *, wait: float) -> tuple[str, Path]
             raise StoreError(f"{db}{leftover} still holds changes; open the store once and try again (nothing changed)")
     aside = backup.unique_path(db.parent, backup.backup_name("before-rollback"))
     os.replace(db, aside)
-    with contextlib.suppress(OSError):
-        db.with_name(db.name + "-shm").unlink()
-    fs.fsync_dir(db.parent)
-    if was == "wal":
-        try:
-            again = apsw.Connection(str(aside))
+    try:
+        with contextlib.suppress(OSError):
+            db.with_name(db.name + "-shm").unlink()
+        fs.fsync_dir(db.parent)
+        if was == "wal":
             try:
-                again.execute("PRAGMA journal_mode=WAL").fetchall()
-            finally:
-                again.close()
-        except apsw.Error as exc:
-            raise store_error(exc, aside) from exc
+                again = apsw.Connection(str(aside))
+                try:
+                    again.execute("PRAGMA journal_mode=WAL").fetchall()
+                finally:
+                    again.close()
+            except apsw.Error as exc:
+                raise store_error(exc, aside) from exc
+    except BaseException:
+        os.replace(aside, db)  # never leave the store without its database
+        fs.fsync_dir(db.parent)
+        raise
     return was, aside
 
 
