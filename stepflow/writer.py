@@ -19,6 +19,7 @@ from stepflow.store.models import Insert, LogBlock, Update, Write
 RETRY_DELAY = 1.0
 HIGH_WATER = 2  # buffers of output waiting for a healthy store make the reader wait...
 MAX_STALL = 2.0  # ... at most this long at a time, so a slow store never holds the command for long
+MAX_PENDING_WRITES = 5000  # rows of steps and runs waiting: a million steps must not pile up in memory
 
 
 @dataclass(slots=True)
@@ -78,12 +79,12 @@ class Writer:
         """Queue a write; urgent ones are committed at once. Safe from any thread."""
         size = len(item.data) if isinstance(item, LogBlock) else 0
         with self._cond:
-            if size and self._pending_bytes > HIGH_WATER * self.buffer_size and not self._failing:
-                # Backpressure: the store is healthy but slower than the output. Waiting here
-                # keeps memory bounded; the command feels it as a slower pipe, briefly.
+            if self._behind() and not self._failing:
+                # Backpressure: the store is healthy but slower than the output (or than a
+                # flood of steps). Waiting here keeps memory bounded; the command feels it as
+                # a slower pipe, briefly.
                 self._cond.notify()
-                self._cond.wait_for(lambda: self._pending_bytes <= self.buffer_size or self._failing,
-                                    timeout=MAX_STALL)
+                self._cond.wait_for(lambda: not self._behind() or self._failing, timeout=MAX_STALL)
             if isinstance(item, Update) and self._merge(item):
                 pass
             else:
@@ -98,6 +99,9 @@ class Writer:
                 self._cond.notify()
             elif len(self._pending) == 1:
                 self._cond.notify()
+
+    def _behind(self) -> bool:
+        return self._pending_bytes > HIGH_WATER * self.buffer_size or len(self._pending) > MAX_PENDING_WRITES
 
     def _merge(self, update: Update) -> bool:
         """Fold an update into a pending one for the same row: a million step changes stay cheap."""

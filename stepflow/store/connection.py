@@ -47,7 +47,7 @@ def connect(
 ) -> apsw.Connection:
     """Open `path` and apply the pragmas; a new, empty database is put in WAL mode.
 
-    `appending`: the connection of a run's writer, which keeps a small page cache.
+    `appending`: the connection of a run's writer, which keeps a small page cache and no map.
 
     An existing database keeps its journal mode: only `migrate` and `rollback` change it.
     """
@@ -72,7 +72,9 @@ def connect(
         for pragma in (
             "synchronous=NORMAL",
             f"cache_size={min(settings.cache_size, APPEND_CACHE_PAGES) if appending else settings.cache_size}",
-            f"mmap_size={settings.mmap_size}",
+            # A run's writer maps nothing: pages it touched through a map count as its memory,
+            # and updating a million steps touches the whole table.
+            f"mmap_size={0 if appending else settings.mmap_size}",
             f"wal_autocheckpoint={settings.wal_autocheckpoint}",
             f"journal_size_limit={JOURNAL_SIZE_LIMIT}", "temp_store=MEMORY",
         ):
