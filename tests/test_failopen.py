@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import StepflowRunner, py, query
+from tests.conftest import StepflowRunner, py, query, tmpfs
 
 NOISY = "import sys\nfor i in range(200000): print(f'line {i:08d} ' + 'x' * 60)\nsys.exit(7)"
 
@@ -17,15 +17,8 @@ NOISY = "import sys\nfor i in range(200000): print(f'line {i:08d} ' + 'x' * 60)\
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A real, tiny filesystem (tmpfs of 512 KiB), so the disk really fills up."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "mnt", "size=512k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_keeps_the_command_and_what_was_recorded(stepflow: StepflowRunner, small_fs: Path) -> None:

@@ -24,7 +24,7 @@ from stepflow.maintenance import fs, legacy
 from stepflow.maintenance.lock import maintenance_lock
 from stepflow.maintenance.migrate import migrate
 from stepflow.store import schema
-from tests.conftest import LEGACY_GENERATOR, StepflowRunner, py, query
+from tests.conftest import LEGACY_GENERATOR, StepflowRunner, py, query, tmpfs
 
 LEGACY_TABLES = ("executions", "steps", "artifacts")
 FAST = {"STEPFLOW_BUSY_TIMEOUT": "300"}  # lock waits in failure tests end quickly
@@ -451,19 +451,12 @@ def test_unwritable_backup_folder(stepflow: StepflowRunner, legacy_store: dict[s
 
 def test_read_only_backup_folder(stepflow: StepflowRunner, legacy_store: dict[str, Any], db_path: Path,
                                  tmp_path: Path) -> None:
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as mnt:
         before = sha256(db_path)
         result = stepflow("migrate", "--to-wal", "--backup-dir", str(mnt))
         assert result.returncode == 1
         assert "Read-only file system" in one_line_error(result)
         assert sha256(db_path) == before
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_damaged_store_fails_the_backup_check(stepflow: StepflowRunner, legacy_store: dict[str, Any],
