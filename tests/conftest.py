@@ -91,3 +91,30 @@ def tmpfs(folder: Path, options: str) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """One real PostgreSQL server for the session (tests/pgserver.py), on a Unix socket only."""
+    import itertools
+    import tempfile
+
+    from pgserver import running_server
+
+    folder = Path(tempfile.mkdtemp(prefix="sfpg"))  # short: a socket path must fit in 107 bytes
+    try:
+        with running_server(folder / "pg") as server:
+            server.counter = itertools.count()  # type: ignore[attr-defined]
+            yield server
+    except RuntimeError as exc:
+        pytest.skip(f"no PostgreSQL server for these tests: {exc}")
+    finally:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: object) -> str:
+    """A fresh, empty database on the session's server, as a postgresql:// URL."""
+    return pg_server.create_database(f"t{next(pg_server.counter)}")  # type: ignore[attr-defined]
