@@ -101,7 +101,7 @@ def test_ls_filters(stepflow: StepflowRunner, many_runs: list[dict[str, Any]]) -
 
     bad = stepflow("ls", "--since", "yesterday")
     assert bad.returncode == 2
-    assert bad.stderr == b"stepflow: error: --since 'yesterday' is not a duration (2h, 3d) or a date (2025-08-01)\n"
+    assert bad.stderr == b"stepflow: error: --since 'yesterday' is not a duration (90, 90s, 10m, 1h30m, 2d) or a date (2025-08-01)\n"
 
 
 def test_ls_prints_plain_aligned_text_when_piped(stepflow: StepflowRunner, many_runs: list[dict[str, Any]]) -> None:
