@@ -68,6 +68,8 @@ def test_kill_9_at_a_random_moment_keeps_the_store_intact(db_path: Path, seed: i
     if not db_path.exists():
         return  # killed before the store was even created: nothing to keep
     assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
+    if not query(db_path, "SELECT 1 FROM sqlite_master WHERE name = 'executions'"):
+        return  # killed while the new store's tables were being created: the next open makes them
     rows = query(db_path, "SELECT id, status, line_count FROM executions")
     assert len(rows) <= 1
     if rows:
@@ -103,3 +105,13 @@ def test_terminal_closed_under_a_live_view(db_path: Path, tmp_path: Path) -> Non
     assert os.waitstatus_to_exitcode(status) == 129  # 128+SIGHUP, no crash on the dead terminal
     assert query(db_path, "SELECT status, exit_code FROM executions") == [("cancelled", 129)]
     assert wait_for(lambda: not pgid_alive(int(pidfile.read_text())), timeout=15)
+
+
+def test_a_store_killed_while_it_was_being_created_opens_and_records(db_path: Path, stepflow) -> None:  # type: ignore[no-untyped-def]
+    """What a kill -9 between creating the file and its tables leaves: an empty database."""
+    import apsw
+
+    db_path.parent.mkdir(parents=True)
+    apsw.Connection(str(db_path)).execute("PRAGMA journal_mode=WAL").fetchall()  # a file, no tables
+    assert stepflow("run", "-o", "quiet", "--", "true").returncode == 0
+    assert query(db_path, "SELECT status FROM executions") == [("completed",)]

@@ -15,18 +15,20 @@ from tests.conftest import StepflowRunner, py, query, wait_for
 
 MB = 1_000_000
 
-# A parent that starts two children: one holds 80 MB for 3 s, one burns ~0.5 s of CPU; then all exit.
+# A parent that starts two children: one holds 80 MB, one burns 0.5 s of its own CPU time; both
+# then wait for the test to close their stdin, so none can finish before it has been sampled.
 TREE = """
-import subprocess, sys, time
-hold = subprocess.Popen([sys.executable, "-c", "b = bytearray(80_000_000); import time; time.sleep(3)"])
-burn = subprocess.Popen([sys.executable, "-c", "x = 0\\nfor i in range(5_000_000): x += i"])
+import subprocess, sys
+hold = subprocess.Popen([sys.executable, "-c", "b = bytearray(80_000_000); import sys; sys.stdin.read()"])
+burn = subprocess.Popen([sys.executable, "-c",
+                         "import sys, time\\nwhile time.process_time() < 0.5: pass\\nsys.stdin.read()"])
 print("started", flush=True)
 burn.wait(); hold.wait()
 """
 
 
 def test_tree_usage_sums_the_command_and_its_descendants() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE, stdin=subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
         root = psutil.Process(proc.pid)
@@ -37,10 +39,12 @@ def test_tree_usage_sums_the_command_and_its_descendants() -> None:
             if usage is not None:
                 seen.append(usage)
             return usage is not None and usage[1] >= 80 * MB and usage[0] >= 0.3
-        assert wait_for(big_enough, timeout=10), seen[-3:]
+        assert wait_for(big_enough, timeout=60), seen[-3:]
         cpu, rss, count = seen[-1]
         assert count == 3
     finally:
+        assert proc.stdin is not None
+        proc.stdin.close()  # the children read EOF and exit
         proc.wait(timeout=20)
     assert tree_usage(root) is None  # gone
 
