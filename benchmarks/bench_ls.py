@@ -8,6 +8,7 @@ host's year. Arms, round-robin after one warm-up round, each a fresh process run
   stepflow ls --json                 what scripts call
   stepflow ls --status failed --name 'deploy*' --since 30d
   stepflow ls (terminal)             stdout a pseudo-terminal: the Rich table with colours
+  stepflow show last [--json]        one run's report, through the same read path
 Issue 3's target is for `ls` over `--version`: <= 30 ms.
 
     python benchmarks/bench_ls.py [--runs 11] [--quick] [--module]
@@ -126,6 +127,8 @@ def main() -> int:
             "stepflow ls --status failed --name 'deploy*' --since 30d":
                 lambda: run("ls", "--status", "failed", "--name", "deploy*", "--since", "30d"),
             "stepflow ls (in a terminal: Rich)": lambda: in_terminal([*cmd, "ls"], env),
+            "stepflow show last": lambda: run("show", "last"),
+            "stepflow show last --json": lambda: run("show", "last", "--json"),
         }
         results = common.interleaved(arms, args.runs)
         base = common.median(results["stepflow --version"])
