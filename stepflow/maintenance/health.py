@@ -16,12 +16,12 @@ from typing import Any
 
 import apsw
 
-from stepflow.abandoned import is_abandoned
 from stepflow.config import Settings
 from stepflow.errors import StepflowError
+from stepflow.history.abandoned import is_abandoned
 from stepflow.maintenance import fs, probe
-from stepflow.store.connection import describe
-from stepflow.store.models import Run
+from stepflow.store.base import OPEN_STATUSES, Run
+from stepflow.store.connection import describe, wal_path
 
 DEFAULT_MAX_WAL = 256 * 1024 * 1024
 DEFAULT_MIN_FREE = 512 * 1024 * 1024
@@ -87,7 +87,7 @@ def _inspect(conn: apsw.Connection, db: Path, report: HealthReport, *, max_wal: 
         report.reasons.append(f"schema version {found.version} is newer than this stepflow knows: upgrade stepflow")
     if found.journal_mode != "wal":
         report.reasons.append(f"journal mode is {found.journal_mode}, not WAL: run \"stepflow migrate --to-wal\"")
-    wal = fs.file_size(db.with_name(db.name + "-wal"))
+    wal = fs.file_size(wal_path(db))
     checks["wal_bytes"] = wal
     if wal > max_wal:
         report.reasons.append(f"WAL is {fs.human_size(wal)}, over {fs.human_size(max_wal)}: checkpoints do not keep"
@@ -112,7 +112,8 @@ def abandoned_runs(conn: apsw.Connection) -> list[str]:
     running with no pid at all.
     """
     rows: list[Any] = conn.execute(
-        "SELECT id, status, pid, pid_started, host FROM executions WHERE status IN ('running', 'pending')"
+        "SELECT id, status, pid, pid_started, host FROM executions"
+        f" WHERE status IN ({', '.join('?' * len(OPEN_STATUSES))})", OPEN_STATUSES
     ).fetchall()
     host = os.uname().nodename
     return [
