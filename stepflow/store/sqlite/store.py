@@ -37,11 +37,11 @@ from stepflow.store.base import (
     Write,
 )
 from stepflow.store.connection import connect, immediate, maintenance_pause, scalar, store_error, wal_path
-from stepflow.store.sqlite.watch import SqliteWatch
 from stepflow.store.url import DatabaseURL
 
 if TYPE_CHECKING:
     from stepflow.config import Settings
+    from stepflow.store.sqlite.watch import SqliteWatch
 
 T = TypeVar("T")
 
@@ -307,6 +307,8 @@ class SqliteStore:
 
     def watch(self) -> SqliteWatch:
         """A Watch over this database: PRAGMA data_version on a connection of its own."""
+        from stepflow.store.sqlite.watch import SqliteWatch  # only followers need it, never a run
+
         settings = self.settings
         path = self.path
         return SqliteWatch(lambda: _watch_connection(path, settings))
