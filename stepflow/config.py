@@ -6,9 +6,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stepflow.errors import SettingsError
-from stepflow.store.url import DatabaseURL, mask_password, parse_url
+
+if TYPE_CHECKING:  # imported where a URL is parsed: every command reads settings, few need a URL
+    from stepflow.store.url import DatabaseURL
 
 STORAGE_PATH = "STEPFLOW_STORAGE_PATH"
 DATABASE_URL = "STEPFLOW_DATABASE_URL"
@@ -55,6 +58,8 @@ class Settings:
         """Where runs are kept, as stepflow.store.open_store takes it."""
         if self.url is not None:
             return self.url
+        from stepflow.store.url import DatabaseURL
+
         path = self.storage / "database" / "stepflow.db"
         return DatabaseURL("sqlite", str(path), path)
 
@@ -153,11 +158,12 @@ def database_url(env: Mapping[str, str], flag: str | None = None) -> DatabaseURL
         SettingsError: not a URL a known backend takes; the message names the setting and
             never shows the password.
     """
-    from stepflow.store import BACKENDS
-
     name, text = ("--database", flag) if flag is not None else (DATABASE_URL, env.get(DATABASE_URL))
     if text is None or (flag is None and not text.strip()):
         return None
+    from stepflow.store import BACKENDS
+    from stepflow.store.url import DatabaseURL, mask_password, parse_url
+
     try:
         url = parse_url(text)
     except ValueError as exc:
