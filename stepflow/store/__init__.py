@@ -8,7 +8,6 @@ stepflow.store.sqlite; a second backend (PostgreSQL, issue 13) adds one registry
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from stepflow.errors import StoreError
@@ -80,20 +79,16 @@ def backend_for(url: DatabaseURL) -> Backend:
 
 
 def open_store(
-    settings: Settings, *, url: DatabaseURL | None = None, path: Path | None = None, appending: bool = False,
-    readonly: bool = False,
+    settings: Settings, *, url: DatabaseURL | None = None, appending: bool = False, readonly: bool = False,
 ) -> Store:
     """Open (creating if the backend does) the store at `url` (default: the settings' database).
 
-    `path`: a SQLite file instead (tests and upkeep commands name one). `appending`: for a
-    run's writer, which only adds rows (the backend may tune for it). `readonly`: change
+    `appending`: for a run's writer, which only adds rows (the backend may tune for it). `readonly`: change
     nothing, not even the schema (ETA hints, health).
 
     Raises:
         StoreError: unreadable, of a newer schema, a legacy store to migrate first, or no backend.
     """
-    if path is not None:
-        url = DatabaseURL("sqlite", str(path), path)
     target = url or settings.database_url
     return backend_for(target)(target, settings, appending=appending, readonly=readonly)
 
