@@ -159,6 +159,7 @@ def test_queries_filter_order_and_limit(store: Store) -> None:
     assert ids(tag="prod") == ["c", "a"]
     assert ids(since_ts=T0) == ["c", "b", "a"]
     assert ids(limit=2) == ["c", "b"]
+    assert ids(limit=2, offset=1) == ["b", "a"] and ids(offset=3) == ["d"]
     assert ids(status="failed", name_glob="deploy*", tag="prod", since_ts=T0, limit=5) == ["a"]
 
 

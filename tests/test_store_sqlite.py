@@ -19,6 +19,7 @@ from stepflow.store.sqlite.store import runs_clause
     RunQuery(name_glob="deploy*", limit=20),
     RunQuery(status="failed", name_glob="deploy*", since_ts=0.0, limit=20),
     RunQuery(since_ts=0.0, limit=20),
+    RunQuery(limit=50, offset=100),
 ])
 def test_ls_queries_read_runs_in_order_without_sorting(storage: Path, query: RunQuery) -> None:
     store = open_store(load_settings(storage=storage))

@@ -151,6 +151,7 @@ class RunQuery:
     tag: str | None = None
     since_ts: float | None = None
     limit: int | None = None
+    offset: int = 0  # skip this many first (a server's pages)
 
 
 ALL_RUNS = RunQuery()

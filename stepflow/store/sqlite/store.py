@@ -109,9 +109,12 @@ def runs_clause(query: RunQuery) -> tuple[str, list[Any]]:
         params.append(query.since_ts)
     sql = ("WHERE " + " AND ".join(where)) if where else ""
     sql += " ORDER BY created_ts DESC, rowid DESC"
-    if query.limit is not None:
+    if query.limit is not None or query.offset:
         sql += " LIMIT ?"
-        params.append(query.limit)
+        params.append(-1 if query.limit is None else query.limit)
+    if query.offset:
+        sql += " OFFSET ?"
+        params.append(query.offset)
     return sql, params
 
 
