@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 STDOUT = 1
 STDERR = 2
@@ -196,71 +196,87 @@ class NewArtifact:
         return cls(Artifact(**values))
 
 
-class _Keep:
-    """The value of a change field that was not given: the stored value stays."""
+class RunFields(TypedDict, total=False):
+    """The fields of a run a RunChange may set (a Run's field names and types)."""
 
-    __slots__ = ()
+    status: str
+    exit_code: int | None
+    error_message: str | None
+    completed_at: str | None
+    total_steps: int
+    completed_steps: int
+    current_step_index: int
+    metadata: Any
+    warnings: Any
+    cpu_seconds: float | None
+    peak_rss: int | None
+    max_processes: int | None
+    line_count: int
+    lost_lines: int
 
-    def __repr__(self) -> str:
-        return "KEEP"
 
+class StepFields(TypedDict, total=False):
+    """The fields of a step a StepChange may set (a Step's field names and types)."""
 
-KEEP: Any = _Keep()  # typed Any so a change field keeps the type of what it sets
+    status: str
+    exit_code: int | None
+    error_message: str | None
+    completed_at: str | None
+    estimated_duration: float | None
+    description: str | None
+    metadata: Any
+    cpu_seconds: float | None
+    peak_rss: int | None
+    max_processes: int | None
 
 
 class _Change:
-    """Fields given (not KEEP) are set on the row named by `id`; `merge` folds a later change in."""
+    """Set the fields given as keywords on the row named by `id`; others keep their value.
 
-    __slots__ = ()
-    id: str
+    Keywords are checked by mypy against RunFields/StepFields; held as the dict Python built
+    for them, so a change costs what a dict costs (a million-step run makes millions).
+    """
+
+    __slots__ = ("id", "values")
+
+    def __init__(self, id: str, values: dict[str, Any]) -> None:
+        self.id = id
+        self.values = values
 
     def changes(self) -> dict[str, Any]:
         """The fields this change sets, by name (a Run's or a Step's field names)."""
-        names: tuple[str, ...] = self.__slots__  # type: ignore[assignment]  # a slots dataclass: its fields
-        return {name: value for name in names if name != "id" and (value := getattr(self, name)) is not KEEP}
+        return self.values
 
     def merge(self, later: _Change) -> None:
         """Take the fields `later` sets (same row), as if both were applied in order."""
-        for name, value in later.changes().items():
-            setattr(self, name, value)
+        self.values.update(later.values)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and (self.id, self.values) == (other.id, other.values)  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclasses beside it
+
+    def __repr__(self) -> str:
+        fields = "".join(f", {k}={v!r}" for k, v in self.values.items())
+        return f"{type(self).__name__}({self.id!r}{fields})"
 
 
-@dataclass(slots=True)
 class RunChange(_Change):
-    """Set some fields of run `id`."""
+    """Set some fields of run `id`: RunChange(run_id, status="failed", exit_code=1)."""
 
-    id: str
-    status: str = KEEP
-    exit_code: int | None = KEEP
-    error_message: str | None = KEEP
-    completed_at: str | None = KEEP
-    total_steps: int = KEEP
-    completed_steps: int = KEEP
-    current_step_index: int = KEEP
-    metadata: Any = KEEP
-    warnings: Any = KEEP
-    cpu_seconds: float | None = KEEP
-    peak_rss: int | None = KEEP
-    max_processes: int | None = KEEP
-    line_count: int = KEEP
-    lost_lines: int = KEEP
+    __slots__ = ()
+
+    def __init__(self, id: str, **values: Unpack[RunFields]) -> None:
+        super().__init__(id, dict(values))
 
 
-@dataclass(slots=True)
 class StepChange(_Change):
-    """Set some fields of step `id`."""
+    """Set some fields of step `id`: StepChange(step_id, status="completed")."""
 
-    id: str
-    status: str = KEEP
-    exit_code: int | None = KEEP
-    error_message: str | None = KEEP
-    completed_at: str | None = KEEP
-    estimated_duration: float | None = KEEP
-    description: str | None = KEEP
-    metadata: Any = KEEP
-    cpu_seconds: float | None = KEEP
-    peak_rss: int | None = KEEP
-    max_processes: int | None = KEEP
+    __slots__ = ()
+
+    def __init__(self, id: str, **values: Unpack[StepFields]) -> None:
+        super().__init__(id, dict(values))
 
 
 Change = RunChange | StepChange
