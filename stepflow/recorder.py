@@ -13,18 +13,7 @@ from stepflow.artifacts import CopyQueue, copy_artifact
 from stepflow.fmt import iso
 from stepflow.runner import Outcome
 from stepflow.state import ArtifactState, RunState, StepState
-from stepflow.store.base import (
-    Artifact,
-    LogBlock,
-    NewArtifact,
-    NewRun,
-    NewStep,
-    Run,
-    RunChange,
-    Step,
-    StepChange,
-    Write,
-)
+from stepflow.store import Artifact, LogBlock, NewArtifact, NewRun, NewStep, Run, RunChange, Step, StepChange, Write
 from stepflow.writer import Writer
 
 
