@@ -1,6 +1,6 @@
 """`stepflow ls` on a store of 100,000 runs: its median wall time minus that of `stepflow --version`.
 
-The store is filled through stepflow's own store API (`SqliteStore.write`, batches of 10,000
+The store is filled through stepflow's own store API (`Store.write`, batches of 10,000
 runs in one transaction each), with names, statuses, tags and times spread like a busy cron
 host's year. Arms, round-robin after one warm-up round, each a fresh process run to its end:
   stepflow --version                 typer and the CLI package: the floor every command pays
@@ -8,6 +8,7 @@ host's year. Arms, round-robin after one warm-up round, each a fresh process run
   stepflow ls --json                 what scripts call
   stepflow ls --status failed --name 'deploy*' --since 30d
   stepflow ls (terminal)             stdout a pseudo-terminal: the Rich table with colours
+  stepflow show last [--json]        one run's report, through the same read path
 Issue 3's target is for `ls` over `--version`: <= 30 ms.
 
     python benchmarks/bench_ls.py [--runs 11] [--quick] [--module]
@@ -40,7 +41,7 @@ def build(storage: Path, runs: int) -> float:
     """Fill a new store with `runs` runs through the store API; returns seconds taken."""
     from stepflow.config import load_settings
     from stepflow.store import open_store
-    from stepflow.store.models import Insert
+    from stepflow.store.base import NewRun
 
     started = time.perf_counter()
     store = open_store(load_settings(storage=storage))
@@ -51,7 +52,7 @@ def build(storage: Path, runs: int) -> float:
         created = now - i * (365 * 86400 / runs) - rng.random() * 60
         status = STATUSES[rng.randrange(len(STATUSES))]
         h = f"{rng.getrandbits(128):032x}"
-        batch.append(Insert("executions", {
+        batch.append(NewRun.of({
             "id": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}", "name": NAMES[i % len(NAMES)],
             "command": f"bash jobs/{NAMES[i % len(NAMES)]}.sh --fast", "status": status,
             "exit_code": 0 if status == "completed" else 1, "created_at": iso(created), "created_ts": created,
@@ -109,7 +110,7 @@ def main() -> int:
         common.header(f"stepflow ls on a store of {runs_in_store:,} runs", args, cmd, how, where=work)
         took = build(storage, runs_in_store)
         size = common.database(storage).stat().st_size
-        print(f"store    : {runs_in_store:,} runs written through SqliteStore.write in {took:.1f} s;"
+        print(f"store    : {runs_in_store:,} runs written through Store.write in {took:.1f} s;"
               f" database {size / 1e6:.1f} MB")
         print()
 
@@ -126,6 +127,8 @@ def main() -> int:
             "stepflow ls --status failed --name 'deploy*' --since 30d":
                 lambda: run("ls", "--status", "failed", "--name", "deploy*", "--since", "30d"),
             "stepflow ls (in a terminal: Rich)": lambda: in_terminal([*cmd, "ls"], env),
+            "stepflow show last": lambda: run("show", "last"),
+            "stepflow show last --json": lambda: run("show", "last", "--json"),
         }
         results = common.interleaved(arms, args.runs)
         base = common.median(results["stepflow --version"])

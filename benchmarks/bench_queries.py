@@ -52,10 +52,11 @@ def iso(ts: float) -> str:
 def build(storage: Path, runs: int, steps: int, lines: int, probes: int = 3) -> dict[str, Any]:
     """Fill a new store with `runs` runs; returns what the benchmark needs to know about it."""
     from stepflow.config import load_settings
-    from stepflow.store import open_store
+    from stepflow.store.sqlite import open_sqlite
 
     shutil.rmtree(storage, ignore_errors=True)
-    store = open_store(load_settings(storage=storage))
+    settings = load_settings(storage=storage)
+    store = open_sqlite(settings.database_url, settings)  # SQLite by nature: it times SQLite's plans
     conn: apsw.Connection = store.conn
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA cache_size=-1000000")

@@ -6,10 +6,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stepflow.errors import SettingsError
 
+if TYPE_CHECKING:  # imported where a URL is parsed: every command reads settings, few need a URL
+    from stepflow.store.url import DatabaseURL
+
 STORAGE_PATH = "STEPFLOW_STORAGE_PATH"
+DATABASE_URL = "STEPFLOW_DATABASE_URL"
 LOG_LEVEL = "STEPFLOW_LOG_LEVEL"
 WAL_AUTOCHECKPOINT = "STEPFLOW_WAL_AUTOCHECKPOINT"
 CACHE_SIZE = "STEPFLOW_CACHE_SIZE"
@@ -46,9 +51,24 @@ class Settings:
     artifact_max_size: int = 1024 * 1024 * 1024
     mask_env: tuple[str, ...] = DEFAULT_MASK_ENV  # names whose values are hidden in output
     env_allow: tuple[str, ...] = ()  # names whose values are stored with a run (others: name only)
+    url: DatabaseURL | None = None  # --database / STEPFLOW_DATABASE_URL; None: the file in `storage`
+
+    @property
+    def database_url(self) -> DatabaseURL:
+        """Where runs are kept, as stepflow.store.open_store takes it."""
+        if self.url is not None:
+            return self.url
+        from stepflow.store.url import DatabaseURL
+
+        path = self.storage / "database" / "stepflow.db"
+        return DatabaseURL("sqlite", str(path), path)
 
     @property
     def database(self) -> Path:
+        """The SQLite file: the URL's, else <storage>/database/stepflow.db (SQLite upkeep uses it)."""
+        url = self.url
+        if url is not None and url.path is not None:
+            return url.path
         return self.storage / "database" / "stepflow.db"
 
     @property
@@ -91,9 +111,11 @@ def parse_int(name: str, text: str, *, minimum: int = 0, maximum: int = INT_MAX)
 
 
 def load_settings(
-    env: Mapping[str, str] | None = None, *, storage: str | os.PathLike[str] | None = None
+    env: Mapping[str, str] | None = None, *, storage: str | os.PathLike[str] | None = None,
+    database: str | None = None,
 ) -> Settings:
-    """Resolve settings: `storage` (the --storage flag) wins over the environment, then defaults.
+    """Resolve settings: flags (`storage`: --storage, `database`: --database) win over the
+    environment, then defaults.
 
     Raises:
         SettingsError: a STEPFLOW_* variable holds a value that cannot be used; the message names it.
@@ -114,6 +136,7 @@ def load_settings(
         return parse_size(name, env[name], minimum=minimum) if env.get(name) else default
 
     return Settings(
+        url=database_url(env, database),
         storage=root.absolute(),
         log_level=level,
         wal_autocheckpoint=number(WAL_AUTOCHECKPOINT, 1000, 0),
@@ -126,6 +149,32 @@ def load_settings(
         mask_env=_patterns(env[MASK_ENV]) if MASK_ENV in env else DEFAULT_MASK_ENV,
         env_allow=_patterns(env.get(ENV_ALLOW, "")),
     )
+
+
+def database_url(env: Mapping[str, str], flag: str | None = None) -> DatabaseURL | None:
+    """The --database flag, else STEPFLOW_DATABASE_URL, parsed; None when neither is given.
+
+    Raises:
+        SettingsError: not a URL a known backend takes; the message names the setting and
+            never shows the password.
+    """
+    name, text = ("--database", flag) if flag is not None else (DATABASE_URL, env.get(DATABASE_URL))
+    if text is None or (flag is None and not text.strip()):
+        return None
+    from stepflow.store import BACKENDS
+    from stepflow.store.url import DatabaseURL, mask_password, parse_url
+
+    try:
+        url = parse_url(text)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={mask_password(text)!r} {exc}") from None
+    if url.scheme not in BACKENDS:
+        known = ", ".join(f"{s}://" for s in BACKENDS)
+        raise SettingsError(f"{name}={mask_password(text)!r}: no backend for {url.scheme}:// (known: {known},"
+                            " or a file path)")
+    if url.path is not None:
+        url = DatabaseURL(url.scheme, url.text, url.path.absolute())
+    return url
 
 
 def color_wanted(no_color_flag: bool = False, env: Mapping[str, str] | None = None) -> bool:

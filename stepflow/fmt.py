@@ -18,6 +18,16 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def size(n: int | float) -> str:
+    """1.2 KiB, 34.5 MiB: binary units, as the size settings take them; whole bytes below 1 KiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
 def iso(ts: float) -> str:
     """An ISO 8601 time in UTC with its offset, as stored for new rows and printed in JSON."""
     return datetime.fromtimestamp(ts, UTC).isoformat()

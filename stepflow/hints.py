@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stepflow.config import Settings
-from stepflow.store.sqlite import StepDuration
+from stepflow.store.base import StepDuration
 
 RUNS = 20  # earlier completed runs looked at for the median of a step's duration
+BUSY_MS = 500  # a store busier than this gives no hints rather than a late view
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +56,17 @@ def hints_from_rows(rows: Iterable[StepDuration]) -> Hints:
 
 def load_hints(settings: Settings, name: str) -> Hints:
     """Read the hints for runs named `name`; NO_HINTS when the store cannot tell. Read-only."""
-    db = settings.database
-    if not db.exists():
-        return NO_HINTS
     try:
-        from stepflow.store.connection import connect
-        from stepflow.store.sqlite import SqliteStore
+        from dataclasses import replace
 
-        conn = connect(db, settings, readonly=True)
+        from stepflow.store import exists, open_store
+
+        if not exists(settings):
+            return NO_HINTS
+        store = open_store(replace(settings, busy_timeout_ms=min(BUSY_MS, settings.busy_timeout_ms)), readonly=True)
         try:
-            conn.setbusytimeout(500)
-            return hints_from_rows(SqliteStore(conn, db).step_durations(name, runs=RUNS))
+            return hints_from_rows(store.step_durations(name, runs=RUNS))
         finally:
-            conn.close()
+            store.close()
     except Exception:  # noqa: BLE001 - hints are optional; never fail or delay a run for them
         return NO_HINTS

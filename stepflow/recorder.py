@@ -13,7 +13,7 @@ from stepflow.artifacts import CopyQueue, copy_artifact
 from stepflow.fmt import iso
 from stepflow.runner import Outcome
 from stepflow.state import ArtifactState, RunState, StepState
-from stepflow.store.models import Insert, LogBlock, Update, Write
+from stepflow.store import Artifact, LogBlock, NewArtifact, NewRun, NewStep, Run, RunChange, Step, StepChange, Write
 from stepflow.writer import Writer
 
 
@@ -70,11 +70,11 @@ class Recorder:
     def start(self, row: dict[str, Any]) -> None:
         """Insert the run's row (status running) and tell the view."""
         s = self.state
-        self.writer.put(Insert("executions", {
-            "id": s.id, "name": s.name, "command": s.command, "status": "running",
-            "created_at": iso(s.started), "created_ts": s.started, "started_at": iso(s.started),
-            "total_steps": 0, "completed_steps": 0, "current_step_index": -1, **row,
-        }), urgent=True)
+        self.writer.put(NewRun(Run(
+            id=s.id, name=s.name, command=s.command, status="running",
+            created_at=iso(s.started), created_ts=s.started, started_at=iso(s.started),
+            total_steps=0, completed_steps=0, current_step_index=-1, **row,
+        )), urgent=True)
         self.view.start(s)
 
     def finish(self, outcome: Outcome) -> None:
@@ -99,16 +99,16 @@ class Recorder:
         error = s.errors[0] if s.errors else None
         if s.status != "completed" and error is None:
             error = _ending(outcome)
-        self.writer.put(Update("executions", s.id, {
-            "status": s.status, "exit_code": outcome.exit_status, "completed_at": iso(now),
-            "error_message": "; ".join(s.errors) if s.errors else error,
+        self.writer.put(RunChange(
+            s.id, status=s.status, exit_code=outcome.exit_status, completed_at=iso(now),
+            error_message="; ".join(s.errors) if s.errors else error,
             # sampled by stepflow.resources and settled with wait4's figures; wait4's alone if unsampled
-            "cpu_seconds": s.cpu_seconds if s.cpu_seconds is not None else outcome.cpu_seconds,
-            "peak_rss": s.peak_rss,
-            "max_processes": s.max_processes,
-            "line_count": s.lines, "completed_steps": s.completed_steps,
-            "lost_lines": self.writer.losses.lines,  # dropped so far; later losses cannot be stored
-        }), urgent=True)
+            cpu_seconds=s.cpu_seconds if s.cpu_seconds is not None else outcome.cpu_seconds,
+            peak_rss=s.peak_rss,
+            max_processes=s.max_processes,
+            line_count=s.lines, completed_steps=s.completed_steps,
+            lost_lines=self.writer.losses.lines,  # dropped so far; later losses cannot be stored
+        ), urgent=True)
 
     # -- LineSink --------------------------------------------------------------------------
 
@@ -158,15 +158,15 @@ class Recorder:
         )
         s.add_step(step)
         s.current = step
-        self.writer.put(Insert("steps", {
-            "id": step.id, "execution_id": s.id, "name": name, "description": step.description,
-            "step_index": step.index, "status": "running", "created_at": iso(now),
-            "started_at": iso(now), "estimated_duration": step.expected,
-            "stop_on_error": step.stop_on_error, "metadata": step.metadata,
-        }))
-        self.writer.put(Update("executions", s.id, {
-            "total_steps": s.step_count, "current_step_index": step.index,
-        }), urgent=True)
+        self.writer.put(NewStep(Step(
+            id=step.id, execution_id=s.id, name=name, description=step.description,
+            step_index=step.index, status="running", created_at=iso(now),
+            started_at=iso(now), estimated_duration=step.expected,
+            stop_on_error=step.stop_on_error, metadata=step.metadata,
+        )))
+        self.writer.put(RunChange(
+            s.id, total_steps=s.step_count, current_step_index=step.index,
+        ), urgent=True)
         self.view.event("step_started", s, step, "")
 
     def _end_step(self, step: StepState, status: str, error: str | None, now: float) -> None:
@@ -174,12 +174,12 @@ class Recorder:
         step.status, step.ended, step.error = status, now, error
         s.current = None
         s.completed_steps += status == "completed"
-        self.writer.put(Update("steps", step.id, {
-            "status": status, "completed_at": iso(now), "error_message": error,
-            "exit_code": 0 if status == "completed" else 1,
-            "cpu_seconds": step.cpu_seconds, "peak_rss": step.peak_rss, "max_processes": step.max_processes,
-        }))
-        self.writer.put(Update("executions", s.id, {"completed_steps": s.completed_steps}), urgent=True)
+        self.writer.put(StepChange(
+            step.id, status=status, completed_at=iso(now), error_message=error,
+            exit_code=0 if status == "completed" else 1,
+            cpu_seconds=step.cpu_seconds, peak_rss=step.peak_rss, max_processes=step.max_processes,
+        ))
+        self.writer.put(RunChange(s.id, completed_steps=s.completed_steps), urgent=True)
         self.view.event(f"step_{status}", s, step, error or "")
 
     def _complete(self, name: str) -> None:
@@ -196,7 +196,7 @@ class Recorder:
         step = s.current
         if step is None:
             s.errors.append(message or "STEP_ERROR with no step running")
-            self.writer.put(Update("executions", s.id, {"error_message": "; ".join(s.errors)}))
+            self.writer.put(RunChange(s.id, error_message="; ".join(s.errors)))
             self.view.event("run_error", s, None, message)
             return
         self._end_step(step, "failed", message or "step failed", self.clock())
@@ -215,16 +215,16 @@ class Recorder:
             except ValueError:
                 self.warn(f"META:ESTIMATED_DURATION ignored: {value!r} is not a number of seconds")
                 return
-            self.writer.put(Update("steps", step.id, {"estimated_duration": step.expected}))
+            self.writer.put(StepChange(step.id, estimated_duration=step.expected))
         elif step is not None and upper == "DESCRIPTION":
             step.description = value
-            self.writer.put(Update("steps", step.id, {"description": value}))
+            self.writer.put(StepChange(step.id, description=value))
         elif step is not None:
             step.metadata[key] = value
-            self.writer.put(Update("steps", step.id, {"metadata": dict(step.metadata)}))
+            self.writer.put(StepChange(step.id, metadata=dict(step.metadata)))
         else:
             s.metadata[key] = value
-            self.writer.put(Update("executions", s.id, {"metadata": dict(s.metadata)}))
+            self.writer.put(RunChange(s.id, metadata=dict(s.metadata)))
         self.view.event("meta", s, step, f"{key}={value}")
 
     # -- artifacts and warnings ------------------------------------------------------------
@@ -243,14 +243,14 @@ class Recorder:
             done = copy_artifact(source, self.artifacts_dir / s.id, artifact_id,
                                  max_size=self.artifact_max_size)
             art.stored, art.size, art.sha256 = done.stored, done.size, done.sha256
-            writes: list[Write] = [Insert("artifacts", {
-                "id": artifact_id, "execution_id": s.id, "step_id": step_id,
-                "name": source.name, "description": description,
-                "file_path": done.stored or str(source), "file_name": source.name,
-                "file_size": done.size, "mime_type": done.mime_type, "artifact_type": done.kind,
-                "created_at": created, "tags": [], "metadata": {}, "sha256": done.sha256,
-                "source_path": path,
-            })]
+            writes: list[Write] = [NewArtifact(Artifact(
+                id=artifact_id, execution_id=s.id, step_id=step_id,
+                name=source.name, description=description,
+                file_path=done.stored or str(source), file_name=source.name,
+                file_size=done.size, mime_type=done.mime_type, artifact_type=done.kind,
+                created_at=created, tags=[], metadata={}, sha256=done.sha256,
+                source_path=path,
+            ))]
             if done.problem:
                 writes += self._warning_writes(f"artifact {path} not copied: {done.problem}")
             for w in writes:
@@ -268,7 +268,7 @@ class Recorder:
         if not s.warn(message):
             return []
         self.view.event("warning", s, s.current, message)
-        return [Update("executions", s.id, {"warnings": list(s.warnings)})]
+        return [RunChange(s.id, warnings=list(s.warnings))]
 
 
 def _ending(outcome: Outcome) -> str:

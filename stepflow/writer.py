@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from stepflow.errors import StepflowError
 from stepflow.store import Store
-from stepflow.store.models import Insert, LogBlock, Update, Write
+from stepflow.store.base import Change, LogBlock, Write
 
 RETRY_DELAY = 1.0
 HIGH_WATER = 2  # buffers of output waiting for a healthy store make the reader wait...
@@ -85,7 +85,7 @@ class Writer:
                 # a slower pipe, briefly.
                 self._cond.notify()
                 self._cond.wait_for(lambda: not self._behind() or self._failing, timeout=MAX_STALL)
-            if isinstance(item, Update) and self._merge(item):
+            if isinstance(item, Change) and self._merge(item):
                 pass
             else:
                 self._pending.append(item)
@@ -103,11 +103,11 @@ class Writer:
     def _behind(self) -> bool:
         return self._pending_bytes > HIGH_WATER * self.buffer_size or len(self._pending) > MAX_PENDING_WRITES
 
-    def _merge(self, update: Update) -> bool:
+    def _merge(self, update: Change) -> bool:
         """Fold an update into a pending one for the same row: a million step changes stay cheap."""
         for item in reversed(self._pending[-8:]):
-            if isinstance(item, Update) and item.table == update.table and item.id == update.id:
-                item.values.update(update.values)
+            if isinstance(item, Change) and type(item) is type(update) and item.id == update.id:
+                item.merge(update)
                 return True
         return False
 
@@ -201,5 +201,5 @@ class Writer:
         for w in writes:
             if isinstance(w, LogBlock):
                 self.losses.lines += w.line_count
-            elif isinstance(w, Insert | Update):
+            else:
                 self.losses.writes += 1

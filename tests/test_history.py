@@ -19,12 +19,11 @@ from typing import Any
 import psutil
 import pytest
 
-from stepflow import abandoned, procs
+from stepflow import procs
 from stepflow.config import load_settings
+from stepflow.history import abandoned
 from stepflow.store import open_store
-from stepflow.store.connection import connect
-from stepflow.store.models import Insert, Run
-from stepflow.store.sqlite import SqliteStore
+from stepflow.store.base import NewRun, Run
 from tests.conftest import StepflowRunner, py, query, wait_for
 from tests.test_live import ANSI, run_in_terminal
 
@@ -64,7 +63,7 @@ def many_runs(storage: Path) -> list[dict[str, Any]]:
                       "command": "sleep", "pid": os.getpid(), "pid_started": procs.start_time(os.getpid()),
                       "host": os.uname().nodename, "total_steps": 1, "completed_steps": 0})
     store = open_store(load_settings())
-    store.write([Insert("executions", dict(s)) for s in specs])
+    store.write([NewRun.of(dict(s)) for s in specs])
     store.close()
     assert not any(s["id"].startswith("ffff0000") for s in specs)
     return sorted(specs, key=lambda s: -s["created_ts"])
@@ -335,10 +334,10 @@ def gone_process() -> dict[str, object]:
 def test_noticing_on_a_read_only_store_still_shows_abandoned(storage: Path) -> None:
     settings = load_settings()
     store = open_store(settings)
-    store.write([Insert("executions", {"id": "legacy-1", "name": "n", "command": "c", "status": "running",
+    store.write([NewRun.of({"id": "legacy-1", "name": "n", "command": "c", "status": "running",
                                        "created_at": "2025-08-02T13:40:07", "created_ts": NOW, **gone_process()})])
     store.close()
-    reader = SqliteStore(connect(settings.database, settings, readonly=True), settings.database)
+    reader = open_store(settings, readonly=True)
     try:
         (run,) = reader.find_runs()
         assert [r.id for r in abandoned.notice(reader, [run])] == ["legacy-1"]
@@ -359,7 +358,7 @@ def test_a_legacy_store_full_of_running_rows_is_swept_in_one_go(storage: Path) -
     store = open_store(load_settings())
     try:
         gone = gone_process()
-        store.write([Insert("executions", {"id": f"old-{i}", "name": "n", "command": "c", "status": "running",
+        store.write([NewRun.of({"id": f"old-{i}", "name": "n", "command": "c", "status": "running",
                                            "created_at": "2025-08-02T13:40:07", "created_ts": NOW - i, **gone})
                      for i in range(1200)])
         assert len(abandoned.sweep(store)) == 1200
@@ -390,7 +389,7 @@ def test_ls_and_show_escape_every_stored_field(stepflow: StepflowRunner, storage
     store = open_store(load_settings())
     evil_id = "\x1b]0;X\x07\x1b[2J-evil-id"
     try:
-        store.write([Insert("executions", {"id": evil_id, "name": "数据同步", "command": "c",
+        store.write([NewRun.of({"id": evil_id, "name": "数据同步", "command": "c",
                                            "status": "completed\x1b[31m", "exit_code": "1\x1b[5A",
                                            "created_at": "2025-08-02T13:40:07", "created_ts": NOW})])
     finally:

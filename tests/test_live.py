@@ -16,8 +16,7 @@ from rich.console import Console
 from stepflow.config import load_settings
 from stepflow.hints import NO_HINTS, Hints, hints_from_rows, load_hints
 from stepflow.state import ArtifactState, RunState, StepState
-from stepflow.store import StepDuration, open_store
-from stepflow.store.models import Insert
+from stepflow.store import NewRun, NewStep, StepDuration, open_store
 from stepflow.views.live import LiveView
 from stepflow.views.render import render_run, render_summary, tail_text
 from tests.conftest import py
@@ -235,10 +234,10 @@ def test_load_hints_reads_earlier_completed_runs_and_never_fails(storage: Path) 
     writes = []
     for n, (status, build) in enumerate([("completed", 10), ("completed", 30), ("failed", 1), ("completed", 20)]):
         run_id = f"run-{n}"
-        writes.append(Insert("executions", {"id": run_id, "name": "nightly", "command": "x", "status": status,
+        writes.append(NewRun.of({"id": run_id, "name": "nightly", "command": "x", "status": status,
                                             "created_at": "2026-01-01T00:00:00+00:00", "created_ts": T0 + n}))
         for i, (name, seconds) in enumerate([("build", build), ("upload", 2)][: 1 + (n != 3)]):
-            writes.append(Insert("steps", {
+            writes.append(NewStep.of({
                 "id": f"{run_id}-{i}", "execution_id": run_id, "name": name, "step_index": i, "status": "completed",
                 "created_at": "x", "started_at": "2026-01-01T00:00:00+00:00",
                 "completed_at": f"2026-01-01T00:00:{seconds:02d}+00:00"}))

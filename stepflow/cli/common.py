@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from stepflow import __version__
 from stepflow.config import Settings, load_settings
-from stepflow.errors import ExitStatus
 
 app = typer.Typer(
     name="stepflow",
@@ -23,6 +21,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+Database = Annotated[
+    str | None,
+    typer.Option("--database", metavar="URL", show_default=False,
+                 help="Database: a file path or sqlite:///PATH (default: $STEPFLOW_DATABASE_URL, else"
+                      " <storage>/database/stepflow.db)."),
+]
 Storage = Annotated[
     Path | None,
     typer.Option("--storage", help="Store folder (default: $STEPFLOW_STORAGE_PATH or the XDG data folder).",
@@ -37,13 +41,9 @@ class StreamName(StrEnum):
 
 
 def settings_for(ctx: typer.Context, storage: Path | None) -> Settings:
-    chosen = storage if storage is not None else (ctx.obj or {}).get("storage")
-    return load_settings(storage=chosen)
-
-
-def fail(message: str, status: int = ExitStatus.ERROR) -> NoReturn:
-    print(f"stepflow: error: {message}", file=sys.stderr)
-    raise typer.Exit(status)
+    obj = ctx.obj or {}
+    chosen = storage if storage is not None else obj.get("storage")
+    return load_settings(storage=chosen, database=obj.get("database"))
 
 
 def version_callback(value: bool) -> None:
@@ -56,18 +56,19 @@ def version_callback(value: bool) -> None:
 def root(
     ctx: typer.Context,
     storage: Storage = None,
+    database: Database = None,
     version: Annotated[
         bool, typer.Option("--version", callback=version_callback, is_eager=True,
                            help="Print the version and exit.")
     ] = False,
 ) -> None:
-    ctx.obj = {"storage": storage}
+    ctx.obj = {"storage": storage, "database": database}
 
 
 
 
 def open_reader(settings: Settings):  # type: ignore[no-untyped-def]
-    from stepflow.printing import reading
+    from stepflow.cli.report import reading
 
     return reading(settings)
 

@@ -1,7 +1,8 @@
 """`stepflow ls`, `show` and `logs`: look back at recorded runs.
 
 Read-only, except that a run found `running` whose stepflow process is gone is stored as
-`abandoned` (stepflow.abandoned), quietly skipped when the store cannot be written.
+`abandoned` (stepflow.history.abandoned), quietly skipped when the store cannot be written.
+The reading is stepflow.history's; cli/report.py formats what it returns.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import typer
 
 from stepflow.cli.common import JsonFlag, Storage, StreamName, app, open_reader, settings_for
 from stepflow.errors import ExitStatus
-from stepflow.store.models import OPEN_STATUSES, RUN_STATUSES
+from stepflow.store.base import OPEN_STATUSES, RUN_STATUSES
 
 RunId = Annotated[str, typer.Argument(metavar="ID", help="Run id, a unique prefix of it (4+ characters), or 'last'.",
                                       show_default=False)]
@@ -38,20 +39,18 @@ def list_runs(
     """List recorded runs, newest first: status, steps done/total, duration, start."""
     import time
 
-    from stepflow import abandoned, history
-    from stepflow.printing import Printer, print_json, print_run_table
-    from stepflow.store import RunQuery
+    from stepflow.cli.report import Printer, print_json, print_run_table
+    from stepflow.history.detail import run_summary
+    from stepflow.history.runs import list_runs as find
+    from stepflow.store.base import RunQuery
     from stepflow.timeparse import since_timestamp
 
     query = RunQuery(status=status.value if status else None, name_glob=name, tag=tag,
                      since_ts=since_timestamp(since), limit=limit)
     with open_reader(settings_for(ctx, storage)) as store:
-        gone = abandoned.sweep(store)
-        runs = [r for r in store.find_runs(query) if not (r.id in gone and query.status in OPEN_STATUSES)]
-        for run in runs:
-            run.status = "abandoned" if run.id in gone else run.status
+        runs = find(store, query)
     if json_out:
-        print_json([history.run_summary(r) for r in runs])
+        print_json([run_summary(r) for r in runs])
     else:
         print_run_table(runs, printer=Printer.for_stdout(no_color=no_color), now=time.time())
 
@@ -67,13 +66,11 @@ def show(
     """Show one run: steps, durations, errors, metadata, resources and artifacts."""
     import time
 
-    from stepflow import abandoned, history
-    from stepflow.printing import Printer, print_json, print_run_report
+    from stepflow.cli.report import Printer, print_json, print_run_report
+    from stepflow.history.runs import show_run
 
     with open_reader(settings_for(ctx, storage)) as store:
-        run_row = store.resolve(run_id)
-        abandoned.notice(store, [run_row])
-        detail = history.run_detail(run_row, store.steps(run_row.id), store.artifacts(run_row.id))
+        detail = show_run(store, run_id)
     if json_out:
         print_json(detail)
     else:
@@ -97,21 +94,27 @@ def logs(
     """Print a run's output lines in the order they were read (stderr in dim red on a terminal)."""
     import sys
 
-    from stepflow import abandoned
-    from stepflow.printing import print_logs, step_index, wants_color
-    from stepflow.store.models import STREAM_NAMES
+    from stepflow.cli.report import print_logs, wants_color
+    from stepflow.history import abandoned
+    from stepflow.history.logs import find_step, lines
+    from stepflow.history.logs import follow as follow_run
+    from stepflow.history.runs import resolve
+    from stepflow.store.base import STREAM_NAMES
 
     streams = {v: k for k, v in STREAM_NAMES.items()}
+    needle = grep.encode("utf-8", "surrogateescape") if grep else None  # the bytes as typed
     with open_reader(settings_for(ctx, storage)) as store:
-        run = store.resolve(run_id)
+        run = resolve(store, run_id)
         abandoned.notice(store, [run])
-        if follow and run.status in OPEN_STATUSES and sys.stderr.isatty():
+        following = follow and run.status in OPEN_STATUSES
+        if following and sys.stderr.isatty():
             print(f"following run {run.id[:8]} ({run.status}); Ctrl-C to stop", file=sys.stderr)
         try:
-            index = step_index(store, run, step, wait=follow) if step is not None else None
-            print_logs(store, run, step_index=index, stream=streams[stream.value] if stream else None, grep=grep,
-                       timestamps=timestamps, raw=raw, follow=follow,
-                       color=sys.stdout.isatty() and wants_color(no_color))
+            index = find_step(store, run, step, wait=follow) if step is not None else None
+            chosen = streams[stream.value] if stream else None
+            found = (follow_run(store, run.id, step_index=index, stream=chosen, grep=needle) if following
+                     else lines(store, run.id, step_index=index, stream=chosen, grep=needle))
+            print_logs(found, timestamps=timestamps, raw=raw, color=sys.stdout.isatty() and wants_color(no_color))
         except KeyboardInterrupt:
             raise typer.Exit(ExitStatus.CTRL_C) from None
         except BrokenPipeError:

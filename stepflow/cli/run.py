@@ -15,7 +15,8 @@ from stepflow.cli.run_flags import RUN_FLAGS, Flag, run_command
 def run(ctx: typer.Context, command: list[str], **values: Any) -> None:
     """Run COMMAND, record its steps, output and artifacts, and exit with its exit status."""
     values = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in values.items()}
-    raise typer.Exit(run_command(command, values, storage=(ctx.obj or {}).get("storage")))
+    obj = ctx.obj or {}
+    raise typer.Exit(run_command(command, values, storage=obj.get("storage"), database=obj.get("database")))
 
 
 def _annotation(flag: Flag) -> tuple[Any, Any]:

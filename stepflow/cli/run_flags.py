@@ -103,7 +103,9 @@ def _take(rest: list[str], values: dict[str, Any], allowed: set[str] | None = No
     return True
 
 
-def run_command(command: list[str], values: dict[str, Any], *, storage: Path | None = None) -> int:
+def run_command(
+    command: list[str], values: dict[str, Any], *, storage: Path | None = None, database: str | None = None
+) -> int:
     """Validate the options, run COMMAND to its end, and return stepflow's exit status.
 
     Raises:
@@ -117,7 +119,8 @@ def run_command(command: list[str], values: dict[str, Any], *, storage: Path | N
     from stepflow.session import RunOptions, execute
     from stepflow.views import make_view, resolve_output
 
-    settings = load_settings(storage=values["storage"] if values["storage"] is not None else storage)
+    settings = load_settings(storage=values["storage"] if values["storage"] is not None else storage,
+                             database=database)
     timeout, grace, cwd = values["timeout"], values["kill_grace"], values["cwd"]
     if timeout is not None and not 0 < timeout < math.inf:
         raise UsageError(f"--timeout {timeout:g} must be a number of seconds more than 0")

@@ -25,7 +25,7 @@ import apsw
 from stepflow.config import Settings
 from stepflow.errors import StoreError
 from stepflow.maintenance import fs, probe
-from stepflow.store.connection import describe, scalar
+from stepflow.store.connection import describe, scalar, wal_path
 
 BACKUP_FOLDER = "backups"
 PREFIX = "stepflow-"
@@ -268,7 +268,7 @@ def backup_store(settings: Settings, dest: Path | None = None) -> BackupResult:
         folder, target = dest.parent, dest
         if dest.exists() or dest.is_symlink():
             raise StoreError(f"{dest} exists already; give a new file name or a folder")
-    needed = fs.file_size(db) + fs.file_size(db.with_name(db.name + "-wal"))
+    needed = fs.file_size(db) + fs.file_size(wal_path(db))
     prepare_folder(folder, needed, hint="give another destination: stepflow backup DEST")
     path = target or unique_path(folder, backup_name("manual"))
     with probe.existing(settings, readonly=True) as conn:

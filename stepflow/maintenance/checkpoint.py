@@ -18,7 +18,7 @@ import apsw
 from stepflow.config import Settings
 from stepflow.errors import UsageError
 from stepflow.maintenance import fs, probe
-from stepflow.store.connection import store_error
+from stepflow.store.connection import store_error, wal_path
 
 MODES = ("passive", "full", "restart", "truncate")
 BUSY_MS = 2000
@@ -81,7 +81,7 @@ def checkpoint(settings: Settings, *, mode: str = "passive", busy_ms: int = BUSY
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     db = settings.database
-    wal = db.with_name(db.name + "-wal")
+    wal = wal_path(db)
     probe.require(db)
     replica = litestream_folder(db)
     with probe.existing(settings, busy_ms=min(busy_ms, settings.busy_timeout_ms)) as conn:

@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+from stepflow.fmt import size as human_size  # noqa: F401  (one size formatter: stepflow.fmt)
+
 # WAL needs shared memory that every process sees: one host, one kernel. These filesystems are
 # shared between hosts (or emulate locks and mmap across a VM boundary), so SQLite says no.
 NETWORK_FILESYSTEMS = frozenset({
@@ -117,16 +119,6 @@ def tree_size(path: Path) -> int:
             except OSError:
                 pass
     return total
-
-
-def human_size(n: int | float) -> str:
-    """1.2 KiB, 34.5 MiB: binary units, as the size settings take them."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import apsw
 
-from stepflow.abandoned import is_abandoned
 from stepflow.config import Settings
 from stepflow.errors import StepflowError
+from stepflow.history.abandoned import is_abandoned
 from stepflow.maintenance import fs, probe
+from stepflow.store import open_store
+from stepflow.store.base import OPEN_STATUSES, RunQuery, Store
 from stepflow.store.connection import describe
-from stepflow.store.models import Run
+from stepflow.store.sqlite import SqliteStore
 
 DEFAULT_MAX_WAL = 256 * 1024 * 1024
 DEFAULT_MIN_FREE = 512 * 1024 * 1024
@@ -68,55 +70,54 @@ def health(
     if not db.exists():
         report.reasons.append(f"store unreadable: no database at {db}")
         return report
+    quick = replace(settings, busy_timeout_ms=min(BUSY_MS, settings.busy_timeout_ms))
     try:
-        with probe.existing(settings, readonly=True, busy_ms=min(BUSY_MS, settings.busy_timeout_ms)) as conn:
-            _inspect(conn, db, report, max_wal=max_wal, integrity=integrity)
+        with probe.existing(quick, readonly=True) as conn:
+            found = probe.probe(conn, db)  # SQLite by nature: what kind of file this is
+            if found.kind not in (probe.CURRENT, probe.OLDER):  # not a store to open: its file's facts
+                _inspect(SqliteStore(conn, db), found, report, max_wal=max_wal, integrity=integrity)
+                return report
+        store = open_store(quick, readonly=True)
+        try:
+            _inspect(store, found, report, max_wal=max_wal, integrity=integrity)
+        finally:
+            store.close()
     except (apsw.Error, StepflowError) as exc:
         reason = describe(exc) if isinstance(exc, apsw.Error) else str(exc)
         report.reasons.append(f"store unreadable: {reason}")
     return report
 
 
-def _inspect(conn: apsw.Connection, db: Path, report: HealthReport, *, max_wal: int, integrity: bool) -> None:
-    found = probe.probe(conn, db)
+def _inspect(store: Store, found: probe.Probe, report: HealthReport, *, max_wal: int, integrity: bool) -> None:
+    """The kind of store, then the backend's own facts (Store.health), the WAL's size, abandoned runs."""
     checks = report.checks
     checks.update(kind=found.kind, schema_version=found.version, journal_mode=found.journal_mode)
     if found.kind == probe.LEGACY:
         report.reasons.append("a StepFlow Monitor store: run \"stepflow migrate --to-wal\"")
     elif found.kind == probe.NEWER:
         report.reasons.append(f"schema version {found.version} is newer than this stepflow knows: upgrade stepflow")
-    if found.journal_mode != "wal":
-        report.reasons.append(f"journal mode is {found.journal_mode}, not WAL: run \"stepflow migrate --to-wal\"")
-    wal = fs.file_size(db.with_name(db.name + "-wal"))
-    checks["wal_bytes"] = wal
+    facts = store.health(integrity=integrity)
+    checks.update(facts.checks)
+    checks.pop("backend", None)
+    report.reasons += facts.problems
+    wal = int(checks.get("wal_bytes", 0))
     if wal > max_wal:
         report.reasons.append(f"WAL is {fs.human_size(wal)}, over {fs.human_size(max_wal)}: checkpoints do not keep"
                               " up (a long reader?); run \"stepflow checkpoint --mode truncate\"")
-    if integrity:
-        problems = [" ".join(str(r[0]).split()) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
-        checks["integrity"] = "ok" if problems == ["ok"] else problems
-        if problems != ["ok"]:
-            report.reasons.append(f"integrity: {problems[0]}; see \"stepflow db check\"")
     if found.kind in (probe.CURRENT, probe.OLDER):
-        gone = abandoned_runs(conn)
+        gone = abandoned_runs(store)
         checks["abandoned_runs"] = gone
         if gone:
             shown = ", ".join(i[:8] for i in gone[:SHOWN_IDS]) + (" ..." if len(gone) > SHOWN_IDS else "")
             report.reasons.append(f"{fs.plural(len(gone), 'run')} left running by a process that is gone: {shown}")
 
 
-def abandoned_runs(conn: apsw.Connection) -> list[str]:
-    """Ids of runs still `running`/`pending` that nothing can finish (stepflow.abandoned's rule).
+def abandoned_runs(store: Store) -> list[str]:
+    """Ids of runs still `running`/`pending` that nothing can finish (stepflow.history.abandoned's rule).
 
     A run's stepflow process is gone (pid + start time, on this host), or a legacy row says
     running with no pid at all.
     """
-    rows: list[Any] = conn.execute(
-        "SELECT id, status, pid, pid_started, host FROM executions WHERE status IN ('running', 'pending')"
-    ).fetchall()
     host = os.uname().nodename
-    return [
-        str(run_id) for run_id, status, pid, started, run_host in rows
-        if is_abandoned(Run(id=run_id, name="", command="", status=status, created_at="", pid=pid,
-                            pid_started=started, host=run_host), host=host)
-    ]
+    return [run.id for status in OPEN_STATUSES for run in store.find_runs(RunQuery(status=status))
+            if is_abandoned(run, host=host)]

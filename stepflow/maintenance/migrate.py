@@ -31,7 +31,7 @@ from stepflow.maintenance import backup, fs, legacy, probe
 from stepflow.maintenance.journal import switch_journal_mode
 from stepflow.maintenance.lock import describe_holders, maintenance_lock
 from stepflow.store import schema
-from stepflow.store.connection import describe, immediate, scalar, store_error
+from stepflow.store.connection import describe, immediate, scalar, store_error, wal_path
 
 MIGRATION_CACHE_KIB = 256 * 1024  # the UPDATE of every run row goes twice as fast with room
 
@@ -157,7 +157,7 @@ def migrate(
                 " keep the store on a local disk (--storage)"
             )
         folder = (backup_dir or backup.default_folder(settings)).absolute()
-        needed = fs.file_size(db) + fs.file_size(db.with_name(db.name + "-wal"))
+        needed = fs.file_size(db) + fs.file_size(wal_path(db))
         if dry_run:
             return _dry_run(settings, folder, needed, started)
     staging = db.with_name(f".{db.name}-import-{os.getpid()}")

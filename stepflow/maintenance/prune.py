@@ -1,7 +1,8 @@
 """`stepflow prune`: delete old runs with their steps, log lines and artifact files.
 
-Runs go in batches, each batch in its own short IMMEDIATE transaction, so runs recording
-meanwhile wait for milliseconds, not for the whole prune. Files are deleted only once the
+Runs go in batches through the store's `delete_runs` (SQLite: each batch in its own short
+IMMEDIATE transaction, so runs recording meanwhile wait for milliseconds, not for the whole
+prune). Files are deleted only once the
 rows are gone, and only inside the store (`artifacts/<id>/`, legacy `executions/<id>/`):
 an artifact path pointing elsewhere is the user's file and is never touched.
 Runs still `running` or `pending` are never deleted, whatever their age.
@@ -11,21 +12,17 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import apsw
 
 from stepflow.config import Settings
 from stepflow.errors import UsageError
 from stepflow.maintenance import fs, probe
 from stepflow.maintenance.legacy import EXECUTIONS_FOLDER
 from stepflow.store import open_store
-from stepflow.store.connection import immediate, scalar, store_error
-from stepflow.store.models import OPEN_STATUSES, RUN_STATUSES
+from stepflow.store.base import OPEN_STATUSES, RUN_STATUSES, RunQuery
 
 BATCH = 500
 
@@ -89,61 +86,27 @@ def prune(
     if status in OPEN_STATUSES:
         raise UsageError(f"--status {status}: runs still running or pending are never pruned")
     started = time.monotonic()
-    probe.require(settings.database)
+    if settings.database_url.path is not None:
+        probe.require(settings.database)
     result = PruneResult(cutoff, status, dry_run)
     store = open_store(settings)
-    conn = store.conn
     try:
-        where = "created_ts < ? AND status NOT IN ('running', 'pending')"
-        params: list[Any] = [cutoff]
-        if status:
-            where += " AND status = ?"
-            params.append(status)
-        ids = [str(r[0]) for r in conn.execute(f"SELECT id FROM executions WHERE {where} ORDER BY created_ts",
-                                               params).fetchall()]
-        result.kept_live = int(scalar(conn, "SELECT COUNT(*) FROM executions WHERE created_ts < ?"
-                                            " AND status IN ('running', 'pending')", (cutoff,)))
-        free_before = int(probe.pragma(conn, "freelist_count"))
-        for start in range(0, len(ids), batch):
-            chunk = ids[start : start + batch]
-            _count(conn, chunk, result)
-            if dry_run:
-                result.runs += len(chunk)
-            else:
-                _delete(conn, chunk, result)
-            for run_id in chunk:
+        result.kept_live = sum(
+            1 for open_status in OPEN_STATUSES for run in store.find_runs(RunQuery(status=open_status))
+            if run.created_ts is not None and run.created_ts < cutoff
+        )
+        for done in store.delete_runs(before_ts=cutoff, status=status, dry_run=dry_run, batch=batch):
+            result.runs += done.runs
+            result.steps += done.steps
+            result.artifacts += done.artifacts
+            result.log_lines += done.log_lines
+            result.database_bytes += done.freed_bytes
+            for run_id in done.run_ids:  # files go only once their rows are gone
                 for folder in run_folders(settings, run_id):
                     result.file_bytes += fs.tree_size(folder)
                     if not dry_run:
                         shutil.rmtree(folder, ignore_errors=True)
-        page_size = int(probe.pragma(conn, "page_size"))
-        result.database_bytes = max(0, int(probe.pragma(conn, "freelist_count")) - free_before) * page_size
-    except apsw.Error as exc:
-        raise store_error(exc, settings.database) from exc
     finally:
         store.close()
     result.seconds = time.monotonic() - started
     return result
-
-
-def _marks(ids: Sequence[str]) -> str:
-    return ", ".join("?" * len(ids))
-
-
-def _count(conn: apsw.Connection, ids: Sequence[str], result: PruneResult) -> None:
-    marks = _marks(ids)
-    result.steps += int(scalar(conn, f"SELECT COUNT(*) FROM steps WHERE execution_id IN ({marks})", tuple(ids)))
-    result.artifacts += int(scalar(conn, f"SELECT COUNT(*) FROM artifacts WHERE execution_id IN ({marks})",
-                                   tuple(ids)))
-    result.log_lines += int(scalar(conn, f"SELECT COALESCE(SUM(line_count), 0) FROM logs WHERE execution_id IN"
-                                         f" ({marks})", tuple(ids)))
-
-
-def _delete(conn: apsw.Connection, ids: Sequence[str], result: PruneResult) -> None:
-    marks = _marks(ids)
-    with immediate(conn):
-        for table in ("logs", "artifacts", "steps"):
-            conn.execute(f"DELETE FROM {table} WHERE execution_id IN ({marks})", tuple(ids))
-        conn.execute(f"DELETE FROM executions WHERE id IN ({marks}) AND status NOT IN ('running', 'pending')",
-                     tuple(ids))
-        result.runs += conn.changes()

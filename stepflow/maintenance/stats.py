@@ -134,17 +134,11 @@ def optimize(settings: Settings) -> OptimizeResult:
     """
     db = settings.database
     probe.require(db)
-    wal = db.with_name(db.name + "-wal")
     before = fs.file_size(db)
     started = time.monotonic()
     store = open_store(settings)
     try:
-        store.conn.execute("ANALYZE")
-        store.conn.execute("PRAGMA optimize").fetchall()
-        store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        wal_after = fs.file_size(wal)
-    except apsw.Error as exc:
-        raise store_error(exc, db) from exc
+        wal_after = int(store.optimize().get("wal_after", 0))
     finally:
         store.close()
     return OptimizeResult(db, time.monotonic() - started, before, fs.file_size(db), wal_after)

@@ -1,40 +1,115 @@
-"""Where runs are kept. The runner and the CLI see only `Store` and `open_store`.
+"""Where runs are kept. The runner, the history library and the CLI see only `Store`.
 
-A second backend (PostgreSQL for fleets) implements the same methods; nothing above this
-package needs to change.
+`open_store` picks a backend by the database URL's scheme (BACKENDS); the protocol and its
+value types are in stepflow.store.base and import no backend. SQLite, the default, lives in
+stepflow.store.sqlite; a second backend (PostgreSQL, issue 13) adds one registry entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+import importlib
+from typing import TYPE_CHECKING, Any, Protocol
 
-from stepflow.store.models import Artifact, LogLine, Run, Step, Write
-from stepflow.store.sqlite import RunQuery, SqliteStore, StepDuration, open_store
+from stepflow.errors import StoreError
+from stepflow.store.base import (
+    OPEN_STATUSES,
+    RUN_STATUSES,
+    STDERR,
+    STDOUT,
+    STREAM_NAMES,
+    Artifact,
+    Deleted,
+    Health,
+    LogBlock,
+    LogLine,
+    NewArtifact,
+    NewRun,
+    NewStep,
+    Run,
+    RunChange,
+    RunQuery,
+    Step,
+    StepChange,
+    StepDuration,
+    Store,
+    Watch,
+    Write,
+)
+from stepflow.store.url import DatabaseURL, mask_password, parse_url
+
+if TYPE_CHECKING:  # config imports stepflow.store.url: no import of config here at run time
+    from stepflow.config import Settings
 
 
-class Store(Protocol):
-    """The seam between stepflow and a storage backend."""
+class Backend(Protocol):
+    """What a backend module offers the registry: open a store at a URL."""
 
-    def write(self, writes: Sequence[Write]) -> None: ...
-    def find_runs(self, query: RunQuery = ...) -> list[Run]: ...
-    def get_run(self, run_id: str) -> Run | None: ...
-    def resolve(self, ref: str) -> Run: ...
-    def steps(self, run_id: str) -> list[Step]: ...
-    def artifacts(self, run_id: str) -> list[Artifact]: ...
-    def log_lines(
-        self,
-        run_id: str,
-        *,
-        step_index: int | None = None,
-        stream: int | None = None,
-        grep: bytes | None = None,
-        after_line: int = -1,
-    ) -> Iterator[LogLine]: ...
-    def data_version(self) -> int: ...
-    def step_durations(self, name: str, *, runs: int = 20) -> list[StepDuration]: ...
-    def mark_abandoned(self, run_ids: Sequence[str], *, message: str, busy_ms: int = 250) -> int: ...
-    def close(self) -> None: ...
+    def __call__(
+        self, url: DatabaseURL, settings: Settings, *, appending: bool = False, readonly: bool = False
+    ) -> Store: ...
 
 
-__all__ = ["Store", "RunQuery", "SqliteStore", "StepDuration", "open_store"]
+# scheme -> "module:function"; imported only when a store of that scheme is opened.
+BACKENDS: dict[str, str] = {
+    "sqlite": "stepflow.store.sqlite:open_sqlite",
+    "postgresql": "stepflow.store:_postgresql_missing",
+}
+
+
+def _postgresql_missing(
+    url: DatabaseURL, settings: Settings, *, appending: bool = False, readonly: bool = False
+) -> Store:
+    raise StoreError(f"database {url}: PostgreSQL support is not installed/available yet; use SQLite"
+                     " (a file path or sqlite:///PATH)")
+
+
+def backend_for(url: DatabaseURL) -> Backend:
+    """The open function registered for `url`'s scheme.
+
+    Raises:
+        StoreError: no backend knows this scheme.
+    """
+    target = BACKENDS.get(url.scheme)
+    if target is None:
+        known = ", ".join(f"{s}://" for s in BACKENDS)
+        raise StoreError(f"database {url}: no backend for {url.scheme}:// (known: {known})")
+    module, _, name = target.partition(":")
+    opener: Backend = getattr(importlib.import_module(module), name)
+    return opener
+
+
+def open_store(
+    settings: Settings, *, url: DatabaseURL | None = None, appending: bool = False, readonly: bool = False,
+) -> Store:
+    """Open (creating if the backend does) the store at `url` (default: the settings' database).
+
+    `appending`: for a run's writer, which only adds rows (the backend may tune for it). `readonly`: change
+    nothing, not even the schema (ETA hints, health).
+
+    Raises:
+        StoreError: unreadable, of a newer schema, a legacy store to migrate first, or no backend.
+    """
+    target = url or settings.database_url
+    return backend_for(target)(target, settings, appending=appending, readonly=readonly)
+
+
+def exists(settings: Settings) -> bool:
+    """Whether the settings' database exists yet (a server-backed one is taken to)."""
+    db = settings.database_url
+    return db.path.exists() if db.path is not None else True
+
+
+__all__ = [
+    "BACKENDS", "OPEN_STATUSES", "RUN_STATUSES", "STDERR", "STDOUT", "STREAM_NAMES", "Artifact", "Backend",
+    "DatabaseURL", "Deleted", "Health", "LogBlock", "LogLine", "NewArtifact", "NewRun", "NewStep", "Run",
+    "RunChange", "RunQuery", "Step", "StepChange", "StepDuration", "Store", "Watch", "Write", "backend_for",
+    "exists", "mask_password", "open_store", "parse_url",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SqliteStore":  # the SQLite backend's class, for code that needs SQLite itself
+        from stepflow.store.sqlite import SqliteStore
+
+        return SqliteStore
+    raise AttributeError(f"module 'stepflow.store' has no attribute {name!r}")

@@ -19,6 +19,11 @@ JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # truncate a WAL that grew past this once
 APPEND_CACHE_PAGES = 100  # a run's writer only appends: a bigger cache only holds memory (40 MB at 10000)
 
 
+def wal_path(db: Path) -> Path:
+    """The write-ahead log beside `db` (SQLite names it so; nothing else should spell it)."""
+    return db.with_name(db.name + "-wal")
+
+
 def describe(exc: BaseException) -> str:
     """A short reason for an SQLite failure, in words a user can act on."""
     if isinstance(exc, apsw.BusyError | apsw.LockedError):

@@ -1,4 +1,4 @@
-"""The store's queries stay flat as it grows: their plans use indexes and never sort."""
+"""SQLite-specific: the store's queries stay flat as it grows (plans use indexes, never sort)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from stepflow.config import load_settings
 from stepflow.store import open_store
-from stepflow.store.sqlite import RunQuery, runs_clause
+from stepflow.store.base import RunQuery
+from stepflow.store.sqlite.store import runs_clause
 
 
 @pytest.mark.parametrize("query", [
@@ -18,6 +19,7 @@ from stepflow.store.sqlite import RunQuery, runs_clause
     RunQuery(name_glob="deploy*", limit=20),
     RunQuery(status="failed", name_glob="deploy*", since_ts=0.0, limit=20),
     RunQuery(since_ts=0.0, limit=20),
+    RunQuery(limit=50, offset=100),
 ])
 def test_ls_queries_read_runs_in_order_without_sorting(storage: Path, query: RunQuery) -> None:
     store = open_store(load_settings(storage=storage))

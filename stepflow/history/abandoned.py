@@ -14,8 +14,7 @@ from collections.abc import Iterable
 
 from stepflow import procs
 from stepflow.errors import StepflowError
-from stepflow.store import RunQuery, Store
-from stepflow.store.models import OPEN_STATUSES, Run
+from stepflow.store.base import OPEN_STATUSES, Run, RunQuery, Store
 
 MESSAGE = "the stepflow process that ran it is gone"
 
@@ -67,5 +66,5 @@ def notice(store: Store, runs: Iterable[Run]) -> list[Run]:
 
 def sweep(store: Store) -> set[str]:
     """Check every run that says running or pending; the ids of those that are abandoned."""
-    candidates = [*store.find_runs(RunQuery(status="running")), *store.find_runs(RunQuery(status="pending"))]
+    candidates = [run for status in OPEN_STATUSES for run in store.find_runs(RunQuery(status=status))]
     return {run.id for run in notice(store, candidates)}

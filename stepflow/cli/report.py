@@ -1,5 +1,8 @@
 """How the history commands print: run tables, run reports, log lines, JSON. Writes to stdout.
 
+Formatting only: what to print comes from stepflow.history (the read library `stepflow serve`
+shares); this module turns its values into text.
+
 On a terminal, tables and reports are drawn with Rich (statuses in colour unless NO_COLOR or
 --no-color); elsewhere they are plain aligned text and Rich is not imported at all (it costs
 tens of milliseconds). Everything that came from a command goes through fmt.safe_text, so
@@ -11,17 +14,17 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import time
 import unicodedata
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import IO, Any
 
-from stepflow import abandoned, fmt, history
+from stepflow import fmt
 from stepflow.config import Settings, color_wanted
-from stepflow.errors import NotFoundError, StoreError
-from stepflow.store import SqliteStore, open_store
-from stepflow.store.models import OPEN_STATUSES, STDERR, Run
+from stepflow.errors import StoreError
+from stepflow.history import detail as history
+from stepflow.store import Store, exists, open_store
+from stepflow.store.base import STDERR, LogLine, Run
 
 STATUS_STYLES = {
     "completed": "green", "failed": "bold red", "running": "cyan", "pending": "dim", "skipped": "dim",
@@ -29,17 +32,15 @@ STATUS_STYLES = {
 }
 STDERR_ON = b"\x1b[2;31m"  # dim red: stderr lines told apart on a terminal, their text unchanged
 STYLE_OFF = b"\x1b[0m"
-FOLLOW_POLL = 0.15  # seconds between looks at PRAGMA data_version
-FOLLOW_CHECK = 1.0  # seconds between checks that a quiet run's stepflow process is still alive
 
 Cell = str | tuple[str, str]  # text, or (text, Rich style)
 
 
 @contextlib.contextmanager
-def reading(settings: Settings) -> Iterator[SqliteStore]:
+def reading(settings: Settings) -> Iterator[Store]:
     """Open the store for the history commands; a missing store is an error, not a new file."""
-    if not settings.database.exists():
-        raise StoreError(f"no store at {settings.database}; record a run with \"stepflow run -- CMD\"")
+    if not exists(settings):
+        raise StoreError(f"no store at {settings.database_url}; record a run with \"stepflow run -- CMD\"")
     store = open_store(settings)
     try:
         yield store
@@ -78,12 +79,7 @@ def local_time(text: str | None) -> str:
 
 
 def size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+    return "-" if n is None else fmt.size(n)
 
 
 def _started_ts(run: Run) -> float | None:
@@ -299,75 +295,26 @@ def _resources(d: dict[str, Any]) -> str:
 # -- logs ----------------------------------------------------------------------------------
 
 
-def step_index(
-    store: SqliteStore, run: Run, step: str, *, wait: bool = False, sleep: Callable[[float], None] = time.sleep
-) -> int:
-    """`--step`: a step's name, or its number as `show` lists it (1 is the first step).
-
-    With `wait` (logs --follow), a step the running job has not reached yet is waited for.
-    """
-    while True:
-        steps = store.steps(run.id)
-        named = [s for s in steps if s.name == step]
-        if named:
-            return named[0].step_index
-        if step.isascii() and step.isdigit() and any(s.step_index == int(step) - 1 for s in steps):
-            return int(step) - 1
-        current = store.get_run(run.id) if wait else None
-        if current is not None:
-            abandoned.notice(store, [current])
-        if current is None or current.status not in OPEN_STATUSES:
-            names = ", ".join(repr(s.name) for s in steps[:10]) or "none"
-            raise NotFoundError(f"run {run.id[:8]} has no step {step!r}; steps: {names}")
-        sleep(FOLLOW_POLL)
-
-
 def print_logs(
-    store: SqliteStore, run: Run, *, step_index: int | None = None, stream: int | None = None,
-    grep: str | None = None, timestamps: bool = False, raw: bool = False, color: bool = False,
-    follow: bool = False, out: IO[bytes] | None = None, sleep: Callable[[float], None] = time.sleep,
+    lines: Iterable[object], *, timestamps: bool = False, raw: bool = False, color: bool = False,
+    out: IO[bytes] | None = None,
 ) -> None:
-    """A run's output lines in the order they were read; with `follow`, until the run ends.
+    """Output lines as `logs` prints them, flushed when `lines` pauses (a follow waits) and at the end.
 
-    Following polls PRAGMA data_version (it changes when another connection commits; the
-    file's mtime does not move while commits go to the WAL) and stops once the run is no
-    longer running or pending, or its stepflow process is gone.
+    Only LogLine items are printed; any other item (a follow's events: it has caught up, the
+    run changed) flushes, so a follower sees each line as soon as it is stored.
     """
     out = out or sys.stdout.buffer
-    needle = grep.encode("utf-8", "surrogateescape") if grep else None  # the bytes as typed
-
-    def emit(after: int) -> int:
-        for line in store.log_lines(run.id, step_index=step_index, stream=stream, grep=needle, after_line=after):
-            text = line.text if raw else fmt.safe_text(line.text).encode()
-            if line.cut and not raw:
-                text += f" [... {line.cut:,} more bytes not kept]".encode()
-            if color and not raw and line.stream == STDERR:
-                text = STDERR_ON + text + STYLE_OFF
-            if timestamps:
-                text = f"{fmt.clock_time(line.ts)} ".encode() + text
-            out.write(text + b"\n")
-            after = line.number
-        out.flush()
-        return after
-
-    last = emit(-1)
-    if not follow or run.status not in OPEN_STATUSES:
-        return
-    version = store.data_version()
-    checked = time.monotonic()
-    while True:
-        sleep(FOLLOW_POLL)
-        now_version = store.data_version()
-        if now_version == version and time.monotonic() - checked < FOLLOW_CHECK:
+    for line in lines:
+        if not isinstance(line, LogLine):
+            out.flush()
             continue
-        checked = time.monotonic()
-        changed, version = now_version != version, now_version
-        if changed:
-            last = emit(last)
-        current = store.get_run(run.id)
-        if current is None:
-            return
-        abandoned.notice(store, [current])
-        if current.status not in OPEN_STATUSES:
-            emit(last)  # whatever was committed with the final status
-            return
+        text = line.text if raw else fmt.safe_text(line.text).encode()
+        if line.cut and not raw:
+            text += f" [... {line.cut:,} more bytes not kept]".encode()
+        if color and not raw and line.stream == STDERR:
+            text = STDERR_ON + text + STYLE_OFF
+        if timestamps:
+            text = f"{fmt.clock_time(line.ts)} ".encode() + text
+        out.write(text + b"\n")
+    out.flush()

@@ -1,11 +1,12 @@
-"""Runs as the history commands show them: JSON-ready dicts and times with offsets. Pure."""
+"""Runs as the history commands (and the coming server) show them: JSON-ready dicts and times
+with offsets. Pure. The keys are public: docs/SPEC.md section 3 names them."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from stepflow.store.models import Artifact, Run, Step
+from stepflow.store.base import Artifact, Run, Step
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -43,7 +44,7 @@ def _typed(key: str, value: Any, kind: type) -> dict[str, Any]:
 
 
 def run_summary(run: Run) -> dict[str, Any]:
-    """The keys of `ls --json` (SPEC section 3)."""
+    """The keys of `ls --json` (docs/SPEC.md section 3)."""
     return {
         "id": run.id,
         "name": run.name,

@@ -1,49 +1,56 @@
-"""The SQLite store: stepflow's writes and reads over one APSW connection."""
+"""SqliteStore: the `Store` protocol over one APSW connection, in the legacy table layout.
+
+Runs are rows of `executions`, steps of `steps`, artifacts of `artifacts` (StepFlow Monitor's
+names, kept so a migrated store and a new one are the same); output is blocks of lines in
+`logs` (schema m003). JSON-valued fields are stored as JSON text.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import apsw
 
-from stepflow.config import Settings
-from stepflow.errors import NotFoundError, StoreError, UsageError
+from stepflow.errors import StoreError
 from stepflow.store import schema
-from stepflow.store.connection import connect, immediate, maintenance_pause, scalar, store_error
-from stepflow.store.models import Artifact, Insert, LogBlock, LogLine, Run, Step, Update, Write
+from stepflow.store.base import (
+    ALL_RUNS,
+    OPEN_STATUSES,
+    Artifact,
+    Deleted,
+    Health,
+    LogBlock,
+    LogLine,
+    NewArtifact,
+    NewRun,
+    NewStep,
+    Run,
+    RunChange,
+    RunQuery,
+    Step,
+    StepChange,
+    StepDuration,
+    Write,
+)
+from stepflow.store.connection import connect, immediate, maintenance_pause, scalar, store_error, wal_path
+from stepflow.store.url import DatabaseURL
+
+if TYPE_CHECKING:
+    from stepflow.config import Settings
+    from stepflow.store.sqlite.watch import SqliteWatch
 
 T = TypeVar("T")
 
 JSON_COLUMNS = frozenset({"environment", "tags", "metadata", "warnings"})
-TABLES = {"executions": Run, "steps": Step, "artifacts": Artifact}
-MIN_PREFIX = 4
+TABLES: dict[type, str] = {Run: "executions", Step: "steps", Artifact: "artifacts"}
+CHANGED_TABLES: dict[type, str] = {RunChange: "executions", StepChange: "steps"}
+OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"  # ('running', 'pending')
 
-
-@dataclass(frozen=True, slots=True)
-class StepDuration:
-    """One step of an earlier completed run, as `step_durations` returns it (ETA hints)."""
-
-    run_id: str
-    step_index: int | None
-    name: str | None
-    status: str | None
-    seconds: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class RunQuery:
-    """Which runs `find_runs` returns, newest first."""
-
-    status: str | None = None
-    name_glob: str | None = None
-    tag: str | None = None
-    since_ts: float | None = None
-    limit: int | None = None
+__all__ = ["SqliteStore", "open_sqlite", "wal_path", "runs_clause", "encode", "decode"]
 
 
 def encode(column: str, value: Any) -> Any:
@@ -65,6 +72,12 @@ def decode(column: str, value: Any) -> Any:
 
 def _columns(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
+
+
+_INSERT_SQL = {
+    cls: f"INSERT INTO {table} ({', '.join(_columns(cls))}) VALUES ({', '.join('?' * len(_columns(cls)))})"
+    for cls, table in TABLES.items()
+}
 
 
 def _text(value: str) -> str:
@@ -96,18 +109,24 @@ def runs_clause(query: RunQuery) -> tuple[str, list[Any]]:
         params.append(query.since_ts)
     sql = ("WHERE " + " AND ".join(where)) if where else ""
     sql += " ORDER BY created_ts DESC, rowid DESC"
-    if query.limit is not None:
+    if query.limit is not None or query.offset:
         sql += " LIMIT ?"
-        params.append(query.limit)
+        params.append(-1 if query.limit is None else query.limit)
+    if query.offset:
+        sql += " OFFSET ?"
+        params.append(query.offset)
     return sql, params
 
 
 class SqliteStore:
     """Runs, steps, artifacts and log blocks in one SQLite database in WAL mode."""
 
-    def __init__(self, conn: apsw.Connection, path: Path, *, busy_ms: int = 30000) -> None:
+    def __init__(self, conn: apsw.Connection, path: Path, *, settings: Settings | None = None,
+                 busy_ms: int = 30000) -> None:
         self.conn = conn
         self.path = path
+        self.url = str(path)
+        self.settings = settings
         self.busy_ms = busy_ms  # the connection's busy timeout, restored after a shorter wait
 
     # -- writing ---------------------------------------------------------------------------
@@ -129,26 +148,31 @@ class SqliteStore:
                     if blocks:
                         self._insert_blocks(blocks)
                         blocks = []
-                    if isinstance(w, Insert):
-                        self._insert(w)
+                    if isinstance(w, RunChange | StepChange):
+                        self._update(CHANGED_TABLES[type(w)], w.id, w.changes())
+                    elif isinstance(w, NewRun):
+                        self._insert(w.run)
+                    elif isinstance(w, NewStep):
+                        self._insert(w.step)
+                    elif isinstance(w, NewArtifact):
+                        self._insert(w.artifact)
                     else:
-                        self._update(w)
+                        raise TypeError(f"not a store write: {type(w).__name__}")
                 if blocks:
                     self._insert_blocks(blocks)
         except apsw.Error as exc:
             raise store_error(exc, self.path) from exc
 
-    def _insert(self, w: Insert) -> None:
-        cols = list(w.values)
-        sql = f"INSERT INTO {w.table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-        self.conn.execute(sql, [encode(c, w.values[c]) for c in cols])
+    def _insert(self, row: Run | Step | Artifact) -> None:
+        values = [encode(f.name, getattr(row, f.name)) for f in dataclasses.fields(row)]
+        self.conn.execute(_INSERT_SQL[type(row)], values)
 
-    def _update(self, w: Update) -> None:
-        if not w.values:
+    def _update(self, table: str, row_id: str, values: dict[str, Any]) -> None:
+        if not values:
             return
-        sets = ", ".join(f"{c} = ?" for c in w.values)
-        values = [encode(c, v) for c, v in w.values.items()]
-        self.conn.execute(f"UPDATE {w.table} SET {sets} WHERE id = ?", [*values, w.id])
+        sets = ", ".join(f"{c} = ?" for c in values)
+        params = [encode(c, v) for c, v in values.items()]
+        self.conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*params, row_id])
 
     def _insert_blocks(self, blocks: list[LogBlock]) -> None:
         self.conn.executemany(
@@ -165,15 +189,14 @@ class SqliteStore:
 
     def _rows(self, cls: type[T], sql: str, params: Sequence[Any] = ()) -> list[T]:
         cols = _columns(cls)
-        table = next(t for t, c in TABLES.items() if c is cls)
-        query = f"SELECT {', '.join(cols)} FROM {table} {sql}"
+        query = f"SELECT {', '.join(cols)} FROM {TABLES[cls]} {sql}"
         try:
             rows = self.conn.execute(query, params).fetchall()
         except apsw.Error as exc:
             raise store_error(exc, self.path) from exc
         return [cls(**{c: decode(c, v) for c, v in zip(cols, row, strict=True)}) for row in rows]
 
-    def find_runs(self, query: RunQuery = RunQuery()) -> list[Run]:
+    def find_runs(self, query: RunQuery = ALL_RUNS) -> list[Run]:
         """Runs matching `query`, newest first. Read-only."""
         return self._rows(Run, *runs_clause(query))
 
@@ -181,37 +204,16 @@ class SqliteStore:
         rows = self._rows(Run, "WHERE id = ?", (run_id,))
         return rows[0] if rows else None
 
-    def resolve(self, ref: str) -> Run:
-        """The run named by a full id, a unique prefix of at least 4 characters, or `last`.
-
-        Raises:
-            NotFoundError: no run, or several, match.
-            UsageError: the prefix is too short to be safe.
-        """
-        ref = ref.strip().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        if ref.lower() == "last":
-            runs = self.find_runs(RunQuery(limit=1))
-            if not runs:
-                raise NotFoundError(f"no runs recorded yet in {self.path}")
-            return runs[0]
-        exact = self.get_run(ref)
-        if exact is not None:
-            return exact
-        if len(ref) < MIN_PREFIX:
-            raise UsageError(f"run id {ref!r} is too short; give at least {MIN_PREFIX} characters")
-        prefix = ref.lower()
+    def runs_with_prefix(self, prefix: str, *, limit: int) -> list[Run]:
+        """Runs whose id starts with `prefix` (ids are lower-case), by id, at most `limit`. Read-only."""
+        prefix = prefix.lower()
+        if not prefix:
+            return []
         # Every id starting with the prefix sorts below the prefix with its last character
         # raised by one (at U+10FFFF there is no such character, and no id starts so).
         last = ord(prefix[-1])
         upper = prefix[:-1] + chr(last + 1) if last < 0x10FFFF else prefix
-        matches = self._rows(Run, "WHERE id >= ? AND id < ? ORDER BY id LIMIT 6", (prefix, upper))
-        if not matches:
-            raise NotFoundError(f"no run with id {ref!r}; see \"stepflow ls\"")
-        if len(matches) > 1:
-            shown = ", ".join(m.id[:12] for m in matches[:5])
-            more = " and more" if len(matches) > 5 else ""
-            raise NotFoundError(f"run id {ref!r} is ambiguous: {shown}{more}; give more characters")
-        return matches[0]
+        return self._rows(Run, "WHERE id >= ? AND id < ? ORDER BY id LIMIT ?", (prefix, upper, limit))
 
     def steps(self, run_id: str) -> list[Step]:
         return self._rows(Step, "WHERE execution_id = ? ORDER BY step_index, rowid", (run_id,))
@@ -256,10 +258,6 @@ class SqliteStore:
                     continue
                 yield LogLine(number, step, strm, ts, text, cut if count == 1 else 0)
 
-    def data_version(self) -> int:
-        """Changes when another connection commits; cheap to poll for `logs --follow`."""
-        return int(scalar(self.conn, "PRAGMA data_version"))
-
     def step_durations(self, name: str, *, runs: int = 20) -> list[StepDuration]:
         """Steps of the latest `runs` completed runs named `name`, newest run first. Read-only.
 
@@ -280,25 +278,27 @@ class SqliteStore:
             raise store_error(exc, self.path) from exc
         return [StepDuration(str(r[0]), r[1], r[2], r[3], r[4]) for r in rows]  # type: ignore[arg-type]
 
-    def mark_abandoned(self, run_ids: Sequence[str], *, message: str, busy_ms: int = 250) -> int:
+    # -- capabilities ----------------------------------------------------------------------
+
+    def mark_abandoned(self, run_ids: Sequence[str], *, message: str, wait: float = 0.25) -> int:
         """Set status `abandoned` on those of `run_ids` still running or pending; how many changed.
 
-        One short IMMEDIATE transaction that waits at most `busy_ms` for the write lock, so a
-        history command stays quick; the status test in the UPDATE leaves a run alone that
-        finished meanwhile.
+        One short IMMEDIATE transaction that waits at most `wait` seconds for the write lock,
+        so a history command stays quick; the status test in the UPDATE leaves a run alone
+        that finished meanwhile.
 
         Raises:
             StoreError: not written (read-only, locked); nothing changed.
         """
         changed = 0
         try:
-            self.conn.setbusytimeout(busy_ms)
+            self.conn.setbusytimeout(int(wait * 1000))
             with immediate(self.conn):
                 for start in range(0, len(run_ids), 500):  # a legacy store may hold thousands
                     chunk = list(run_ids[start:start + 500])
                     self.conn.execute(
                         "UPDATE executions SET status = 'abandoned', error_message = COALESCE(error_message, ?)"
-                        f" WHERE id IN ({', '.join('?' * len(chunk))}) AND status IN ('running', 'pending')",
+                        f" WHERE id IN ({', '.join('?' * len(chunk))}) AND status IN {OPEN_SQL}",
                         [message, *chunk],
                     )
                     changed += self.conn.changes()
@@ -308,23 +308,124 @@ class SqliteStore:
         finally:
             self.conn.setbusytimeout(self.busy_ms)
 
+    def watch(self) -> SqliteWatch:
+        """A Watch over this database: PRAGMA data_version on a connection of its own."""
+        from stepflow.store.sqlite.watch import SqliteWatch  # only followers need it, never a run
+
+        settings = self.settings
+        path = self.path
+        return SqliteWatch(lambda: _watch_connection(path, settings))
+
+    def delete_runs(
+        self, *, before_ts: float, status: str | None = None, dry_run: bool = False, batch: int = 500
+    ) -> Iterator[Deleted]:
+        """Delete finished runs created before `before_ts` (only `status` ones if given), with
+        their steps, artifacts rows and output, in batches of `batch` runs.
+
+        Each batch is one short IMMEDIATE transaction (runs recording meanwhile wait for
+        milliseconds) and is yielded once committed, so files can go after their rows. Runs
+        still running or pending are never deleted. `dry_run`: count, change nothing.
+        """
+        where = f"created_ts < ? AND status NOT IN {OPEN_SQL}"
+        params: list[Any] = [before_ts]
+        if status:
+            where += " AND status = ?"
+            params.append(status)
+        try:
+            ids = [str(r[0]) for r in self.conn.execute(
+                f"SELECT id FROM executions WHERE {where} ORDER BY created_ts", params).fetchall()]
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        for start in range(0, len(ids), batch):
+            chunk = ids[start:start + batch]
+            try:
+                done = self._count(chunk)
+                if dry_run:
+                    done.runs = len(chunk)
+                else:
+                    free_before = int(scalar(self.conn, "PRAGMA freelist_count"))
+                    self._delete(chunk, done)
+                    freed = int(scalar(self.conn, "PRAGMA freelist_count")) - free_before
+                    done.freed_bytes = max(0, freed) * int(scalar(self.conn, "PRAGMA page_size"))
+            except apsw.Error as exc:
+                raise store_error(exc, self.path) from exc
+            yield done
+
+    def _count(self, ids: list[str]) -> Deleted:
+        marks = ", ".join("?" * len(ids))
+        done = Deleted(ids)
+        done.steps = int(scalar(self.conn, f"SELECT COUNT(*) FROM steps WHERE execution_id IN ({marks})", tuple(ids)))
+        done.artifacts = int(scalar(self.conn, f"SELECT COUNT(*) FROM artifacts WHERE execution_id IN ({marks})",
+                                    tuple(ids)))
+        done.log_lines = int(scalar(self.conn, "SELECT COALESCE(SUM(line_count), 0) FROM logs WHERE execution_id IN"
+                                               f" ({marks})", tuple(ids)))
+        return done
+
+    def _delete(self, ids: list[str], done: Deleted) -> None:
+        marks = ", ".join("?" * len(ids))
+        with immediate(self.conn):
+            for table in ("logs", "artifacts", "steps"):
+                self.conn.execute(f"DELETE FROM {table} WHERE execution_id IN ({marks})", tuple(ids))
+            self.conn.execute(f"DELETE FROM executions WHERE id IN ({marks}) AND status NOT IN {OPEN_SQL}",
+                              tuple(ids))
+            done.runs = self.conn.changes()
+
+    def health(self, *, integrity: bool = True) -> Health:
+        """Journal mode, schema version, WAL size and (with `integrity`) quick_check. Read-only."""
+        found = Health()
+        try:
+            mode = str(scalar(self.conn, "PRAGMA journal_mode"))
+            found.checks.update(backend="sqlite", schema_version=schema.user_version(self.conn), journal_mode=mode)
+            if mode != "wal":
+                found.problems.append(f"journal mode is {mode}, not WAL: run \"stepflow migrate --to-wal\"")
+            wal = wal_path(self.path)
+            found.checks["wal_bytes"] = wal.stat().st_size if wal.exists() else 0
+            if integrity:
+                problems = [" ".join(str(r[0]).split()) for r in self.conn.execute("PRAGMA quick_check(5)").fetchall()]
+                found.checks["integrity"] = "ok" if problems == ["ok"] else problems
+                if problems != ["ok"]:
+                    found.problems.append(f"integrity: {problems[0]}; see \"stepflow db check\"")
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        return found
+
+    def optimize(self) -> dict[str, Any]:
+        """ANALYZE (fresh statistics for the query planner), PRAGMA optimize, a PASSIVE checkpoint."""
+        try:
+            self.conn.execute("ANALYZE")
+            self.conn.execute("PRAGMA optimize").fetchall()
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        wal = wal_path(self.path)
+        return {"wal_after": wal.stat().st_size if wal.exists() else 0}
+
     def close(self) -> None:
         self.conn.close()
 
 
-def open_store(settings: Settings, *, path: Path | None = None, appending: bool = False) -> SqliteStore:
-    """Open (creating if needed) the store, bringing a stepflow schema up to date.
+def _watch_connection(path: Path, settings: Settings | None) -> apsw.Connection:
+    if settings is None:
+        return apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    return connect(path, settings, readonly=True)
 
-    `appending`: for a run's writer (see connection.connect).
+
+def open_sqlite(
+    url: DatabaseURL, settings: Settings, *, appending: bool = False, readonly: bool = False
+) -> SqliteStore:
+    """Open (creating if needed) the SQLite store at `url`, bringing its schema up to date.
+
+    `appending`: for a run's writer (see connection.connect). `readonly`: an existing file,
+    opened read-only and left as it is (no migration; a missing file is an error).
 
     Raises:
         StoreError: unreadable, written by a newer stepflow, or a StepFlow Monitor store that
             must first go through `stepflow migrate --to-wal`.
     """
-    db = path or settings.database
+    db = url.path if url.path is not None else settings.database
     # `stepflow migrate` and `rollback` hold a lock while the store changes under them: wait.
     with maintenance_pause(db, timeout=settings.busy_timeout_ms / 1000):
-        conn = connect(db, settings, appending=appending)
+        conn = connect(db, settings, appending=appending, readonly=readonly)
         try:
             if schema.is_legacy(conn):
                 raise StoreError(
@@ -336,11 +437,12 @@ def open_store(settings: Settings, *, path: Path | None = None, appending: bool 
                     f"{db} has schema version {version}, newer than this stepflow knows"
                     f" ({schema.CURRENT_VERSION}); upgrade stepflow"
                 )
-            schema.apply_migrations(conn)
+            if not readonly:
+                schema.apply_migrations(conn)
         except apsw.Error as exc:
             conn.close()
             raise store_error(exc, db) from exc
         except StoreError:
             conn.close()
             raise
-    return SqliteStore(conn, db, busy_ms=settings.busy_timeout_ms)
+    return SqliteStore(conn, db, settings=settings, busy_ms=settings.busy_timeout_ms)

@@ -1,0 +1,59 @@
+"""Which runs: a filtered list with the abandoned sweep, one run by id, prefix or `last`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepflow.errors import NotFoundError, UsageError
+from stepflow.history import abandoned
+from stepflow.history.detail import run_detail
+from stepflow.store.base import ALL_RUNS, OPEN_STATUSES, Run, RunQuery, Store
+
+MIN_PREFIX = 4  # shorter prefixes match too much to be a safe way to name a run
+SHOWN_MATCHES = 5
+
+
+def list_runs(store: Store, query: RunQuery = ALL_RUNS) -> list[Run]:
+    """Runs matching `query`, newest first, those whose stepflow process is gone shown (and,
+    best effort, stored) as `abandoned`; a query for open runs leaves those out."""
+    gone = abandoned.sweep(store)
+    runs = [r for r in store.find_runs(query) if not (r.id in gone and query.status in OPEN_STATUSES)]
+    for run in runs:
+        if run.id in gone:
+            run.status = "abandoned"
+    return runs
+
+
+def resolve(store: Store, ref: str) -> Run:
+    """The run named by a full id, a unique prefix of at least 4 characters, or `last`.
+
+    Raises:
+        NotFoundError: no run, or several, match.
+        UsageError: the prefix is too short to be safe.
+    """
+    ref = ref.strip().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if ref.lower() == "last":
+        runs = store.find_runs(RunQuery(limit=1))
+        if not runs:
+            raise NotFoundError(f"no runs recorded yet in {store.url}")
+        return runs[0]
+    exact = store.get_run(ref)
+    if exact is not None:
+        return exact
+    if len(ref) < MIN_PREFIX:
+        raise UsageError(f"run id {ref!r} is too short; give at least {MIN_PREFIX} characters")
+    matches = store.runs_with_prefix(ref, limit=SHOWN_MATCHES + 1)
+    if not matches:
+        raise NotFoundError(f"no run with id {ref!r}; see \"stepflow ls\"")
+    if len(matches) > 1:
+        shown = ", ".join(m.id[:12] for m in matches[:SHOWN_MATCHES])
+        more = " and more" if len(matches) > SHOWN_MATCHES else ""
+        raise NotFoundError(f"run id {ref!r} is ambiguous: {shown}{more}; give more characters")
+    return matches[0]
+
+
+def show_run(store: Store, ref: str) -> dict[str, Any]:
+    """`show`: the run named by `ref` (see resolve), checked for abandonment, as a JSON-ready dict."""
+    run = resolve(store, ref)
+    abandoned.notice(store, [run])
+    return run_detail(run, store.steps(run.id), store.artifacts(run.id))

@@ -1,0 +1,351 @@
+"""The storage seam: the `Store` protocol, the rows it returns and the typed writes it accepts.
+
+Plain data and protocols only; no backend is imported here, so a second backend (PostgreSQL,
+issue 13) and readers such as `stepflow serve` (issue 14) depend on this module alone. Field
+names are stepflow's domain names; how a backend lays them out (SQLite keeps the legacy
+StepFlow Monitor tables, see stepflow.store.sqlite) is its own business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypedDict, Unpack
+
+STDOUT = 1
+STDERR = 2
+STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
+
+RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "timed_out", "abandoned")
+OPEN_STATUSES = ("running", "pending")  # a run that may still change; prune and ls leave it be
+
+
+# -- rows ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Run:
+    """One run. JSON-valued fields are decoded; legacy text that is not JSON is kept as text."""
+
+    id: str
+    name: str
+    command: str
+    status: str
+    created_at: str
+    working_directory: str | None = None
+    exit_code: int | None = None
+    error_message: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    environment: Any = None
+    user_name: str | None = None
+    tags: Any = None
+    total_steps: int = 0
+    completed_steps: int = 0
+    current_step_index: int = -1
+    metadata: Any = None
+    created_ts: float | None = None
+    host: str | None = None
+    pid: int | None = None
+    pid_started: float | None = None
+    warnings: Any = None
+    cpu_seconds: float | None = None
+    peak_rss: int | None = None
+    max_processes: int | None = None
+    line_count: int = 0
+    lost_lines: int = 0
+
+
+@dataclass(slots=True)
+class Step:
+    """One step of a run."""
+
+    id: str
+    execution_id: str
+    name: str
+    step_index: int
+    status: str
+    created_at: str
+    description: str | None = None
+    exit_code: int | None = None
+    error_message: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    estimated_duration: float | None = None
+    stop_on_error: bool = False
+    metadata: Any = None
+    cpu_seconds: float | None = None
+    peak_rss: int | None = None
+    max_processes: int | None = None
+
+
+@dataclass(slots=True)
+class Artifact:
+    """A file a run announced, as copied into the store."""
+
+    id: str
+    execution_id: str
+    name: str
+    file_path: str
+    created_at: str
+    step_id: str | None = None
+    description: str | None = None
+    file_name: str | None = None
+    file_size: int = 0
+    mime_type: str | None = None
+    artifact_type: str | None = None
+    tags: Any = None
+    is_public: bool = True
+    retention_days: int | None = None
+    metadata: Any = None
+    sha256: str | None = None
+    source_path: str | None = None
+
+
+@dataclass(slots=True)
+class LogBlock:
+    """Consecutive lines of one stream in one step, as read together; `data` joins them by b"\\n".
+
+    Both a write (a run's output going in) and what backends keep.
+    """
+
+    execution_id: str
+    step_index: int | None
+    stream: int
+    first_line: int
+    line_count: int
+    ts: float
+    data: bytes
+    cut: int = 0
+
+
+@dataclass(slots=True)
+class LogLine:
+    """One line of output as `logs` shows it."""
+
+    number: int
+    step_index: int | None
+    stream: int
+    ts: float
+    text: bytes
+    cut: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StepDuration:
+    """One step of an earlier completed run, as `step_durations` returns it (ETA hints)."""
+
+    run_id: str
+    step_index: int | None
+    name: str | None
+    status: str | None
+    seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Which runs `find_runs` returns, newest first (by created_ts)."""
+
+    status: str | None = None
+    name_glob: str | None = None  # fnmatch-style: *, ?, [...]; no wildcard: the exact name
+    tag: str | None = None
+    since_ts: float | None = None
+    limit: int | None = None
+    offset: int = 0  # skip this many first (a server's pages)
+
+
+ALL_RUNS = RunQuery()
+
+
+# -- writes: a batch is applied in one transaction, in order --------------------------------
+
+
+@dataclass(slots=True)
+class NewRun:
+    """A run starts: store `run`."""
+
+    run: Run
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> NewRun:
+        """From a Run's fields by name (tests, benchmarks, importers)."""
+        return cls(Run(**values))
+
+
+@dataclass(slots=True)
+class NewStep:
+    """A step starts: store `step`."""
+
+    step: Step
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> NewStep:
+        """From a Step's fields by name."""
+        return cls(Step(**values))
+
+
+@dataclass(slots=True)
+class NewArtifact:
+    """An artifact was copied: store `artifact`."""
+
+    artifact: Artifact
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> NewArtifact:
+        """From an Artifact's fields by name."""
+        return cls(Artifact(**values))
+
+
+class RunFields(TypedDict, total=False):
+    """The fields of a run a RunChange may set (a Run's field names and types)."""
+
+    status: str
+    exit_code: int | None
+    error_message: str | None
+    completed_at: str | None
+    total_steps: int
+    completed_steps: int
+    current_step_index: int
+    metadata: Any
+    warnings: Any
+    cpu_seconds: float | None
+    peak_rss: int | None
+    max_processes: int | None
+    line_count: int
+    lost_lines: int
+
+
+class StepFields(TypedDict, total=False):
+    """The fields of a step a StepChange may set (a Step's field names and types)."""
+
+    status: str
+    exit_code: int | None
+    error_message: str | None
+    completed_at: str | None
+    estimated_duration: float | None
+    description: str | None
+    metadata: Any
+    cpu_seconds: float | None
+    peak_rss: int | None
+    max_processes: int | None
+
+
+class _Change:
+    """Set the fields given as keywords on the row named by `id`; others keep their value.
+
+    Keywords are checked by mypy against RunFields/StepFields; held as the dict Python built
+    for them, so a change costs what a dict costs (a million-step run makes millions).
+    """
+
+    __slots__ = ("id", "values")
+
+    def __init__(self, id: str, values: dict[str, Any]) -> None:
+        self.id = id
+        self.values = values
+
+    def changes(self) -> dict[str, Any]:
+        """The fields this change sets, by name (a Run's or a Step's field names)."""
+        return self.values
+
+    def merge(self, later: _Change) -> None:
+        """Take the fields `later` sets (same row), as if both were applied in order."""
+        self.values.update(later.values)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and (self.id, self.values) == (other.id, other.values)  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclasses beside it
+
+    def __repr__(self) -> str:
+        fields = "".join(f", {k}={v!r}" for k, v in self.values.items())
+        return f"{type(self).__name__}({self.id!r}{fields})"
+
+
+class RunChange(_Change):
+    """Set some fields of run `id`: RunChange(run_id, status="failed", exit_code=1)."""
+
+    __slots__ = ()
+
+    def __init__(self, id: str, **values: Unpack[RunFields]) -> None:
+        super().__init__(id, dict(values))
+
+
+class StepChange(_Change):
+    """Set some fields of step `id`: StepChange(step_id, status="completed")."""
+
+    __slots__ = ()
+
+    def __init__(self, id: str, **values: Unpack[StepFields]) -> None:
+        super().__init__(id, dict(values))
+
+
+Change = RunChange | StepChange
+Write = NewRun | NewStep | NewArtifact | RunChange | StepChange | LogBlock
+
+
+# -- capabilities --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Deleted:
+    """One batch of runs `delete_runs` removed (or, in a dry run, would remove)."""
+
+    run_ids: list[str]
+    runs: int = 0
+    steps: int = 0
+    artifacts: int = 0
+    log_lines: int = 0
+    freed_bytes: int = 0  # space freed inside the database (0 where the backend cannot tell)
+
+
+@dataclass(slots=True)
+class Health:
+    """What a backend knows of its own health: facts to show and problems found (empty: healthy)."""
+
+    checks: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+class Watch(Protocol):
+    """Change notification: a waiter learns that someone committed, without reading anything.
+
+    `cursor()` is where the store is now; `wait(cursor, timeout)` returns a later cursor once a
+    commit (by any connection or process) happened after `cursor`, or `cursor` itself when
+    `timeout` seconds passed first. One Watch may serve many threads: waiters share its polls
+    (SQLite) or its one listening connection (PostgreSQL), never one each.
+    """
+
+    def cursor(self) -> int: ...
+    def wait(self, cursor: int, timeout: float) -> int: ...
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """The seam between stepflow and a storage backend. Reads never write, except as said."""
+
+    url: str  # where it is, password masked: fit for messages
+
+    def write(self, writes: Sequence[Write]) -> None: ...
+    def find_runs(self, query: RunQuery = ...) -> list[Run]: ...
+    def get_run(self, run_id: str) -> Run | None: ...
+    def runs_with_prefix(self, prefix: str, *, limit: int) -> list[Run]: ...
+    def steps(self, run_id: str) -> list[Step]: ...
+    def artifacts(self, run_id: str) -> list[Artifact]: ...
+    def log_lines(
+        self,
+        run_id: str,
+        *,
+        step_index: int | None = None,
+        stream: int | None = None,
+        grep: bytes | None = None,
+        after_line: int = -1,
+    ) -> Iterator[LogLine]: ...
+    def step_durations(self, name: str, *, runs: int = 20) -> list[StepDuration]: ...
+    def mark_abandoned(self, run_ids: Sequence[str], *, message: str, wait: float = 0.25) -> int: ...
+    def watch(self) -> Watch: ...
+    def delete_runs(
+        self, *, before_ts: float, status: str | None = None, dry_run: bool = False, batch: int = 500
+    ) -> Iterator[Deleted]: ...
+    def health(self, *, integrity: bool = True) -> Health: ...
+    def optimize(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...

@@ -1,0 +1,68 @@
+"""Database URLs: which backend, where, and how to show one without its password. Pure.
+
+A plain path or `sqlite:///PATH` (`sqlite:////abs` or `sqlite:///rel`, as SQLAlchemy spells
+them) is SQLite; `postgresql://user:pw@host/db` names a PostgreSQL database (issue 13).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseURL:
+    """A parsed database URL. `text` is as given; `path` is set for file-backed backends."""
+
+    scheme: str  # "sqlite", "postgresql", ...: the backend registry's key
+    text: str
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return mask_password(self.text)
+
+
+def parse_url(text: str) -> DatabaseURL:
+    """Read a database URL or a plain file path.
+
+    Raises:
+        ValueError: empty, or a URL whose form this scheme does not take (the message says why).
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("is empty; give a file path or a URL such as sqlite:///PATH")
+    found = SCHEME.match(stripped)
+    if found is None:
+        return DatabaseURL("sqlite", stripped, Path(stripped).expanduser())
+    scheme = found.group(1).lower()
+    if scheme == "sqlite":
+        rest = stripped[found.end():]
+        if not rest.startswith("/") or rest == "/":
+            raise ValueError("is not sqlite:///PATH (three slashes, then the file)")
+        path = rest[1:]  # sqlite:///rel/x.db is relative; sqlite:////abs/x.db absolute
+        return DatabaseURL("sqlite", stripped, Path(path).expanduser())
+    if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
+        return DatabaseURL("postgresql", stripped)
+    return DatabaseURL(scheme, stripped)
+
+
+def mask_password(text: str) -> str:
+    """`text` with the password of a URL replaced by `***`; anything else as it is.
+
+    Errs on the side of hiding: the user part runs to the last `@` before any `?` or `#`, so
+    a password holding a raw `@` or `/` (invalid, but typed) is hidden whole.
+    """
+    head, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, cut)
+    if at < 0:
+        return text
+    user, colon, _password = rest[:at].partition(":")
+    if not colon:
+        return text
+    return f"{head}://{user}:***{rest[at:]}"
