@@ -21,7 +21,7 @@ def strip_ansi(text: str) -> str:
 
 def clean_name(text: str) -> str:
     """A step name fit to show and store: no escapes, no controls, no outer white space."""
-    text = strip_ansi(text).replace("\t", " ")
+    text = strip_ansi(text).replace("\t", " ").strip()  # a trailing CR is white space, not a control
     return _CONTROL_RE.sub("\ufffd", text).strip()
 
 
