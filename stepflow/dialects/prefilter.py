@@ -3,9 +3,8 @@
 The union of the dialects' `needles`, found in a chunk of whole lines as
 `stepflow.markers.candidate_spans` finds stepflow's own: a line holding none of them is never
 decoded. Needles without ASCII letters (`::`, `--- `) are searched in the bytes as they are;
-the others in the chunk lowered once, and only when the chunk holds the needle's longest run
-of non-letters (`##` for `##teamcity[`): `bytes.__contains__` is a memchr-speed scan, lowering
-a chunk is a copy. Pure; never raises.
+the others in the chunk lowered once. A needle is searched only when the chunk holds its
+rarest non-letter byte (`#` for `##teamcity[`, `_` for `step_`). Pure; never raises.
 """
 
 from __future__ import annotations
@@ -13,20 +12,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 _LETTERS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Non-letters by how often ordinary output holds them, most often first; any other is rarer.
+_COMMON = b" 0123456789.:-/=,_()'\"[]"
 
 
 def _guard(needle: bytes) -> bytes:
-    """The longest run of non-letters in `needle` (b"" when it is all letters)."""
-    best = b""
-    run = bytearray()
-    for byte in needle + b"a":
-        if byte in _LETTERS:
-            if len(run) > len(best):
-                best = bytes(run)
-            run.clear()
-        else:
-            run.append(byte)
-    return best
+    """The needle's rarest non-letter byte (b"" when it is all letters): a chunk without it
+    holds no line with the needle, and `bytes.__contains__` of one byte is a memchr, while a
+    search for a short needle of common bytes costs as much as lowering the chunk."""
+    others = [bytes([b]) for b in needle if b not in _LETTERS]
+    if not others:
+        return b""
+    return max(others, key=lambda b: _COMMON.find(b) if b in _COMMON else len(_COMMON))
 
 
 class Prefilter:
@@ -37,15 +34,16 @@ class Prefilter:
         # A needle holding a shorter one finds no line the shorter does not: one scan fewer.
         kept = [n for n in unique if not any(o != n and o in n for o in unique)]
         self.needles: tuple[bytes, ...] = tuple(kept)
-        self._raw = tuple(n for n in kept if not _LETTERS.intersection(n))
+        self._raw = tuple((n, _guard(n)) for n in kept if not _LETTERS.intersection(n))
         self._folded = tuple((n, _guard(n)) for n in kept if _LETTERS.intersection(n))
 
     def spans(self, region: bytes) -> list[tuple[int, int]]:
         """Sorted (start, end) offsets of the lines in `region` (whole lines split by b"\\n",
         `end` excludes the newline) that hold a needle; a superset of the marker lines."""
         spans: list[tuple[int, int]] = []
-        for needle in self._raw:
-            _collect(region, needle, spans)
+        for needle, guard in self._raw:
+            if guard in region:
+                _collect(region, needle, spans)
         folded = [needle for needle, guard in self._folded if guard in region]
         if folded:
             lowered = region.lower()
