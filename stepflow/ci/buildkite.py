@@ -16,7 +16,9 @@ class BuildkiteEmitter:
     name: ClassVar[str] = "buildkite"
 
     def step_started(self, step: StepBegan) -> list[str]:
-        return [f"--- {display_name(step.name, step.index)}"]
+        name = display_name(step.name, step.index)
+        # Buildkite (and the dialect) read a header of nothing but U+FFFD as no name
+        return [f"--- {name if name.strip(chr(0xFFFD) + ' ') else f'step {step.index}'}"]
 
     def step_ended(self, step: StepFinished) -> list[str]:
         if step.status != "failed":

@@ -2,13 +2,13 @@
 
     --- Building        a step starts (the open one completes first), collapsed in Buildkite
     +++ Testing         the same, shown expanded
-    ~~~ Cleaning up     the same, collapsed and its timing hidden in Buildkite
+    ~~~ Cleaning up     the same, collapsed and de-emphasized (not bold) in Buildkite
     ^^^ +++             expand the previous group
 
 The marker opens the line: escape sequences may come first (a coloured group name), white
 space may not (an indented `--- ` is YAML or a diff, not a group). `--- ` with no name is
-ordinary output. Each kind is kept as the step's `group` parameter (collapsed, expanded,
-hidden).
+ordinary output (Buildkite's "empty expanded group" trick, `+++ ` and a space, included).
+Each kind is kept as the step's `group` parameter (collapsed, expanded, deemphasized).
 
 `^^^ +++` does not end or fail anything: Buildkite scripts print it when something went
 wrong so the group with the problem is shown open, but the command's exit status is what
@@ -24,7 +24,7 @@ from stepflow.dialects.base import Marker, Meta, StepStart
 from stepflow.dialects.text import ANSI_RE, clean_name
 
 EXPAND = "^^^ +++"
-_KINDS = {"--- ": "collapsed", "+++ ": "expanded", "~~~ ": "hidden"}
+_KINDS = {"--- ": "collapsed", "+++ ": "expanded", "~~~ ": "deemphasized"}
 
 
 def _lstrip_escapes(text: str) -> str:
@@ -51,4 +51,5 @@ class BuildkiteDialect:
                 return [Meta("expanded", "true")]
             return []
         name = clean_name(text[4:])
-        return [StepStart(name, {"group": kind})] if name else []
+        # nothing but controls (`echo -e "+++ \032"`, Buildkite's all-collapsed trick) names nothing
+        return [StepStart(name, {"group": kind})] if name.strip("\ufffd ") else []
