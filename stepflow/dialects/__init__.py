@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from stepflow.dialects.base import Dialect
 
@@ -44,4 +45,69 @@ def load(name: str) -> type[Dialect]:
     return cls
 
 
-__all__ = ["CI_VARIABLES", "REGISTRY", "Dialect", "detect_ci", "load"]
+# `--markers` words that are not dialect names: where stepflow markers may stand, and the default.
+POSITIONS = ("start", "anywhere")
+AUTO = "auto"
+MARKER_CHOICES = (*POSITIONS, AUTO, *REGISTRY)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerSelection:
+    """What `--markers` asks a run to read: dialect names in order, and whether stepflow's
+    own markers may stand anywhere in a line (`anywhere`) or only open it (`start`)."""
+
+    names: tuple[str, ...]
+    anywhere: bool = False
+
+
+def select_markers(option: str, env: Mapping[str, str]) -> MarkerSelection:
+    """Resolve a `--markers` value (comma separated words of MARKER_CHOICES).
+
+    `auto` (the default) reads stepflow markers plus the dialect of the CI the environment
+    names (detect_ci): `--- `, `+++ ` and `::` lines are common in ordinary output (diffs,
+    YAML, C++), so a CI's dialect is read unasked only under that CI. `start` and `anywhere`
+    read stepflow markers at the start of a line or anywhere in it, as before. A dialect
+    named alone is read alone: `--markers github` does not read stepflow markers.
+
+    Raises ValueError with a one-line message for an unknown or contradictory value.
+    """
+    words = [word.strip().lower() for word in option.split(",")]
+    names: list[str] = []
+    positions: set[str] = set()
+    for word in words:
+        if word not in MARKER_CHOICES:
+            shown = word or option
+            raise ValueError(f"unknown --markers value {shown!r}; choose from {', '.join(MARKER_CHOICES)}")
+        if word in POSITIONS:
+            positions.add(word)
+            names.append("stepflow")
+        elif word == AUTO:
+            names.append("stepflow")
+            ci = detect_ci(env)
+            if ci is not None:
+                names.append(ci)
+        else:
+            names.append(word)
+    if len(positions) > 1:
+        raise ValueError("--markers takes one of start or anywhere, not both")
+    return MarkerSelection(tuple(dict.fromkeys(names)), anywhere="anywhere" in positions)
+
+
+def names_for(option: str, env: Mapping[str, str]) -> list[str]:
+    """The dialect names a `--markers` value reads, stepflow's first (see select_markers)."""
+    return list(select_markers(option, env).names)
+
+
+__all__ = [
+    "AUTO",
+    "CI_VARIABLES",
+    "MARKER_CHOICES",
+    "POSITIONS",
+    "REGISTRY",
+    "Dialect",
+    "MarkerSelection",
+    "detect_ci",
+    "load",
+    "names_for",
+    "select_markers",
+]
