@@ -20,7 +20,6 @@ from stepflow import procs
 from stepflow.cron.lock import SKIPPED_EXIT, LockBusy, acquire, lock_path, read_holder, safe_name
 from stepflow.cron.settings import parse_overlap
 from stepflow.errors import UsageError
-
 from tests.conftest import wait_for
 
 HOLDER = r'''

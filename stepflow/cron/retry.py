@@ -59,7 +59,8 @@ def parse_codes(text: str, *, option: str = "--retry-on") -> frozenset[int]:
     return frozenset(codes)
 
 
-def parse_policy(count: str | int, *, delay: float = 0.0, codes: str | None = None) -> RetryPolicy:
+def parse_policy(count: str | int, *, delay: float = 0.0, codes: str | None = None,
+                 count_option: str = "--retry", codes_option: str = "--retry-on") -> RetryPolicy:
     """A RetryPolicy from the flags' values.
 
     Raises:
@@ -70,7 +71,7 @@ def parse_policy(count: str | int, *, delay: float = 0.0, codes: str | None = No
     except ValueError:
         n = -1
     if not 0 <= n <= MAX_RETRIES:
-        raise UsageError(f"--retry {count!r} is not a whole number from 0 to {MAX_RETRIES}")
+        raise UsageError(f"{count_option} {count!r} is not a whole number from 0 to {MAX_RETRIES}")
     if delay < 0:
         raise UsageError(f"--retry-delay {delay!r} is negative")
-    return RetryPolicy(n, delay, parse_codes(codes) if codes else None)
+    return RetryPolicy(n, delay, parse_codes(codes, option=codes_option) if codes else None)

@@ -34,6 +34,8 @@ PROM_TEXTFILE = "STEPFLOW_PROM_TEXTFILE"  # --prom-textfile DIR
 NAMES = (LOCK, ON_OVERLAP, RETRY, RETRY_DELAY, RETRY_ON, ON_FAILURE, ON_SUCCESS, ON_FINISH, ON_STREAK,
          ON_RECOVER, HOOK_TIMEOUT, PING_URL, PING_TIMEOUT, PROM_TEXTFILE)
 
+FLAGS = {"overlap": "--on-overlap", "ping_url": "--ping"}  # CronOptions fields not named as their flag
+
 DEFAULT_HOOK_TIMEOUT = 30.0
 DEFAULT_PING_TIMEOUT = 10.0
 
@@ -125,7 +127,7 @@ def cron_options(env: Mapping[str, str], **flags: object) -> CronOptions:
     def pick(flag: str, var: str) -> tuple[str | None, str]:
         value = flags.get(flag)
         if value is not None:
-            return str(value), "--" + flag.replace("_", "-")
+            return str(value), FLAGS.get(flag, "--" + flag.replace("_", "-"))
         text = env.get(var, "").strip()
         return (text or None), var
 
@@ -135,9 +137,9 @@ def cron_options(env: Mapping[str, str], **flags: object) -> CronOptions:
     if unknown:
         raise TypeError(f"unknown cron flags: {sorted(unknown)}")
     overlap_text, overlap_name = pick("overlap", ON_OVERLAP)
-    retry_text, _ = pick("retry", RETRY)
+    retry_text, retry_name = pick("retry", RETRY)
     delay_text, delay_name = pick("retry_delay", RETRY_DELAY)
-    codes_text, _ = pick("retry_on", RETRY_ON)
+    codes_text, codes_name = pick("retry_on", RETRY_ON)
     streak_text, streak_name = pick("on_streak", ON_STREAK)
     hook_timeout, hook_timeout_name = pick("hook_timeout", HOOK_TIMEOUT)
     ping_timeout, ping_timeout_name = pick("ping_timeout", PING_TIMEOUT)
@@ -147,7 +149,7 @@ def cron_options(env: Mapping[str, str], **flags: object) -> CronOptions:
         overlap=parse_overlap(overlap_text, option=overlap_name) if overlap_text else Overlap(),
         retry=parse_policy(retry_text or "0",
                            delay=parse_duration(delay_text, option=delay_name) if delay_text else 0.0,
-                           codes=codes_text),
+                           codes=codes_text, count_option=retry_name, codes_option=codes_name),
         on_failure=pick("on_failure", ON_FAILURE)[0],
         on_success=pick("on_success", ON_SUCCESS)[0],
         on_finish=pick("on_finish", ON_FINISH)[0],
