@@ -35,6 +35,8 @@ def ping_url(url: str, event: Event, *, run_id: str | None = None) -> str:
         event = "fail"  # an exit status beyond 255 is no exit status: report a failure
     suffix = "" if event == "success" else f"/{event}"
     parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
     path = parts.path.rstrip("/") + suffix
     query = parts.query
     if run_id:
@@ -126,9 +128,9 @@ def _send(target: str, body: bytes, deadline: float, attempt_timeout: float, att
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        request = urllib.request.Request(target, data=body, method="POST",
-                                         headers={"User-Agent": USER_AGENT, "Content-Type": "text/plain"})
         try:
+            request = urllib.request.Request(target, data=body, method="POST",
+                                             headers={"User-Agent": USER_AGENT, "Content-Type": "text/plain"})
             with urllib.request.urlopen(request, timeout=min(attempt_timeout, left)) as answer:
                 answer.read(4096)
             return None
@@ -139,6 +141,8 @@ def _send(target: str, body: bytes, deadline: float, attempt_timeout: float, att
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             problem = str(reason) or type(reason).__name__
+        except Exception as exc:  # noqa: BLE001  (http.client's own errors: a ping never raises)
+            problem = f"{type(exc).__name__}: {exc}"
     return f"ping {_shown(target)} failed: {problem}"
 
 
