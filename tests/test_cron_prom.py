@@ -13,7 +13,16 @@ import pytest
 
 from stepflow.config import load_settings
 from stepflow.cron import query
-from stepflow.cron.prom import FILE_NAME, LOCK_NAME, JobMetrics, escape_label, job_metrics, render, update_textfile, write_textfile
+from stepflow.cron.prom import (
+    FILE_NAME,
+    LOCK_NAME,
+    JobMetrics,
+    escape_label,
+    job_metrics,
+    render,
+    update_textfile,
+    write_textfile,
+)
 from stepflow.store import open_store
 from tests.conftest import StepflowRunner
 
