@@ -3,6 +3,7 @@ same over a real store."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,27 @@ def test_stats_over_a_real_store(stepflow: StepflowRunner, storage: Path) -> Non
     assert (job["runs"], job["succeeded"], job["failed"], job["streak"]) == (4, 3, 1, 1)
     assert [(s["name"], s["runs"]) for s in job["steps"]] == [("prepare", 3), ("work", 3)]
     assert none["jobs"] == []
+
+
+def test_the_stats_command(stepflow: StepflowRunner) -> None:
+    for code in (0, 1, 1):
+        stepflow("run", "--name", "nightly", "--", "sh", "-c", MARKED.format(work=f"test {code} = 0 || exit {code}"))
+    text = stepflow("stats")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.decode().startswith("nightly: 3 runs, success 33% (1/3), p50 ")
+    assert b"FAILING 2 in a row" in text.stdout
+    as_json = stepflow("stats", "nightly", "--json", "--recent", "2")
+    assert as_json.returncode == 0
+    parsed = json.loads(as_json.stdout)
+    assert parsed["recent"] == 2 and parsed["jobs"][0]["runs"] == 2 and parsed["jobs"][0]["streak"] == 2
+
+
+def test_the_stats_command_for_an_unknown_job(stepflow: StepflowRunner) -> None:
+    stepflow("run", "--", "true")
+    done = stepflow("stats", "nope")
+    assert (done.returncode, done.stderr) == (1, b"stepflow: error: no runs named 'nope'; see \"stepflow ls\"\n")
+
+
+def test_the_stats_command_without_a_store(stepflow: StepflowRunner, storage: Path) -> None:
+    done = stepflow("stats")
+    assert done.returncode == 1 and done.stderr.startswith(b"stepflow: error: no store at ")
