@@ -3,63 +3,22 @@ a server that is down and one that never answers."""
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
 from stepflow.cron.ping import Pinger, finish_event, ping, ping_url
+from tests.cron_http import UUID, Server, serving
 
-UUID = "5f0c1d2e-aaaa-4bbb-8ccc-123456789abc"
 RID = "3f2a9c1e-0000-4000-8000-000000000001"
-
-
-@dataclass
-class Server:
-    """What the server was sent, and how it answers: `statuses` in turn (then 200), or hang."""
-
-    url: str = ""
-    statuses: list[int] = field(default_factory=list)
-    hang: bool = False
-    seen: list[tuple[str, str, bytes]] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    state = Server()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state.seen.append((self.command, self.path, body))
-            if state.hang:
-                state.release.wait(120)
-                return
-            status = state.statuses.pop(0) if state.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"OK")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/{UUID}"
-    try:
+    with serving() as state:
         yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def no_pause(_seconds: float) -> None:

@@ -134,7 +134,8 @@ def test_a_flag_wins_over_its_variable() -> None:
 
 def test_defaults_do_nothing() -> None:
     opts = cs.cron_options({})
-    assert opts == cs.CronOptions() and not opts.any_hook and opts.retry.attempts == 1
+    assert opts == cs.CronOptions() and not opts.any_hook and opts.retry.attempts == 1 and not opts.wants_lock
+    assert cs.cron_options({cs.LOCK: "x"}).wants_lock and cs.cron_options({}, overlap="skip").wants_lock
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -109,6 +109,8 @@ def test_a_stuck_writer_does_not_stop_the_metrics(tmp_path: Path) -> None:
 
 def test_job_metrics_from_recent_runs() -> None:
     runs = [
+        {"status": "skipped", "exit_code": 0},
+        {"status": "running"},
         {"status": "failed", "exit_code": 2, "duration_s": 3.0, "started_at": "2026-12-03T10:00:00+00:00"},
         {"status": "cancelled", "exit_code": 130, "duration_s": 1.0},
         {"status": "timed_out", "exit_code": 124, "duration_s": 60.0},
@@ -116,10 +118,10 @@ def test_job_metrics_from_recent_runs() -> None:
     ]
     m = job_metrics("j", runs, runs_total=99)
     assert (m.last_status, m.last_exit_code, m.last_duration_s, m.consecutive_failures, m.runs_total) == (
-        "failed", 2, 3.0, 2, 99)
+        "failed", 2, 3.0, 2, 99)  # skipped and running runs hide nothing
     assert m.last_run_ts == datetime(2026, 12, 3, 10, tzinfo=UTC).timestamp()
     assert m.last_success_ts == datetime(2026, 12, 1, 10, 0, 5, tzinfo=UTC).timestamp()
-    older = job_metrics("j", runs[:1], last_success={"completed_at": "2026-01-01T00:00:00+00:00"})
+    older = job_metrics("j", runs[2:3], last_success={"completed_at": "2026-01-01T00:00:00+00:00"})
     assert older.last_success_ts == datetime(2026, 1, 1, tzinfo=UTC).timestamp() and older.runs_total == 1
 
 

@@ -32,6 +32,7 @@ from stepflow.history import parse_time
 
 FILE_NAME = "stepflow.prom"
 LOCK_NAME = ".stepflow.prom.lock"
+NOT_ENDED = frozenset({"skipped", "running", "pending"})
 STATUSES = ("completed", "failed", "timed_out", "cancelled", "abandoned", "skipped", "running")
 
 
@@ -58,9 +59,12 @@ def job_metrics(job: str, runs: Sequence[Mapping[str, Any]], *, runs_total: int 
                 last_success: Mapping[str, Any] | None = None) -> JobMetrics:
     """Figures from a job's recent runs (`ls --json` dicts, newest first). Pure.
 
+    The "last" run is the newest that ran to an end: a skipped run (another held the lock) or
+    one still running would hide how the job last did; they count in runs_total only.
     `last_success`: the newest completed run when it may be older than `runs` reach.
     """
-    last = runs[0] if runs else {}
+    ended = [r for r in runs if r.get("status") not in NOT_ENDED]
+    last = ended[0] if ended else runs[0] if runs else {}
     success = next((r for r in runs if r.get("status") in SUCCESS), None) or last_success
     return JobMetrics(
         job=job,

@@ -40,9 +40,11 @@ def recent_runs(store: Any, name: str, *, limit: int) -> list[dict[str, Any]]:
     return [run_summary(r) for r in store.find_runs(RunQuery(name_glob=name_glob(name), limit=limit))]
 
 
-def recent_statuses(store: Any, name: str, *, limit: int) -> list[str]:
-    """Statuses of the `limit` newest runs named `name`, newest first (for streak_news)."""
-    return [r.status for r in store.find_runs(RunQuery(name_glob=name_glob(name), limit=limit))]
+def recent_statuses(store: Any, name: str, *, limit: int, with_ids: bool = False) -> list[Any]:
+    """Statuses of the `limit` newest runs named `name`, newest first (for streak_news);
+    `with_ids`: (id, status) pairs."""
+    runs = store.find_runs(RunQuery(name_glob=name_glob(name), limit=limit))
+    return [(r.id, r.status) for r in runs] if with_ids else [r.status for r in runs]
 
 
 def runs_with_steps(store: Any, name: str, *, recent: int = DEFAULT_RECENT) -> list[dict[str, Any]]:

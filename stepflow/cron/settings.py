@@ -82,7 +82,7 @@ class CronOptions:
     """Every cron option of one run, resolved from flags over the environment."""
 
     lock: str | None = None
-    overlap: Overlap = Overlap()
+    overlap: Overlap | None = None  # given: lock (by --lock NAME or the run's name); None: no lock
     retry: RetryPolicy = RetryPolicy()
     on_failure: str | None = None
     on_success: str | None = None
@@ -93,6 +93,11 @@ class CronOptions:
     ping_url: str | None = None
     ping_timeout: float = DEFAULT_PING_TIMEOUT
     prom_textfile: Path | None = None
+
+    @property
+    def wants_lock(self) -> bool:
+        """--lock or --on-overlap given: a run holds the lock (skip when only --lock is)."""
+        return self.lock is not None or self.overlap is not None
 
     @property
     def any_hook(self) -> bool:
@@ -146,7 +151,7 @@ def cron_options(env: Mapping[str, str], **flags: object) -> CronOptions:
     prom, _ = pick("prom_textfile", PROM_TEXTFILE)
     return CronOptions(
         lock=pick("lock", LOCK)[0],
-        overlap=parse_overlap(overlap_text, option=overlap_name) if overlap_text else Overlap(),
+        overlap=parse_overlap(overlap_text, option=overlap_name) if overlap_text else None,
         retry=parse_policy(retry_text or "0",
                            delay=parse_duration(delay_text, option=delay_name) if delay_text else 0.0,
                            codes=codes_text, count_option=retry_name, codes_option=codes_name),
