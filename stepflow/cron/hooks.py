@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,6 +91,8 @@ def run_hook(
     of `hook_variables` are added over it. The JSON goes in through a temporary file, so a hook
     that never reads its stdin cannot block on a full pipe.
     """
+    import tempfile
+
     started = time.monotonic()
     full_env = {**env, **hook_variables(run, streak=streak, log_tail=log_tail, which=which)}
     label = f"{which} hook" if which else "hook"

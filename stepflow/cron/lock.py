@@ -21,12 +21,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import getpass
-import hashlib
 import json
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +84,8 @@ def safe_name(name: str) -> str:
     """A file name for lock `name`: its safe characters, plus a hash when any were replaced."""
     kept = "".join(c if c in _SAFE else "_" for c in name)[:80].lstrip(".") or "_"
     if kept != name:
+        import hashlib
+
         kept += "-" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
     return kept
 
@@ -183,7 +182,7 @@ def acquire(
         raise
     holder = Holder(
         pid=os.getpid(), pid_started=procs.start_time(os.getpid()), run_id=run_id, user=_user(),
-        host=socket.gethostname(), since=datetime.now().astimezone().isoformat(timespec="seconds"),
+        host=os.uname().nodename, since=datetime.now().astimezone().isoformat(timespec="seconds"),
     )
     held = HeldLock(fd, path, holder)
     held._write()
@@ -282,7 +281,13 @@ def _kill_holder(fd: int, name: str, path: Path, grace: float, started: float,
 
 
 def _user() -> str:
+    """The login name, as getpass.getuser() finds it (without importing getpass: start-up time)."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if os.environ.get(name):
+            return os.environ[name]
+    import pwd
+
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
         return str(os.getuid())

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Literal
-from urllib.parse import quote, urlsplit, urlunsplit
 
 Event = Literal["start", "success", "fail", "log"] | int
 DEFAULT_TIMEOUT = 10.0
@@ -29,6 +28,8 @@ USER_AGENT = "stepflow"
 
 def ping_url(url: str, event: Event, *, run_id: str | None = None) -> str:
     """The URL for `event`: `/start`, `` (success), `/fail`, `/log` or `/<0-255>`, plus `rid`. Pure."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
     if isinstance(event, bool) or not (isinstance(event, int) or event in ("start", "success", "fail", "log")):
         raise ValueError(f"ping event {event!r}")
     if isinstance(event, int) and not 0 <= event <= 255:
@@ -149,6 +150,8 @@ def _send(target: str, body: bytes, deadline: float, attempt_timeout: float, att
 def _shown(target: str) -> str:
     """The URL as warnings name it: scheme, host and the event, not the check's key or uuid
     (the path before the event), which lets anyone ping the check."""
+    from urllib.parse import urlsplit, urlunsplit
+
     parts = urlsplit(target)
     head, _, last = parts.path.rstrip("/").rpartition("/")
     event = last if last in ("start", "fail", "log") or last.isdigit() else ""
