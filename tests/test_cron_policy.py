@@ -8,7 +8,7 @@ import pytest
 
 from stepflow.cron import settings as cs
 from stepflow.cron.durations import parse_duration
-from stepflow.cron.retry import RetryPolicy, parse_codes, parse_policy
+from stepflow.cron.retry import RetryPolicy, parse_codes, parse_policy, run_attempts
 from stepflow.cron.streak import failure_streak, statuses_needed, streak_news
 from stepflow.errors import UsageError
 
@@ -168,3 +168,35 @@ def test_flag_errors_name_the_flag() -> None:
 def test_which_hooks_run(status: str, streak: bool, recover: bool, expected: list[str]) -> None:
     opts = cs.CronOptions(on_failure="f", on_success="s", on_finish="e", on_streak=(3, "k"), on_recover="r")
     assert [w for w, _ in opts.hooks_for(status, fire_streak=streak, fire_recover=recover)] == expected
+
+
+def test_attempts_of_real_commands_until_one_succeeds() -> None:
+    import subprocess
+
+    codes = iter([75, 76, 0, 1])
+    pauses: list[float] = []
+    told: list[tuple[int, float]] = []
+
+    def attempt(n: int) -> tuple[int, bool]:
+        return subprocess.run(["sh", "-c", f"exit {next(codes)}"], timeout=60).returncode, False
+
+    done = run_attempts(RetryPolicy(5, 0.25, frozenset({75, 76})), attempt, sleep=pauses.append,
+                        on_retry=lambda a, d: told.append((a.number, d)))
+    assert [(a.number, a.exit_status) for a in done] == [(1, 75), (2, 76), (3, 0)]
+    assert pauses == [0.25, 0.25] and told == [(1, 0.25), (2, 0.25)]
+    assert done[0].as_dict()["attempt"] == 1 and done[0].seconds >= 0
+
+
+@pytest.mark.parametrize(("policy", "codes", "attempts"), [
+    (RetryPolicy(2), [1, 1, 1, 1], 3),  # count retries after the first: 3 attempts in all
+    (RetryPolicy(2, on_codes=frozenset({75})), [1], 1),  # a status not listed ends it
+    (RetryPolicy(0), [1], 1),
+])
+def test_attempts_stop_where_the_policy_says(policy: RetryPolicy, codes: list[int], attempts: int) -> None:
+    it = iter(codes)
+    assert len(run_attempts(policy, lambda n: (next(it), False), sleep=lambda s: None)) == attempts
+
+
+def test_an_interrupted_attempt_ends_the_run() -> None:
+    done = run_attempts(RetryPolicy(3), lambda n: (130, True), sleep=lambda s: None)
+    assert len(done) == 1 and done[0].interrupted

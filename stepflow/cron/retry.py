@@ -8,6 +8,8 @@ like any other failure unless --retry-on leaves 124 out), so a run takes at most
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from stepflow.errors import UsageError
@@ -36,6 +38,48 @@ class RetryPolicy:
     def attempts(self) -> int:
         """At most this many attempts in all."""
         return self.count + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of a run, as `show` can list it (the run's metadata "attempts")."""
+
+    number: int  # 1 = the first
+    exit_status: int
+    started: float  # epoch seconds
+    seconds: float
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {"attempt": self.number, "exit_code": self.exit_status, "started_ts": round(self.started, 6),
+                "duration_s": round(self.seconds, 6), "interrupted": self.interrupted}
+
+
+def run_attempts(
+    policy: RetryPolicy,
+    attempt: Callable[[int], tuple[int, bool]],
+    *,
+    on_retry: Callable[[Attempt, float], None] = lambda _a, _delay: None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> list[Attempt]:
+    """Call `attempt(n)` -> (exit status, interrupted) until it succeeds, is interrupted, or the
+    policy says no more; `on_retry(last, delay)` before each pause. The last one is the run's.
+
+    Raises whatever `attempt` or `sleep` raise (Ctrl-C in the pause ends the run there).
+    """
+    done: list[Attempt] = []
+    number = 1
+    while True:
+        started = clock()
+        status, interrupted = attempt(number)
+        done.append(Attempt(number, status, started, clock() - started, interrupted))
+        if not policy.should_retry(number, status, interrupted=interrupted):
+            return done
+        on_retry(done[-1], policy.delay_s)
+        if policy.delay_s > 0:
+            sleep(policy.delay_s)
+        number += 1
 
 
 def parse_codes(text: str, *, option: str = "--retry-on") -> frozenset[int]:
