@@ -15,6 +15,7 @@ warning strings for the run's warnings and stderr. Nothing here changes the exit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -93,10 +94,12 @@ class CronRun:
             return warnings
         self.news = self._streak(store, run, warnings)
         text = tail.decode("utf-8", "replace")
+        folder = run.get("working_directory")
+        cwd = folder if isinstance(folder, str) and os.path.isdir(folder) else None  # gone: stepflow's own
         news = self.news
         for which, command in o.hooks_for(status, fire_streak=news.fire_streak, fire_recover=news.fire_recover):
             result = run_hook(command, run, env=env, timeout=o.hook_timeout, streak=self.news.streak, log_tail=text,
-                              which=which, stdout=stdout, stderr=stderr, cwd=run.get("working_directory"))
+                              which=which, stdout=stdout, stderr=stderr, cwd=cwd)
             self.hook_results.append(result)
             if result.warning:
                 warnings.append(result.warning)

@@ -88,7 +88,9 @@ def ping(
 
 class Pinger:
     """The start ping sent in the background (the command starts at once), the finish ping
-    after it, in order, each within its bound."""
+    after it, in order, each within its bound: `finish` holds the run's end at most `timeout`
+    seconds, plus what is left of the start ping's own bound when the run was shorter than it
+    (so at most 2 x timeout + 1 s, 21 s by default, and only when the server does not answer)."""
 
     def __init__(self, url: str, *, run_id: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.url = url
