@@ -24,7 +24,7 @@ from stepflow.cron.prom import (
     write_textfile,
 )
 from stepflow.store import open_store
-from tests.conftest import StepflowRunner
+from tests.conftest import StepflowRunner, wait_for
 
 JOBS = [
     JobMetrics("backup-db", "failed", 3, 12.5, 1_764_000_000.0, 1_763_990_000.5, 2, 40),
@@ -100,7 +100,8 @@ def test_a_stuck_writer_does_not_stop_the_metrics(tmp_path: Path) -> None:
     (tmp_path / LOCK_NAME).touch()
     holder = subprocess.Popen(["flock", str(tmp_path / LOCK_NAME), "sleep", "1000"])
     try:
-        assert subprocess.run(["flock", "-n", "-E", "75", str(tmp_path / LOCK_NAME), "true"], timeout=60).returncode == 75
+        probe = ["flock", "-n", "-E", "75", str(tmp_path / LOCK_NAME), "true"]
+        assert wait_for(lambda: subprocess.run(probe, timeout=60).returncode == 75)  # the holder has it
         assert update_textfile(tmp_path, lambda: JOBS, wait=0.2).read_text() == render(JOBS)
     finally:
         holder.kill()
