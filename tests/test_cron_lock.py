@@ -266,3 +266,8 @@ def test_on_overlap_grammar(text: str, mode: str, bound: float | None, grace: fl
 def test_on_overlap_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="--on-overlap"):
         parse_overlap(text)
+
+
+def test_a_new_store_folder_made_by_the_lock_is_private(tmp_path: Path) -> None:
+    with acquire(tmp_path / "new-store" / "locks", "job"):
+        assert os.stat(tmp_path / "new-store").st_mode & 0o777 == 0o700

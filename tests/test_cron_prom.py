@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stepflow.config import load_settings
 from stepflow.cron import query
@@ -140,3 +142,12 @@ def test_metrics_from_a_real_store(stepflow: StepflowRunner, storage: Path, tmp_
     assert parsed["stepflow_runs_total"] == {(("job", "nightly"),): 3, (("job", "weird*[name]"),): 1}
     assert parsed["stepflow_last_exit_code"][(("job", "nightly"),)] == 1
     assert (("job", "nightly"),) in parsed["stepflow_last_success_timestamp_seconds"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30), min_size=1,
+                max_size=5, unique=True))
+def test_any_job_name_comes_back_from_the_parser(names: list[str]) -> None:
+    jobs = [JobMetrics(n, "completed", 0, 1.5, 1.0, 2.0, 0, i + 1) for i, n in enumerate(names)]
+    parsed = families(render(jobs))
+    assert parsed["stepflow_runs_total"] == {(("job", n),): float(i + 1) for i, n in enumerate(names)}

@@ -215,7 +215,7 @@ def _open(lock_dir: Path, path: Path) -> int:
 def _make_dir(lock_dir: Path) -> None:
     if lock_dir.is_dir():
         return
-    lock_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(lock_dir.parent, mode=0o700, exist_ok=True)  # a new store folder is private, as open_store makes it
     try:
         lock_dir.mkdir()
     except FileExistsError:
