@@ -3,6 +3,7 @@ promtool when installed; written atomically; figures from a real store."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -151,3 +152,27 @@ def test_any_job_name_comes_back_from_the_parser(names: list[str]) -> None:
     jobs = [JobMetrics(n, "completed", 0, 1.5, 1.0, 2.0, 0, i + 1) for i, n in enumerate(names)]
     parsed = families(render(jobs))
     assert parsed["stepflow_runs_total"] == {(("job", n),): float(i + 1) for i, n in enumerate(names)}
+
+
+LEGACY_REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "legacy" / "real" / "head"
+
+
+@pytest.mark.skipif(not LEGACY_REAL.is_dir(), reason="../shared/legacy/real is not here")
+def test_stats_and_metrics_of_a_real_legacy_store(stepflow: StepflowRunner, tmp_path: Path) -> None:
+    storage = tmp_path / "legacy"
+    shutil.copytree(LEGACY_REAL / "storage", storage)
+    for path in storage.rglob("*"):
+        path.chmod(path.stat().st_mode | 0o200)
+    assert stepflow("--storage", str(storage), "migrate", "--to-wal").returncode == 0
+    done = stepflow("--storage", str(storage), "stats", "--json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["jobs"]) > 10
+    store = open_store(load_settings(storage=storage))
+    try:
+        text = render(query.metrics(store))
+    finally:
+        store.close()
+    assert families(text)["stepflow_runs_total"]
+    if shutil.which("promtool"):
+        check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
