@@ -14,6 +14,7 @@ plain arguments) and returns values, or does its one I/O job within a bound:
   prom       node_exporter textfile metrics, written atomically                 I/O
   stats      success rate, p50/p95, streak, slower steps; a text renderer       pure
   query      the store reads stats, metrics and streaks need                    read-only
+  finish     CronRun: all of the above in the order a run needs them (4 calls)  I/O
 
 Nothing here imports typer or prints.
 """
