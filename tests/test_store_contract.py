@@ -161,6 +161,7 @@ def test_queries_filter_order_and_limit(store: Store) -> None:
     assert ids(limit=2) == ["c", "b"]
     assert ids(limit=2, offset=1) == ["b", "a"] and ids(offset=3) == ["d"]
     assert ids(status="failed", name_glob="deploy*", tag="prod", since_ts=T0, limit=5) == ["a"]
+    assert store.job_counts() == {"deploy-web": 2, "deploy-api": 1, "backup": 1}
 
 
 def test_runs_with_prefix_and_step_durations(store: Store) -> None:

@@ -21,7 +21,7 @@ def stats(
     from stepflow.cron import query
     from stepflow.cron.stats import render_stats
     from stepflow.errors import NotFoundError
-    from stepflow.printing import print_json
+    from stepflow.cli.report import print_json
 
     with open_reader(settings_for(ctx, storage)) as store:
         result = query.stats(store, name, recent=recent)

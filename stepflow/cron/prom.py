@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from stepflow.cron.streak import SUCCESS, failure_streak
-from stepflow.history import parse_time
+from stepflow.history.detail import parse_time
 
 FILE_NAME = "stepflow.prom"
 LOCK_NAME = ".stepflow.prom.lock"

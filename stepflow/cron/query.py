@@ -1,8 +1,8 @@
 """The store reads the cron parts need: job names, a job's recent runs and statuses, its stats
 and metrics. Read-only.
 
-Over today's store API (find_runs, step_durations); `job_names` and `runs_total` read SQLite
-directly until the store protocol has them (history/ is taking shape: move them there).
+Through the store protocol alone (find_runs, step_durations, job_counts), so it works on
+every backend.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from stepflow.cron.prom import JobMetrics, job_metrics
 from stepflow.cron.stats import DEFAULT_RECENT, job_stats
-from stepflow.history import run_summary
+from stepflow.history.detail import run_summary
 from stepflow.store import RunQuery
 
 
@@ -21,18 +21,12 @@ def name_glob(name: str) -> str:
 
 
 def job_names(store: Any) -> list[str]:
-    """Every run name in the store, sorted. One probe of the name index per name (a skip scan),
-    so 100,000 runs of 8 jobs cost 8 lookups, not a scan."""
-    rows = store.conn.execute(
-        "WITH RECURSIVE n(name) AS (SELECT MIN(name) FROM executions"
-        " UNION ALL SELECT (SELECT MIN(name) FROM executions WHERE name > n.name) FROM n WHERE n.name IS NOT NULL)"
-        " SELECT name FROM n WHERE name IS NOT NULL"
-    ).fetchall()
-    return [str(r[0]) for r in rows]
+    """Every run name in the store, sorted."""
+    return sorted(store.job_counts())
 
 
 def runs_total(store: Any, name: str) -> int:
-    return int(store.conn.execute("SELECT COUNT(*) FROM executions WHERE name = ?", (name,)).fetchone()[0])
+    return int(store.job_counts().get(name, 0))
 
 
 def recent_runs(store: Any, name: str, *, limit: int) -> list[dict[str, Any]]:
@@ -72,11 +66,12 @@ def stats(store: Any, name: str | None = None, *, recent: int = DEFAULT_RECENT) 
 def metrics(store: Any, *, recent: int = 50) -> list[JobMetrics]:
     """JobMetrics of every job in the store, for prom.update_textfile."""
     out = []
-    for job in job_names(store):
+    counts = store.job_counts()
+    for job in sorted(counts):
         runs = recent_runs(store, job, limit=recent)
         last_success = None
         if not any(r["status"] == "completed" for r in runs):
             found = store.find_runs(RunQuery(status="completed", name_glob=name_glob(job), limit=1))
             last_success = run_summary(found[0]) if found else None
-        out.append(job_metrics(job, runs, runs_total=runs_total(store, job), last_success=last_success))
+        out.append(job_metrics(job, runs, runs_total=counts[job], last_success=last_success))
     return out

@@ -278,6 +278,14 @@ class SqliteStore:
             raise store_error(exc, self.path) from exc
         return [StepDuration(str(r[0]), r[1], r[2], r[3], r[4]) for r in rows]  # type: ignore[arg-type]
 
+    def job_counts(self) -> dict[str, int]:
+        """How many runs each name has, by name. Read-only; one walk of the (name, created_ts) index."""
+        try:
+            rows = self.conn.execute("SELECT name, COUNT(*) FROM executions GROUP BY name").fetchall()
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        return {str(name): int(count) for name, count in rows}  # type: ignore[arg-type]
+
     # -- capabilities ----------------------------------------------------------------------
 
     def mark_abandoned(self, run_ids: Sequence[str], *, message: str, wait: float = 0.25) -> int:
