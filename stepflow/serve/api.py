@@ -145,7 +145,7 @@ class Api:
             "runs": sum(counts.values()), "runs_by_status": counts,
             "active_runs": counts.get("running", 0) + counts.get("pending", 0),
             "live_clients": self.hub.clients, "followed_runs": len(self.hub.channels),
-            "watch_polls": self.hub.polls, "watch_interval_s": self.hub.interval,
+            "watch_polls": self.hub.polls, "watch_reads": self.hub.reads, "watch_interval_s": self.hub.interval,
             "uptime_s": round(time.time() - self.hub.started, 3), "data_version": self.hub.version,
         })
 

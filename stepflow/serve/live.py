@@ -73,6 +73,7 @@ class Hub:
         self.list_subscribers: set[asyncio.Queue[Event]] = set()
         self.version: int | None = None
         self.polls = 0  # data_version reads: one per interval, however many clients
+        self.reads = 0  # reads of a followed run after a change: one per run, however many clients
         self.started = time.time()
 
     # -- the watcher -------------------------------------------------------------------------
@@ -108,6 +109,7 @@ class Hub:
 
     async def _advance(self, channel: Channel) -> None:
         run, steps, lines = await asyncio.to_thread(self._read, channel.run_id, channel.cursor)
+        self.reads += 1
         events = []
         if lines:
             channel.cursor = lines[-1].number
