@@ -29,7 +29,7 @@ def history_chart(points: list[tuple[str, float | None, str]], *, title: str, he
         return '<p class="muted">No finished runs yet.</p>'
     top = max(values) or 1.0
     n = len(points)
-    slot = 1000 / max(n, 1)
+    slot = 1000 / max(n, 16)  # a few runs stay narrow bars on the left, as history fills in
     bars = []
     for i, (label, seconds, status) in enumerate(points):
         if seconds is None:
@@ -42,5 +42,6 @@ def history_chart(points: list[tuple[str, float | None, str]], *, title: str, he
     y = height - max(1.5, median / top * (height - 20))
     return (f'<figure class="chart"><figcaption>{escape(title)} <span class="muted">max {fmt.duration(top)},'
             f' median {fmt.duration(median)}</span></figcaption>'
-            f'<svg viewBox="0 0 1000 {height}" preserveAspectRatio="none" role="img" aria-label="{escape(title)}">'
+            f'<svg viewBox="0 0 1000 {height}" preserveAspectRatio="none" role="img" aria-label="{escape(title)}"'
+            f' class="h{height}">'
             f'{"".join(bars)}<line class="median" x1="0" x2="1000" y1="{y:.1f}" y2="{y:.1f}"></line></svg></figure>')

@@ -166,7 +166,7 @@ class Pages:
                  ("Host", e(f'{d.get("user") or "?"}@{d.get("host") or "?"}')), ("Directory", e(d["working_directory"]))]
         if d.get("error_message"):
             facts.append(("Error", f'<span class="err-text">{e(d["error_message"])}</span>'))
-        dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
+        dl = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
         head = (f'<section class="card run-head"><div class="title-row"><h1>{job_link(d["name"])}</h1>'
                 f'<span id="run-status">{status_badge(d["status"])}</span></div>'
                 f'<pre class="command">{e(d["command"])}</pre>{tags}<dl class="facts">{dl}</dl></section>')
@@ -183,7 +183,7 @@ class Pages:
         for s in steps:
             seconds, typical = s["duration_s"], usual.get(s["name"])
             versus = ""
-            if seconds is not None and typical:
+            if seconds is not None and typical is not None and typical >= 0.1:  # noise below
                 change = (seconds - typical) / typical * 100
                 cls = "slower" if change > 20 else "faster" if change < -20 else "same"
                 versus = f'<span class="vs {cls}">{change:+.0f}%</span>'
@@ -194,7 +194,7 @@ class Pages:
                 f'<td class="name"><a href="#step-{s["index"]}">{e(s["name"])}</a>'
                 f'{error}{meta}</td>'
                 f'<td>{status_badge(s["status"])}</td><td class="dur" data-duration>{e(fmt.duration(seconds))}</td>'
-                f'<td class="usual opt">{e(fmt.duration(typical)) if typical else "-"} {versus}</td>'
+                f'<td class="usual opt">{e(fmt.duration(typical)) if typical is not None else "-"} {versus}</td>'
                 f'<td class="bar-cell opt">{timeline_bar(ts_of(s["started_at"]), ts_of(s["completed_at"]), origin=origin, span=span, status=s["status"])}</td></tr>')
         return (f'<section class="card"><h2>Steps</h2><div class="table-wrap"><table class="steps" id="steps"><thead><tr>'
                 f'<th>#</th><th>Step</th><th>Status</th><th>Took</th><th class="opt">Usual</th><th class="opt">Timeline</th>'
@@ -252,10 +252,11 @@ class Pages:
             ("p50", e(fmt.duration(stats["duration_s"]["p50"]))), ("p95", e(fmt.duration(stats["duration_s"]["p95"])))))
         overall = history_chart([(r["id"][:8], r["duration_s"], r["status"]) for r in reversed(runs)],
                                 title="Run duration, oldest to newest")
-        charts = "".join(history_chart(points, title=f"Step {step}") for step, points in steps.items())
+        charts = "".join(history_chart(points, title=f"{i}. {step}", height=70)
+                         for i, (step, points) in enumerate(steps.items(), start=1))
         rows = "".join(self._run_row(r) for r in runs[:30])
         body = (f'<h1>{e(name)}</h1><section class="stats">{cards}</section><section class="card">{overall}</section>'
-                f'<section class="card"><h2>Steps over the latest completed runs</h2>{charts or "<p class=muted>None.</p>"}'
+                f'<section class="card"><h2>Steps over the latest completed runs</h2><div class="charts">{charts or "<p class=muted>None.</p>"}</div>'
                 f'</section><section class="card"><h2>Latest runs</h2><div class="table-wrap"><table class="runs"><thead>'
                 f'<tr><th>Status</th><th>Name</th><th class="opt">Run</th><th>Steps</th><th>Duration</th>'
                 f'<th class="opt">Started</th></tr></thead><tbody>{rows}</tbody></table></div></section>')
@@ -264,10 +265,13 @@ class Pages:
     def _job_data(self, name: str) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, list[Any]]]:
         runs = data.job_runs(self.src, name, limit=100)
         stats = data.run_statistics(self.src, name=name)
-        steps: dict[str, list[tuple[str, float | None, str]]] = {}
-        for row in reversed(data.step_history(self.src, name, runs=50)):
-            if row.name is not None:
-                steps.setdefault(row.name, []).append((row.run_id[:8], row.seconds, row.status or "completed"))
+        rows = [r for r in reversed(data.step_history(self.src, name, runs=50)) if r.name is not None]
+        order: dict[str, int] = {}
+        for row in rows:
+            order[str(row.name)] = min(order.get(str(row.name), 1 << 30), row.step_index if row.step_index is not None else 0)
+        steps: dict[str, list[tuple[str, float | None, str]]] = {n: [] for n in sorted(order, key=lambda n: order[n])}
+        for row in rows:
+            steps[str(row.name)].append((row.run_id[:8], row.seconds, row.status or "completed"))
         return runs, stats, steps
 
 
