@@ -6,10 +6,13 @@ own store connection); every error is a JSON body {"error": ...} with a 4xx stat
 
 from __future__ import annotations
 
+import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
@@ -22,6 +25,7 @@ from stepflow.timeparse import since_timestamp
 MAX_LIMIT = 1000
 MAX_LOG_LIMIT = 10000
 HEALTH_CACHE_S = 5.0
+RESPONSES_KEPT = 512
 STREAMS = {"stdout": 1, "stderr": 2}
 
 
@@ -119,6 +123,7 @@ class Api:
         self.hub = hub
         self.limited = limited
         self._cache: dict[str, tuple[Any, Any]] = {}
+        self._responses: OrderedDict[Any, tuple[int, bytes]] = OrderedDict()
 
     def cached(self, key: str, stamp: Any, compute: Callable[[], Any]) -> Any:
         hit = self._cache.get(key)
@@ -127,6 +132,26 @@ class Api:
         value = compute()
         self._cache[key] = (stamp, value)
         return value
+
+    async def respond(self, key: Any, compute: Callable[[], Any], *, media_type: str = "application/json") -> Response:
+        """`compute()` on the thread pool, as JSON (or text); the body is kept until the store changes.
+
+        The watcher's data_version says when: a body is reused only while no connection has
+        committed since it was made (at most one watch interval stale).
+        """
+        stamp = self.hub.version
+        hit = self._responses.get(key) if stamp is not None else None
+        if hit is not None and hit[0] == stamp:
+            self._responses.move_to_end(key)
+            return Response(hit[1], media_type=media_type)
+        value = await run_in_threadpool(compute)
+        body = value.encode() if isinstance(value, str) else json.dumps(
+            value, ensure_ascii=False, separators=(",", ":")).encode()
+        if stamp is not None:
+            self._responses[key] = (stamp, body)
+            if len(self._responses) > RESPONSES_KEPT:
+                self._responses.popitem(last=False)
+        return Response(body, media_type=media_type)
 
     def health(self, request: Request) -> Response:
         query = params(request, "health")
@@ -157,30 +182,34 @@ class Api:
         params(request, "none")
         return JSONResponse(data.optimize(self.src))
 
-    def executions(self, request: Request) -> Response:
+    async def executions(self, request: Request) -> Response:
         query = params(request, "list")
         status = text_param(query, "status")
         if status is not None and status not in RUN_STATUSES:
             raise ApiError(400, f"status={status!r} is not one of {', '.join(RUN_STATUSES)}")
-        runs = data.list_runs(
-            self.src, status=status, name=text_param(query, "name"), tag=text_param(query, "tag"),
-            since_ts=since(query), limit=integer(query, "limit", 50, low=1, high=MAX_LIMIT),
-            offset=integer(query, "offset", 0, low=0, high=data.MAX_OFFSET))
-        return JSONResponse(runs)
+        args = dict(status=status, name=text_param(query, "name"), tag=text_param(query, "tag"),
+                    limit=integer(query, "limit", 50, low=1, high=MAX_LIMIT),
+                    offset=integer(query, "offset", 0, low=0, high=data.MAX_OFFSET))
+        ts = since(query)
+        # A relative --since moves with the clock: such a list is not kept.
+        key = ("list", *args.values()) if ts is None else object()
+        return await self.respond(key, lambda: data.list_runs(self.src, since_ts=ts, **args))  # type: ignore[arg-type]
 
-    def active(self, request: Request) -> Response:
+    async def active(self, request: Request) -> Response:
         params(request, "none")
-        return JSONResponse(data.active_runs(self.src))
+        return await self.respond(("active",), lambda: data.active_runs(self.src))
 
-    def statistics(self, request: Request) -> Response:
+    async def statistics(self, request: Request) -> Response:
         query = params(request, "stats")
         ts, name = since(query), text_param(query, "name")
-        return JSONResponse(self.cached(f"stats{ts}{name!r}", (self.hub.version, ts),
-                                        lambda: data.run_statistics(self.src, since_ts=ts, name=name)))
+        key = ("stats", name) if ts is None else object()
+        return await self.respond(key, lambda: data.run_statistics(self.src, since_ts=ts, name=name))
 
-    def execution(self, request: Request) -> Response:
+    async def execution(self, request: Request) -> Response:
         params(request, "none")
-        return JSONResponse(with_downloads(self.src, data.run_detail(self.src, request.path_params["run_id"])))
+        ref = request.path_params["run_id"]
+        # `last` and prefixes resolve anew on every change, like everything else kept.
+        return await self.respond(("run", ref), lambda: with_downloads(self.src, data.run_detail(self.src, ref)))
 
     def logs(self, request: Request) -> Response:
         query = params(request, "logs")
@@ -208,17 +237,14 @@ class Api:
         return FileResponse(path, media_type=mime, filename=name, content_disposition_type="attachment",
                             headers={"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"})
 
-    def metrics(self, request: Request) -> Response:
+    async def metrics(self, request: Request) -> Response:
         params(request, "none")
-        text = self.cached("metrics", self.hub.version, lambda: prom.render(
-            data.job_facts(self.src), by_status=data.counts_by_status(self.src)))
-        return Response(text, media_type=prom.CONTENT_TYPE)
+        return await self.respond(("metrics",), lambda: prom.render(
+            data.job_facts(self.src), by_status=data.counts_by_status(self.src)), media_type=prom.CONTENT_TYPE)
 
     # -- live --------------------------------------------------------------------------------
 
     async def events(self, request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         query = params(request, "events")
         run = await run_in_threadpool(data.resolve, self.src, request.path_params["run_id"])
         last = request.headers.get("last-event-id")
