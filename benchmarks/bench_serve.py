@@ -50,9 +50,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def rss_mb(pid: int) -> float:
+    """Private resident memory (RssAnon): VmRSS also counts the database pages SQLite maps,
+    once per connection, which are the OS's file cache, not the server's memory."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -84,16 +86,16 @@ async def load(port: int, paths: list[str], *, clients: int, requests: int, seco
     latencies: list[float] = []
     errors = 0
     left = requests
+    turn = 0
     deadline = time.monotonic() + seconds
 
     async def client(k: int) -> None:
-        nonlocal left, errors
+        nonlocal left, errors, turn
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        i = k
         while left > 0 and time.monotonic() < deadline:
             left -= 1
-            path = paths[i % len(paths)]
-            i += 1
+            path = paths[turn % len(paths)]
+            turn += 1
             start = time.perf_counter()
             writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             status, _ = await read_response(reader)
@@ -214,17 +216,31 @@ def main() -> None:
         print(f"store: {args.runs_in_store:,} runs built in {built:.1f} s; load {common.loadavg()};"
               f" {os.cpu_count()} cpus")
         ids = [r[0] for r in common.query(common.database(storage),
-                                          "SELECT id FROM executions ORDER BY random() LIMIT 500")]
+                                          "SELECT id FROM executions ORDER BY random() LIMIT ?",
+                                          (args.requests + 400,))]
         proc, port = start_server(env)
         try:
             asyncio.run(wait_ready(port))
             rows = []
-            for label, paths in (("GET /api/executions?limit=50", ["/api/executions?limit=50"]),
-                                 ("GET /api/executions/{id}", [f"/api/executions/{i}" for i in ids])):
+            # Kept bodies are reused until the store changes: "kept" arms mostly hit them. "cold" arms
+            # never do: each detail asks a run not asked before; a list with `since` is never kept.
+            cold_ids = ids[400:]
+            for label, paths in (
+                ("GET /api/executions?limit=50 (kept)", ["/api/executions?limit=50"]),
+                ("GET /api/executions?limit=50&since=DATE (cold)",
+                 [f"/api/executions?limit=50&since=2001-01-01T00:00:{i % 60:02d}" for i in range(60)]),
+                ("GET /api/executions/{id} (kept, 400 ids)", [f"/api/executions/{i}" for i in ids[:400]]),
+                ("GET /api/executions/{id} (cold, each id once)", [f"/api/executions/{i}" for i in cold_ids]),
+            ):
                 for clients in (1, 50):
-                    asyncio.run(load(port, paths, clients=clients, requests=200, seconds=10))  # warm-up
+                    if "cold" in label and "{id}" in label:
+                        paths, cold_ids = cold_ids[:args.requests // 2], cold_ids[args.requests // 2:]
+                        paths = [f"/api/executions/{i}" for i in paths]
+                    else:
+                        asyncio.run(load(port, paths, clients=clients, requests=200, seconds=10))  # warm-up
                     t0 = time.perf_counter()
-                    lat, errors = asyncio.run(load(port, paths, clients=clients, requests=args.requests,
+                    count = min(args.requests, len(paths)) if "each id once" in label else args.requests
+                    lat, errors = asyncio.run(load(port, paths, clients=clients, requests=count,
                                                    seconds=args.seconds))
                     took = time.perf_counter() - t0
                     rows.append([label, clients, len(lat), errors, f"{pct(lat, 0.5):.2f}", f"{pct(lat, 0.99):.2f}",
@@ -238,7 +254,7 @@ def main() -> None:
                 print(f"SSE {r['clients']} client(s): {r['lines']} lines printed; delivered per client min"
                       f" {r['delivered_min']} max {r['delivered_max']}; end seen by {r['ended']};"
                       f" delay p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms max {r['max_ms']:.0f} ms;"
-                      f" server RSS {r['rss_before_mb']:.0f} MB before, {r['rss_connected_mb']:.0f} MB connected,"
+                      f" server RssAnon {r['rss_before_mb']:.0f} MB before, {r['rss_connected_mb']:.0f} MB connected,"
                       f" {r['rss_after_mb']:.0f} MB after")
             print("target: line-to-client p99 <= 500 ms; 200 clients: all lines to all")
             m = asyncio.run(fetch(port, "/api/health/metrics"))

@@ -13,6 +13,7 @@ Read-only, except `sweep_abandoned` (runs whose stepflow process is gone are sto
 
 from __future__ import annotations
 
+import dataclasses
 import mimetypes
 import statistics as pystats
 import threading
@@ -29,6 +30,7 @@ from stepflow.store import RunQuery, SqliteStore, StepDuration, open_store
 from stepflow.store.models import OPEN_STATUSES, LogLine, Run, Step
 
 MAX_OFFSET = 100_000
+CACHE_PAGES = 1000  # per connection; a server has one per thread (up to 40), the OS caches the file anyway
 FAILED = ("failed", "timed_out", "abandoned", "cancelled")
 
 
@@ -46,7 +48,8 @@ class Source:
         if store is None:
             if not self.settings.database.exists():
                 raise StoreError(f"no store at {self.settings.database}; record a run with \"stepflow run -- CMD\"")
-            store = open_store(self.settings)
+            store = open_store(dataclasses.replace(
+                self.settings, cache_size=min(self.settings.cache_size, CACHE_PAGES)))
             self._local.store = store
             with self._lock:
                 self._all.append(store)
