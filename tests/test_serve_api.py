@@ -191,6 +191,10 @@ def test_loopback_refuses_foreign_host_and_cross_site_posts(recorded: dict[str, 
         assert server.get("/api/executions", headers={"Host": "localhost:1234"}).status_code == 200
         cross = httpx.post(server.url + "/api/health/optimize", headers={"Origin": "http://evil.example"}, timeout=30)
         assert cross.status_code == 403
+        other_port = httpx.post(server.url + "/api/health/optimize", headers={"Origin": "http://127.0.0.1:1"}, timeout=30)
+        assert other_port.status_code == 403
+        same = httpx.post(server.url + "/api/health/optimize", headers={"Origin": server.url}, timeout=30)
+        assert same.status_code == 200
         assert httpx.post(server.url + "/api/health/optimize", timeout=30).status_code == 200
         assert httpx.get(server.url + "/api/health/optimize", timeout=30).status_code == 405
 
