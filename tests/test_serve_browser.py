@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -28,6 +29,7 @@ if not Path(CHROMIUM).exists():
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 HOSTILE = ('<script>window.pwned=1</script>', '<img src=x onerror="window.pwned=2">')
+HOSTILE_NAME = '<img src=x onerror="window.pwned=3">'  # the run's (job's) name
 HOSTILE_JOB = f"""
 import sys
 print("STEP_START:" + {HOSTILE[0]!r})
@@ -71,24 +73,28 @@ def history(stepflow: StepflowRunner) -> dict[str, str]:
     for _ in range(3):
         assert stepflow("run", "--tag", "prod", "--", "bash", str(EXAMPLES / "deploy.sh")).returncode == 0
     assert stepflow("run", "--name", "nightly-backup", "--", *py("print('STEP_START:dump'); raise SystemExit(2)")).returncode == 2
-    assert stepflow("run", "--name", "hostile", "--", *py(HOSTILE_JOB)).returncode == 0
+    assert stepflow("run", "--name", HOSTILE_NAME, "--", *py(HOSTILE_JOB)).returncode == 0
     import json
 
     return {r["name"]: r["id"] for r in json.loads(stepflow("ls", "--json").stdout)}
 
 
-def test_runs_list_and_filters(history: dict[str, str], page: Any, tmp_path: Path) -> None:
+def test_runs_list_and_filters(history: dict[str, str], page: Any, tmp_path: Path, stepflow: StepflowRunner) -> None:
     with serving() as server:
         page.goto(server.url + "/")
         rows = page.locator("#runs tr[data-id]")
         assert rows.count() == 5
         page.wait_for_selector(".live-dot.on")
         shot(page, "list", tmp_path)
+        assert stepflow("run", "--name", "arrives-live", "--", "true").returncode == 0
+        page.wait_for_selector("#runs tr[data-id]:first-child:has-text('arrives-live')", timeout=60_000)
+        assert page.evaluate("window.pwned") is None
         page.select_option("select[name=status]", "failed")
         page.click("button[type=submit]")
         page.wait_for_url("**/?status=failed**")
         assert page.locator("#runs tr[data-id]").count() == 1
         assert "nightly-backup" in page.inner_text("#runs")
+        assert HOSTILE_NAME not in page.inner_text("#runs")
 
 
 def test_run_page_steps_log_and_artifact_download(history: dict[str, str], page: Any, tmp_path: Path) -> None:
@@ -113,13 +119,14 @@ def test_run_page_steps_log_and_artifact_download(history: dict[str, str], page:
 
 def test_hostile_names_and_output_are_inert(history: dict[str, str], page: Any) -> None:
     with serving() as server:
-        for path in ("/", f"/runs/{history['hostile']}", "/job?name=hostile"):
+        job = urlencode({"name": HOSTILE_NAME})
+        for path in ("/", f"/runs/{history[HOSTILE_NAME]}", f"/job?{job}"):
             page.goto(server.url + path)
             assert page.evaluate("window.pwned") is None
             assert page.locator("main img").count() == 0 and page.locator("main script").count() == 0
-        page.goto(f"{server.url}/runs/{history['hostile']}")
+        page.goto(f"{server.url}/runs/{history[HOSTILE_NAME]}")
         body = page.inner_text("main")
-        assert HOSTILE[0] in body and HOSTILE[1] in body and "<b>not bold</b>" in body
+        assert HOSTILE[0] in body and HOSTILE[1] in body and "<b>not bold</b>" in body and HOSTILE_NAME in body
         assert page.locator(".ln .b.fg-2").inner_text() == "built"
         assert page.locator("main b").count() == 0
 
