@@ -18,10 +18,10 @@ def stats(
     storage: Storage = None,
 ) -> None:
     """Per job: success rate, p50/p95 duration of the run and of each step, the current failure streak, steps that got slower."""
+    from stepflow.cli.report import print_json
     from stepflow.cron import query
     from stepflow.cron.stats import render_stats
     from stepflow.errors import NotFoundError
-    from stepflow.cli.report import print_json
 
     with open_reader(settings_for(ctx, storage)) as store:
         result = query.stats(store, name, recent=recent)
