@@ -77,7 +77,7 @@ def chunks_of(data: bytes) -> list[bytes]:
 def row_per_line(db: Path, chunks: list[bytes], *, journal: str, synchronous: str) -> tuple[float, int]:
     """Seconds to record `chunks` a row and a commit per line; returns (seconds, rows in the table)."""
     from stepflow.config import load_settings
-    from stepflow.lines import LineSplitter
+    from stepflow.run.lines import LineSplitter
     from stepflow.store import schema
 
     for suffix in ("", "-journal", "-wal", "-shm"):
@@ -106,12 +106,12 @@ def row_per_line(db: Path, chunks: list[bytes], *, journal: str, synchronous: st
 def stepflow_recorder(template: Path, storage: Path, chunks: list[bytes]) -> tuple[float, int, list[str]]:
     """Seconds for stepflow's own path, wired as stepflow/session.py wires it (no runner, no view)."""
     from stepflow.config import load_settings
-    from stepflow.lines import LineSplitter
-    from stepflow.recorder import Recorder, new_id
-    from stepflow.runner import Outcome
+    from stepflow.run.lines import LineSplitter
+    from stepflow.run.recorder import Recorder, new_id
+    from stepflow.run.supervisor import Outcome
     from stepflow.state import RunState
     from stepflow.store import open_store
-    from stepflow.writer import Writer
+    from stepflow.run.writer import Writer
 
     common.fresh_store(template, storage)
     settings = load_settings(storage=storage)

@@ -1,6 +1,6 @@
 """The marker parser's fast path: ordinary lines per second through LineSplitter, in-process.
 
-Feeds 256 KiB chunks (what the runner reads) of 80-byte lines to stepflow.lines.LineSplitter
+Feeds 256 KiB chunks (what the runner reads) of 80-byte lines to stepflow.run.lines.LineSplitter
 with a sink that keeps nothing, so the figure is the cost of finding lines and markers alone:
 no pipe, no store. Three kinds of output: lines with no colon (the cheapest case), log lines
 with timestamps (a colon on every line, so every chunk is searched), and the same with a
@@ -16,8 +16,8 @@ import time
 
 import common
 
-from stepflow.lines import LineSplitter
-from stepflow.markers import Event
+from stepflow.run.lines import LineSplitter
+from stepflow.dialects.stepflow import Event
 
 CHUNK = 256 * 1024
 

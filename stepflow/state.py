@@ -24,7 +24,7 @@ class StepState:
     error: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     lines: int = 0
-    # Resource use sampled while this step ran (stepflow.resources); None when never sampled.
+    # Resource use sampled while this step ran (stepflow.run.resources); None when never sampled.
     cpu_seconds: float | None = None
     peak_rss: int | None = None
     max_processes: int | None = None
@@ -66,7 +66,7 @@ class RunState:
     lost_lines: int = 0
     expected_steps: int | None = None
     tail: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=200))
-    # The command's process tree, sampled (stepflow.resources) and settled with wait4's figures.
+    # The command's process tree, sampled (stepflow.run.resources) and settled with wait4's figures.
     cpu_seconds: float | None = None
     peak_rss: int | None = None
     max_processes: int | None = None

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stepflow.lines import LineSplitter
-from stepflow.recorder import Recorder
+from stepflow.run.lines import LineSplitter
+from stepflow.run.recorder import Recorder
 from stepflow.state import RunState
 from tests.conftest import StepflowRunner, py, query
 

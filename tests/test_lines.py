@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stepflow import markers
-from stepflow.lines import LineSplitter
+from stepflow.dialects import stepflow as markers
+from stepflow.run.lines import LineSplitter
 
 
 class Sink:

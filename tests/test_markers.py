@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stepflow.markers import (
+from stepflow.dialects.stepflow import (
     Artifact,
     BadMarker,
     Event,

@@ -114,7 +114,7 @@ def run_command(command: list[str], values: dict[str, Any], *, storage: Path | N
 
     from stepflow.config import color_wanted, load_settings
     from stepflow.errors import UsageError
-    from stepflow.session import RunOptions, execute
+    from stepflow.run.execute import RunOptions, execute
     from stepflow.views import make_view, resolve_output
 
     settings = load_settings(storage=values["storage"] if values["storage"] is not None else storage)

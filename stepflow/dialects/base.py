@@ -78,7 +78,7 @@ class Meta:
 
 @dataclass(frozen=True, slots=True)
 class AddMask:
-    """`::add-mask::<value>`. The masker (stepflow.secrets) has already learnt the value
+    """`::add-mask::<value>`. The masker (stepflow.run.secrets) has already learnt the value
     before the line reached a dialect; the marker only keeps the line out of the log."""
 
     value: str

@@ -10,18 +10,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from stepflow import procs, resources
+from stepflow import procs
 from stepflow.config import Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus, StepflowError
 from stepflow.fmt import valid_text
-from stepflow.lines import LineSplitter
-from stepflow.recorder import Recorder, View, new_id
-from stepflow.resources import Sampler
-from stepflow.runner import FORWARDED, Outcome, Supervisor
-from stepflow.secrets import Masker, matching
+from stepflow.run import resources
+from stepflow.run.lines import LineSplitter
+from stepflow.run.recorder import Recorder, View, new_id
+from stepflow.run.resources import Sampler
+from stepflow.run.secrets import Masker, matching
+from stepflow.run.supervisor import FORWARDED, Outcome, Supervisor
+from stepflow.run.writer import Writer, Written
 from stepflow.state import RunState
 from stepflow.store import open_store
-from stepflow.writer import Writer, Written
 
 INTERPRETERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "python", "python3", "node", "perl",
                           "ruby", "env", "sudo", "nice", "nohup", "time"})

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from stepflow.markers import ADD_MASK, Event, candidate_spans, parse_line
-from stepflow.secrets import Masker
+from stepflow.dialects.stepflow import ADD_MASK, Event, candidate_spans, parse_line
+from stepflow.run.secrets import Masker
 
 _ADD_MASK = ADD_MASK.encode()
 

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from stepflow import markers
-from stepflow.artifacts import CopyQueue, copy_artifact
+from stepflow.dialects import stepflow as markers
 from stepflow.fmt import iso
-from stepflow.runner import Outcome
+from stepflow.run.artifacts import CopyQueue, copy_artifact
+from stepflow.run.supervisor import Outcome
+from stepflow.run.writer import Writer
 from stepflow.state import ArtifactState, RunState, StepState
 from stepflow.store.models import Insert, LogBlock, Update, Write
-from stepflow.writer import Writer
 
 
 class View(Protocol):
@@ -102,7 +102,7 @@ class Recorder:
         self.writer.put(Update("executions", s.id, {
             "status": s.status, "exit_code": outcome.exit_status, "completed_at": iso(now),
             "error_message": "; ".join(s.errors) if s.errors else error,
-            # sampled by stepflow.resources and settled with wait4's figures; wait4's alone if unsampled
+            # sampled by stepflow.run.resources and settled with wait4's figures; wait4's alone if unsampled
             "cpu_seconds": s.cpu_seconds if s.cpu_seconds is not None else outcome.cpu_seconds,
             "peak_rss": s.peak_rss,
             "max_processes": s.max_processes,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from stepflow.markers import ADD_MASK
+from stepflow.dialects.stepflow import ADD_MASK
 
 MASK = b"***"
 MIN_LENGTH = 3  # shorter values would blank out ordinary text ("1", "on")

@@ -252,7 +252,7 @@ def _reap(pid: int) -> tuple[int, float | None] | None:
     """(returncode, CPU seconds of the command and its waited-for children) once it has exited.
 
     wait4's ru_maxrss is not used: it starts from stepflow's own peak at spawn (the child
-    begins as a copy of stepflow), so peak memory comes from stepflow.resources' samples.
+    begins as a copy of stepflow), so peak memory comes from stepflow.run.resources' samples.
     """
     try:
         got, wait_status, usage = os.wait4(pid, os.WNOHANG)

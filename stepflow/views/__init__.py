@@ -6,7 +6,7 @@ import sys
 from typing import IO
 
 from stepflow.config import dumb_terminal
-from stepflow.recorder import View
+from stepflow.run.recorder import View
 
 
 def resolve_output(mode: str, *, stream: IO[str] | None = None) -> str:

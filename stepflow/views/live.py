@@ -37,7 +37,7 @@ STATUSES = ("running", "completed", "failed", "pending", "skipped")
 
 
 class LiveView:
-    """A View (see stepflow.recorder.View) drawing the run with Rich `Live`."""
+    """A View (see stepflow.run.recorder.View) drawing the run with Rich `Live`."""
 
     def __init__(
         self,
