@@ -1,31 +1,52 @@
-"""Turn lines and markers into the run's state and its writes (executions, steps, logs, artifacts)."""
+"""Turn lines and markers into the run's state, and tell every sink what happened.
+
+The recorder is the one place that knows what a marker means (stepflow.dialects.base is the
+vocabulary); it updates the model (stepflow.state) and emits typed events (stepflow.events)
+to a list of sinks. It builds no store writes (the writer sink does) and draws nothing (the
+views do): a hook or an exporter is one more sink, not an edit here.
+
+Steps nest: `open_steps` is a stack whose top is `current`, where lines and markers go.
+- a flat StepStart ends every open step first (innermost first); a nested one opens inside
+  the innermost;
+- StepEnd without a name ends the innermost step; StepEnd(name) ends that step and every
+  step opened inside it; StepComplete(name) ends the innermost step if it has that name;
+- StepError(ends=True) ends the innermost step failed; StepError(ends=False) marks it failed
+  and it ends failed whenever it ends;
+- Notice: warning and notice levels are kept on the run as warnings ("notice: ..." for the
+  latter); debug and progress only pass to the sinks (NoticeRaised);
+- TestResult: appended to the innermost step's metadata["tests"] (the run's without a step).
+"""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from stepflow.dialects import stepflow as markers
-from stepflow.fmt import iso
+from stepflow.dialects import base as m
+from stepflow.events import (
+    ArtifactAdded,
+    ArtifactCopied,
+    Event,
+    LinesRead,
+    MetaSet,
+    NoticeRaised,
+    RunErrorRaised,
+    RunFinished,
+    RunStarted,
+    Sink,
+    StepEnded,
+    StepStarted,
+    TestRecorded,
+    WarningRaised,
+)
 from stepflow.run.artifacts import CopyQueue, copy_artifact
 from stepflow.run.supervisor import Outcome
-from stepflow.run.writer import Writer
 from stepflow.state import ArtifactState, RunState, StepState
-from stepflow.store.models import Insert, LogBlock, Update, Write
 
-
-class View(Protocol):
-    """What a run shows while it happens (plain, quiet, json, live)."""
-
-    def start(self, state: RunState) -> None: ...
-    def raw(self, stream: int, data: bytes) -> None: ...
-    def lines(self, stream: int, data: bytes, count: int) -> None: ...
-    def event(self, kind: str, state: RunState, step: StepState | None, detail: str) -> None: ...
-    def problem(self, message: str) -> None: ...
-    def finish(self, state: RunState) -> None: ...
+KEPT_NOTICES = ("warning", "notice")  # levels kept on the run as warnings
 
 
 def new_id() -> str:
@@ -41,13 +62,12 @@ def new_id() -> str:
 
 
 class Recorder:
-    """Receives lines and markers (a LineSink) and keeps state, store and view in step."""
+    """Receives lines and markers (a LineSink) and keeps the state and every sink in step."""
 
     def __init__(
         self,
         state: RunState,
-        writer: Writer,
-        view: View,
+        sinks: Sequence[Sink],
         *,
         artifacts_dir: Path,
         artifact_max_size: int,
@@ -56,37 +76,38 @@ class Recorder:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
-        self.writer = writer
-        self.view = view
+        self.sinks = tuple(sinks)
         self.artifacts_dir = artifacts_dir
         self.artifact_max_size = artifact_max_size
         self.cwd = cwd
         self.on_critical_failure = on_critical_failure
         self.clock = clock
         self.copies = CopyQueue()
+        self.finished = False
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.handle(event)
 
     # -- the run ---------------------------------------------------------------------------
 
-    def start(self, row: dict[str, Any]) -> None:
-        """Insert the run's row (status running) and tell the view."""
-        s = self.state
-        self.writer.put(Insert("executions", {
-            "id": s.id, "name": s.name, "command": s.command, "status": "running",
-            "created_at": iso(s.started), "created_ts": s.started, "started_at": iso(s.started),
-            "total_steps": 0, "completed_steps": 0, "current_step_index": -1, **row,
-        }), urgent=True)
-        self.view.start(s)
+    def start(self, facts: dict[str, Any]) -> None:
+        """The run began: `facts` are stored with it (see events.RunStarted)."""
+        self.emit(RunStarted(self.state, facts))
 
     def finish(self, outcome: Outcome) -> None:
-        """Close the running step and the run from how the command ended (the view is told
-        by the session once the writer is done, so its summary counts copied artifacts)."""
+        """End the open steps and the run from how the command ended (the views' summaries
+        come later, from execute, once the writer is done and copied artifacts are counted)."""
+        if self.finished:
+            return
+        self.finished = True
         self.copies.drain()  # the artifacts announced are in the store before the run ends
         s = self.state
         now = self.clock()
         failed = outcome.exit_status != 0
-        if s.current is not None:
-            reason = None if not failed else _ending(outcome)
-            self._end_step(s.current, "failed" if failed else "completed", reason, now)
+        reason = _ending(outcome) if failed else None
+        while s.open_steps:
+            self._end_step(s.open_steps[-1], "failed" if failed else "completed", reason, now)
         if outcome.timed_out:
             s.status = "timed_out"
         elif outcome.interrupted is not None or outcome.returncode == -2:
@@ -96,57 +117,56 @@ class Recorder:
         else:
             s.status = "completed"
         s.ended, s.exit_code = now, outcome.exit_status
-        error = s.errors[0] if s.errors else None
+        error = "; ".join(s.errors) if s.errors else None
         if s.status != "completed" and error is None:
             error = _ending(outcome)
-        self.writer.put(Update("executions", s.id, {
-            "status": s.status, "exit_code": outcome.exit_status, "completed_at": iso(now),
-            "error_message": "; ".join(s.errors) if s.errors else error,
-            # sampled by stepflow.run.resources and settled with wait4's figures; wait4's alone if unsampled
-            "cpu_seconds": s.cpu_seconds if s.cpu_seconds is not None else outcome.cpu_seconds,
-            "peak_rss": s.peak_rss,
-            "max_processes": s.max_processes,
-            "line_count": s.lines, "completed_steps": s.completed_steps,
-            "lost_lines": self.writer.losses.lines,  # dropped so far; later losses cannot be stored
-        }), urgent=True)
+        cpu = s.cpu_seconds if s.cpu_seconds is not None else outcome.cpu_seconds
+        self.emit(RunFinished(s, outcome.exit_status, error, cpu))
 
     # -- LineSink --------------------------------------------------------------------------
 
     def lines(self, stream: int, data: bytes, count: int, cut: int) -> None:
         s = self.state
         step = s.current
-        self.writer.put(LogBlock(
-            s.id, None if step is None else step.index, stream, s.lines, count, self.clock(), data, cut
-        ))
+        first = s.lines
         s.lines += count
         if step is not None:
             step.lines += count
-        self.view.lines(stream, data, count)
+        self.emit(LinesRead(s, step, stream, data, count, cut, first, self.clock()))
 
-    def marker(self, stream: int, event: markers.Event) -> None:
-        match event:
-            case markers.StepStart(name, params):
-                self._start_step(name, params)
-            case markers.StepComplete(name):
+    def marker(self, stream: int, marker: m.Marker) -> None:
+        match marker:
+            case m.StepStart(name, params, nested, at):
+                self._start_step(name, params, nested, self._at(at))
+            case m.StepComplete(name):
                 self._complete(name)
-            case markers.StepError(message):
-                self._error(message)
-            case markers.Artifact(path, description):
+            case m.StepEnd(name, at):
+                self._end_named(name, self._at(at))
+            case m.StepError(message, ends, metadata):
+                self._error(message, ends, metadata)
+            case m.Artifact(path, description):
                 self._artifact(path, description)
-            case markers.Meta(key, value):
+            case m.Meta(key, value):
                 self._meta(key, value)
-            case markers.AddMask():
-                pass  # the line splitter has learnt the value; the line itself is not kept
-            case markers.BadMarker(keyword, reason):
+            case m.AddMask():
+                pass  # stepflow.run.secrets has learnt the value; the line itself is not kept
+            case m.Notice(level, message, metadata):
+                self._notice(level, message, metadata)
+            case m.TestResult():
+                self._test(marker)
+            case m.BadMarker(keyword, reason):
                 self.warn(f"{keyword} ignored: {reason}")
+
+    def _at(self, at: float | None) -> float:
+        return self.clock() if at is None else at
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _start_step(self, name: str, params: dict[str, Any]) -> None:
+    def _start_step(self, name: str, params: dict[str, Any], nested: bool, now: float) -> None:
         s = self.state
-        now = self.clock()
-        if s.current is not None:
-            self._end_step(s.current, "completed", None, now)
+        if not nested:
+            while s.open_steps:
+                self._end_step(s.open_steps[-1], "completed", None, now)
         params = dict(params)
         stop = params.pop("stop_on_error", False)
         expected = params.pop("duration", None)
@@ -155,32 +175,23 @@ class Recorder:
             index=s.step_count, id=new_id(), name=name, started=now, stop_on_error=stop is True,
             expected=float(expected) if isinstance(expected, int | float) and expected >= 0 else None,
             description=None if description is None else str(description), metadata=params,
+            parent=s.current,
         )
         s.add_step(step)
+        s.open_steps.append(step)
         s.current = step
-        self.writer.put(Insert("steps", {
-            "id": step.id, "execution_id": s.id, "name": name, "description": step.description,
-            "step_index": step.index, "status": "running", "created_at": iso(now),
-            "started_at": iso(now), "estimated_duration": step.expected,
-            "stop_on_error": step.stop_on_error, "metadata": step.metadata,
-        }))
-        self.writer.put(Update("executions", s.id, {
-            "total_steps": s.step_count, "current_step_index": step.index,
-        }), urgent=True)
-        self.view.event("step_started", s, step, "")
+        self.emit(StepStarted(s, step))
 
     def _end_step(self, step: StepState, status: str, error: str | None, now: float) -> None:
+        """End `step` (the innermost open one); a step marked failed ends failed whatever `status`."""
         s = self.state
+        if step.failure is not None:
+            status, error = "failed", step.failure
         step.status, step.ended, step.error = status, now, error
-        s.current = None
+        s.open_steps.pop()
+        s.current = s.open_steps[-1] if s.open_steps else None
         s.completed_steps += status == "completed"
-        self.writer.put(Update("steps", step.id, {
-            "status": status, "completed_at": iso(now), "error_message": error,
-            "exit_code": 0 if status == "completed" else 1,
-            "cpu_seconds": step.cpu_seconds, "peak_rss": step.peak_rss, "max_processes": step.max_processes,
-        }))
-        self.writer.put(Update("executions", s.id, {"completed_steps": s.completed_steps}), urgent=True)
-        self.view.event(f"step_{status}", s, step, error or "")
+        self.emit(StepEnded(s, step, status, error))
 
     def _complete(self, name: str) -> None:
         current = self.state.current
@@ -191,15 +202,36 @@ class Recorder:
         else:
             self._end_step(current, "completed", None, self.clock())
 
-    def _error(self, message: str) -> None:
+    def _end_named(self, name: str | None, now: float) -> None:
+        s = self.state
+        if name is None:
+            if s.current is not None:
+                self._end_step(s.current, "completed", None, now)
+            return  # nothing open to end: an `::endgroup::` too many is harmless
+        target = next((step for step in reversed(s.open_steps) if step.name == name), None)
+        if target is None:
+            self.warn(f"end of step {name!r} ignored: no open step has that name")
+            return
+        while s.current is not None:
+            current = s.current
+            self._end_step(current, "completed", None, now)
+            if current is target:
+                break
+
+    def _error(self, message: str, ends: bool, metadata: dict[str, object]) -> None:
         s = self.state
         step = s.current
         if step is None:
             s.errors.append(message or "STEP_ERROR with no step running")
-            self.writer.put(Update("executions", s.id, {"error_message": "; ".join(s.errors)}))
-            self.view.event("run_error", s, None, message)
+            self.emit(RunErrorRaised(s, message))
             return
-        self._end_step(step, "failed", message or "step failed", self.clock())
+        if metadata:
+            step.metadata.setdefault("errors", []).append({"message": message, **metadata})
+            self.emit(MetaSet(s, step, "errors", message, "metadata"))
+        if ends:
+            self._end_step(step, "failed", message or "step failed", self.clock())
+        elif step.failure is None:
+            step.failure = message or "step failed"
         if step.stop_on_error:
             s.status = "failed"
             s.errors.insert(0, f"critical step {step.name!r} failed: {message or 'step failed'}")
@@ -215,17 +247,30 @@ class Recorder:
             except ValueError:
                 self.warn(f"META:ESTIMATED_DURATION ignored: {value!r} is not a number of seconds")
                 return
-            self.writer.put(Update("steps", step.id, {"estimated_duration": step.expected}))
+            target = "estimated_duration"
         elif step is not None and upper == "DESCRIPTION":
             step.description = value
-            self.writer.put(Update("steps", step.id, {"description": value}))
-        elif step is not None:
-            step.metadata[key] = value
-            self.writer.put(Update("steps", step.id, {"metadata": dict(step.metadata)}))
+            target = "description"
         else:
-            s.metadata[key] = value
-            self.writer.put(Update("executions", s.id, {"metadata": dict(s.metadata)}))
-        self.view.event("meta", s, step, f"{key}={value}")
+            (s if step is None else step).metadata[key] = value
+            target = "metadata"
+        self.emit(MetaSet(s, step, key, value, target))
+
+    def _notice(self, level: str, message: str, metadata: dict[str, object]) -> None:
+        s = self.state
+        self.emit(NoticeRaised(s, s.current, level, message, metadata))
+        if level in KEPT_NOTICES:
+            self.warn(message if level == "warning" else f"{level}: {message}")
+
+    def _test(self, result: m.TestResult) -> None:
+        s = self.state
+        step = s.current
+        entry: dict[str, object] = {"name": result.name, "status": result.status}
+        for key in ("duration_s", "message", "details"):
+            if (value := getattr(result, key)) is not None:
+                entry[key] = value
+        (s if step is None else step).metadata.setdefault("tests", []).append(entry)
+        self.emit(TestRecorded(s, step, result))
 
     # -- artifacts and warnings ------------------------------------------------------------
 
@@ -236,42 +281,29 @@ class Recorder:
         art = ArtifactState(str(source), description, None if step is None else step.index)
         s.artifacts.append(art)
         artifact_id = new_id()
-        created = iso(self.clock())
+        created = self.clock()
         step_id = None if step is None else step.id
 
         def copy() -> None:
             done = copy_artifact(source, self.artifacts_dir / s.id, artifact_id,
                                  max_size=self.artifact_max_size)
             art.stored, art.size, art.sha256 = done.stored, done.size, done.sha256
-            writes: list[Write] = [Insert("artifacts", {
-                "id": artifact_id, "execution_id": s.id, "step_id": step_id,
-                "name": source.name, "description": description,
-                "file_path": done.stored or str(source), "file_name": source.name,
-                "file_size": done.size, "mime_type": done.mime_type, "artifact_type": done.kind,
-                "created_at": created, "tags": [], "metadata": {}, "sha256": done.sha256,
-                "source_path": path,
-            })]
+            self.emit(ArtifactCopied(s, step_id, art, artifact_id, path, description, created, done))
             if done.problem:
-                writes += self._warning_writes(f"artifact {path} not copied: {done.problem}")
-            for w in writes:
-                self.writer.put(w, urgent=True)
+                self.warn(f"artifact {path} not copied: {done.problem}")
 
         self.copies.submit(copy)
-        self.view.event("artifact", s, step, path)
+        self.emit(ArtifactAdded(s, step, art, path))
 
     def warn(self, message: str) -> None:
-        for w in self._warning_writes(message):
-            self.writer.put(w)
-
-    def _warning_writes(self, message: str) -> list[Write]:
         s = self.state
-        if not s.warn(message):
-            return []
-        self.view.event("warning", s, s.current, message)
-        return [Update("executions", s.id, {"warnings": list(s.warnings)})]
+        if s.warn(message):
+            self.emit(WarningRaised(s, s.current, message))
 
 
 def _ending(outcome: Outcome) -> str:
+    if outcome.crashed is not None:
+        return f"stepflow stopped following the command: {outcome.crashed}"
     if outcome.timed_out:
         return "timed out"
     if outcome.interrupted is not None:
