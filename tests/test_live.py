@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from stepflow.config import load_settings
+from stepflow.events import RunStarted, StepEnded, StepStarted
 from stepflow.hints import NO_HINTS, Hints, hints_from_rows, load_hints
 from stepflow.state import ArtifactState, RunState, StepState
 from stepflow.store import StepDuration, open_store
@@ -178,16 +179,16 @@ def test_view_keeps_only_the_last_lines_of_a_block_and_counts_steps() -> None:
     console = Console(file=io.StringIO(), width=80, height=25, color_system=None)
     view = LiveView(console=console, clock=lambda: T0 + 5, refresh_per_second=50)
     state = new_state()
-    view.start(state)
+    view.handle(RunStarted(state))
     assert view._ready.wait(10)
     view.lines(1, b"\n".join(b"l%d" % i for i in range(5000)), 5000)
     view.lines(2, b"err", 1)
     assert list(state.tail)[-2:] == [(1, b"l4999"), (2, b"err")]
     assert len(state.tail) <= 61  # about a screen was split out of the block, not 5000 lines
     step = add(state, "a", 0)
-    view.event("step_started", state, step, "")
+    view.handle(StepStarted(state, step))
     step.status, step.ended = "completed", T0 + 1
-    view.event("step_completed", state, step, "")
+    view.handle(StepEnded(state, step, "completed"))
     assert view.counts["completed"] == 1 and view.counts["running"] == 0
     view.problem("store is read-only")
     state.status, state.ended, state.exit_code = "completed", T0 + 2, 0
