@@ -18,7 +18,7 @@ class Sink:
         assert count == data.count(b"\n") + 1
         self.items.append(("lines", stream, data, cut))
 
-    def marker(self, stream: int, event: markers.Event) -> None:
+    def marker(self, stream: int, event: markers.Marker) -> None:
         self.items.append(("marker", stream, event, 0))
 
     def flat(self) -> list[object]:

@@ -124,6 +124,8 @@ class Dialect(Protocol):
 
     name: ClassVar[str]
     needles: ClassVar[tuple[bytes, ...]]  # lowercase; a line with none of them holds no marker
+    # Optional, not part of the protocol: `gate: ClassVar[bytes]`, bytes every marker line holds
+    # as written (stepflow's b":"), so a chunk without it is skipped unlowered (see gate_of).
 
     def parse(self, line: str) -> list[Marker]:
         """The markers `line` (one line, no newline, decoded with errors="replace") carries.
@@ -131,3 +133,45 @@ class Dialect(Protocol):
         Empty when the line is ordinary output, which then stays in the log; a marker line
         is kept out of the log. Never raises."""
         ...
+
+
+def candidate_spans(region: bytes, needles: tuple[bytes, ...], gates: tuple[bytes, ...] = ()) -> list[tuple[int, int]]:
+    """Sorted (start, end) offsets of the lines of `region` that hold one of `needles`.
+
+    The pre-filter on the per-chunk hot path: one `lower()` of the chunk and a `find` loop per
+    needle, never a regex. `region` holds whole lines split by b"\\n"; `end` excludes the
+    newline. `gates` (see `gate_of`): a chunk holding none of them has no candidate, found by
+    memchr without lowering the chunk. Pure.
+    """
+    if gates and not any(gate in region for gate in gates):
+        return []
+    lowered = region.lower()
+    spans: list[tuple[int, int]] = []
+    for needle in needles:
+        found = lowered.find(needle)
+        while found != -1:
+            start = lowered.rfind(b"\n", 0, found) + 1
+            end = lowered.find(b"\n", found)
+            if end == -1:
+                end = len(lowered)
+            spans.append((start, end))
+            found = lowered.find(needle, end)
+    if len(spans) > 1:
+        spans = sorted(set(spans))
+    return spans
+
+
+def gate_of(dialect: object) -> bytes | None:
+    """Bytes every marker line of `dialect` holds as written (not lowercased): its optional
+    class attribute `gate` (stepflow's keywords all end with b":"), else a non-letter byte all
+    its needles share; None when there is none (no chunk can then be skipped unlowered)."""
+    gate: bytes | None = getattr(dialect, "gate", None)
+    if gate:
+        return gate
+    needles: tuple[bytes, ...] = getattr(dialect, "needles", ())
+    if not needles:
+        return None
+    shared = {b for b in set(needles[0]).intersection(*needles[1:]) if not chr(b).isalpha()}
+    if not shared:
+        return None
+    return b":" if ord(":") in shared else bytes([min(shared)])
