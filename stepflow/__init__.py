@@ -18,8 +18,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "RunOptions": "stepflow.run.execute",
-    "RunResult": "stepflow.run.execute",
+    "RunOptions": "stepflow.run.options",
+    "RunResult": "stepflow.run.options",
     "execute": "stepflow.run.execute",
     "Settings": "stepflow.config",
     "load_settings": "stepflow.config",

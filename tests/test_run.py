@@ -442,7 +442,7 @@ def test_the_runner_ends_as_soon_as_the_command_and_its_pipes_are_done() -> None
         "import stepflow.run.supervisor as r\n"
         "r.DRAIN_IDLE = r.DRAIN_MAX = r.WAKE_EVERY = 3600.0  # any needless wait would hang this\n"
         "for _ in range(50):\n"
-        "    assert r.Supervisor(['true'], on_output=lambda s, d: None).run().exit_status == 0\n"
+        "    assert r.Supervisor(['true']).run(lambda s, d: None).exit_status == 0\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

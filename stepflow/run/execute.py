@@ -1,4 +1,6 @@
-"""One `stepflow run`: wire the runner, the line splitter, the recorder, the writer and the view."""
+"""One `stepflow run`: build the supervisor, masking, line splitter, recorder, sinks and view,
+and run the command to its end under one ExitStack, so whatever goes wrong the buffered output
+is stored, the run is closed and the terminal is given back."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from types import TracebackType
 
 from stepflow import procs
 from stepflow.config import Settings
@@ -16,58 +18,58 @@ from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, Exi
 from stepflow.fmt import valid_text
 from stepflow.run import resources
 from stepflow.run.lines import LineSplitter
-from stepflow.run.recorder import Recorder, View, new_id
+from stepflow.run.options import RunOptions, RunResult, default_name, dialects
+from stepflow.run.recorder import Recorder, new_id
 from stepflow.run.resources import Sampler
-from stepflow.run.secrets import Masker, matching
+from stepflow.run.secrets import AddMaskCommand, Masker, matching
 from stepflow.run.supervisor import FORWARDED, Outcome, Supervisor
-from stepflow.run.writer import Writer, Written
+from stepflow.run.writer import Losses, StoreSink, Writer
 from stepflow.state import RunState
 from stepflow.store import open_store
+from stepflow.views.base import View
 
-INTERPRETERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "python", "python3", "node", "perl",
-                          "ruby", "env", "sudo", "nice", "nohup", "time"})
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    """What `stepflow run` was asked to do."""
-
-    argv: list[str]
-    name: str | None = None
-    tags: tuple[str, ...] = ()
-    cwd: str | None = None
-    timeout: float | None = None
-    kill_grace: float = 5.0
-    anywhere: bool = False
-    stderr_markers: bool = False
-    metadata: dict[str, str] = field(default_factory=dict)
-    masks: tuple[str, ...] = ()  # --mask values, hidden like secrets from the environment
-    env: dict[str, str] | None = None  # the command's environment (default: stepflow's own)
+__all__ = ["RunOptions", "RunResult", "default_name", "execute"]
 
 
-@dataclass(slots=True)
-class RunResult:
-    run_id: str
-    exit_status: int
-    state: RunState
-    error: StepflowError | None = None  # the command could not be started
-    written: Written | None = None  # what reached the store (for STEPFLOW_LOG_LEVEL=debug)
+class OutputFork:
+    """Each chunk the supervisor reads: masked once (learning `::add-mask::`), then to the view
+    as it is and to the line splitter (and so the recorder and the store)."""
 
+    def __init__(self, masker: Masker, view: View, splitter: LineSplitter,
+                 close_stream: Callable[[int], None]) -> None:
+        self.masker = masker
+        self.view = view
+        self.splitter = splitter
+        self.close_stream = close_stream
 
-def default_name(argv: list[str]) -> str:
-    """`bash deploy.sh --prod` is "deploy.sh"; `make test` is "make"."""
-    words = [os.path.basename(a) for a in argv if a and not a.startswith("-")]
-    for word in words:
-        if word.rstrip("0123456789.") not in INTERPRETERS:
-            return word
-    return words[0] if words else "run"
+    def __call__(self, stream: int, data: bytes) -> None:
+        data = self.masker.filter(stream, data)
+        shown = self.view.raw(stream, data)
+        self.splitter.feed(stream, data)
+        if not shown:
+            # Whoever read our output has gone (`stepflow run -- yes | head -1`): close the
+            # command's pipe too, so it gets SIGPIPE as it would in the same pipeline alone.
+            self.close_stream(stream)
+
+    def close(self) -> None:
+        """The output ended: what the masker held back, then a last line without a newline."""
+        for stream in (1, 2):
+            if held := self.masker.flush(stream):
+                self.view.raw(stream, held)
+                self.splitter.feed(stream, held)
+        self.splitter.close()
 
 
 def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     """Run the command to its end, recording it; the command's exit status is the result's.
 
     Never raises because of the store: problems go to `view.problem` and the run goes on.
+    An unexpected exception (a bug) is raised once the run is recorded and closed as failed.
+
+    Raises:
+        UsageError: `options.markers` names no known dialect (nothing was run).
     """
+    readers = [AddMaskCommand(), *dialects(options.markers, anywhere=options.anywhere)]
     cwd = os.path.abspath(options.cwd or os.getcwd())
     started = time.time()
     env = dict(os.environ if options.env is None else options.env)
@@ -79,70 +81,73 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     writer = Writer(lambda: open_store(settings, appending=True), buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None)
-    supervisor = Supervisor(options.argv, on_output=lambda s, d: None, cwd=cwd, env=options.env,
-                            timeout=options.timeout, kill_grace=options.kill_grace)
-    recorder = Recorder(state, writer, view, artifacts_dir=settings.artifacts,
+    supervisor = Supervisor(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
+                            kill_grace=options.kill_grace)
+    recorder = Recorder(state, [StoreSink(writer), view], artifacts_dir=settings.artifacts,
                         artifact_max_size=settings.artifact_max_size, cwd=cwd,
                         on_critical_failure=supervisor.request_stop)
-    splitter = LineSplitter(recorder, max_line=settings.max_line, anywhere=options.anywhere,
-                            marker_streams=frozenset({1, 2} if options.stderr_markers else {1}),
-                            masker=masker)
-
-    gone: set[int] = getattr(view, "gone", set())
-
-    def on_output(stream: int, data: bytes) -> None:
-        view.raw(stream, masker.filter(stream, data))
-        splitter.feed(stream, data)
-        if gone and stream in gone:
-            # Whoever read our output has gone (`stepflow run -- yes | head -1`): close the
-            # command's pipe too, so it gets SIGPIPE as it would in the same pipeline alone.
-            supervisor.close_stream(stream)
-
-    supervisor.on_output = on_output
-    attach = getattr(view, "attach", None)
-    if attach is not None:  # the live view: ETA hints from earlier runs, read on its own thread
-        from stepflow.hints import load_hints
-
-        attach(hints=lambda: load_hints(settings, state.name), artifacts=settings.artifacts / state.id)
+    splitter = LineSplitter(recorder, max_line=settings.max_line, dialects=readers,
+                            marker_streams=frozenset({1, 2} if options.stderr_markers else {1}))
+    fork = OutputFork(masker, view, splitter, supervisor.close_stream)
     sampler = Sampler(state, lambda: supervisor.pid)
-    writer.start()
-    recorder.start({
+    outcome: Outcome | None = None
+    error: StepflowError | None = None
+    losses = Losses()
+
+    def close_run(_t: type[BaseException] | None, exc: BaseException | None, _tb: TracebackType | None) -> None:
+        """End the run in the store, whatever ended the command or stepflow's part in it."""
+        nonlocal outcome, losses
+        if outcome is None:  # stepflow itself failed (a bug, an interrupt) while following the command
+            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            outcome = Outcome(returncode=ExitStatus.ERROR, exit_status=ExitStatus.ERROR, crashed=what)
+        resources.settle(state, outcome.cpu_seconds)
+        with _signals_deferred():  # the command is gone: an impatient Ctrl-C must not lose its record
+            try:
+                recorder.finish(outcome)
+            finally:
+                losses = writer.close()
+
+    def close_view() -> None:
+        state.lost_lines = losses.lines
+        view.finish(state)
+        if losses:
+            view.problem(
+                f"run {state.id[:8]} not fully recorded: {losses.lines} output lines and"
+                f" {losses.writes} step/run updates lost ({losses.reason})"
+            )
+
+    with contextlib.ExitStack() as stack:  # undone in reverse: output, sampler, run, view
+        stack.callback(close_view)
+        writer.start()
+        stack.push(close_run)
+        recorder.start(_facts(options, cwd, env, settings, masker))
+        sampler.start()
+        stack.callback(sampler.stop)
+        stack.callback(fork.close)
+        try:
+            outcome = supervisor.run(fork)
+        except (CommandNotFoundError, CommandNotExecutableError) as exc:
+            error = exc
+            outcome = Outcome(returncode=exc.exit_status, exit_status=exc.exit_status)
+            state.errors.append(str(exc))
+    assert outcome is not None  # set by supervisor.run or its except clause, else we raised
+    # A run that failed must not tell a script it succeeded: a stop_on_error step failed and
+    # the command still exited 0 (it finished first, or trapped the SIGTERM).
+    status = outcome.exit_status or (ExitStatus.ERROR if state.status != "completed" else ExitStatus.OK)
+    return RunResult(state.id, status, state, error, writer.written)
+
+
+def _facts(options: RunOptions, cwd: str, env: dict[str, str], settings: Settings,
+           masker: Masker) -> dict[str, object]:
+    """Who runs what where, stored with the run (events.RunStarted.facts)."""
+    return {
         "working_directory": valid_text(cwd), "tags": [masker.mask_text(valid_text(t)) for t in options.tags],
         "user_name": _user(),
         "host": os.uname().nodename, "pid": os.getpid(),
         "pid_started": procs.start_time(os.getpid()),
         "metadata": {valid_text(k): masker.mask_text(valid_text(v)) for k, v in options.metadata.items()},
         "environment": _environment(env, settings.env_allow, masker),
-    })
-    error: StepflowError | None = None
-    sampler.start()
-    try:
-        outcome = supervisor.run()
-    except (CommandNotFoundError, CommandNotExecutableError) as exc:
-        error = exc
-        outcome = Outcome(returncode=exc.exit_status, exit_status=exc.exit_status)
-        state.errors.append(str(exc))
-    finally:
-        sampler.stop()
-        for stream in (1, 2):
-            if held := masker.flush(stream):
-                view.raw(stream, held)
-        splitter.close()
-    resources.settle(state, outcome.cpu_seconds)
-    with _signals_deferred():  # the command is gone: an impatient Ctrl-C must not lose its record
-        recorder.finish(outcome)
-        losses = writer.close()
-    state.lost_lines = losses.lines
-    view.finish(state)
-    if losses:
-        view.problem(
-            f"run {state.id[:8]} not fully recorded: {losses.lines} output lines and"
-            f" {losses.writes} step/run updates lost ({losses.reason})"
-        )
-    # A run that failed must not tell a script it succeeded: a stop_on_error step failed and
-    # the command still exited 0 (it finished first, or trapped the SIGTERM).
-    status = outcome.exit_status or (ExitStatus.ERROR if state.status != "completed" else ExitStatus.OK)
-    return RunResult(state.id, status, state, error, writer.written)
+    }
 
 
 @contextlib.contextmanager
@@ -172,5 +177,3 @@ def _user() -> str | None:
         return getpass.getuser()
     except (OSError, KeyError):
         return None
-
-

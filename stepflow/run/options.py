@@ -1,0 +1,81 @@
+"""What `stepflow run` is asked to do (RunOptions) and what it gives back (RunResult)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from stepflow.errors import StepflowError, UsageError
+
+if TYPE_CHECKING:
+    from stepflow.dialects.base import Dialect
+    from stepflow.run.writer import Written
+    from stepflow.state import RunState
+
+INTERPRETERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "python", "python3", "node", "perl",
+                          "ruby", "env", "sudo", "nice", "nohup", "time"})
+# `--markers` values beside the registry's dialect names: where stepflow's own markers may stand.
+MARKER_MODES = {"start": False, "anywhere": True}
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What `stepflow run` was asked to do."""
+
+    argv: list[str]
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+    cwd: str | None = None
+    timeout: float | None = None
+    kill_grace: float = 5.0
+    markers: str = "start"  # --markers: start, anywhere or dialect names, comma separated
+    anywhere: bool = False  # kept for library callers: the same as markers="anywhere"
+    stderr_markers: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    masks: tuple[str, ...] = ()  # --mask values, hidden like secrets from the environment
+    env: dict[str, str] | None = None  # the command's environment (default: stepflow's own)
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: str
+    exit_status: int
+    state: RunState
+    error: StepflowError | None = None  # the command could not be started
+    written: Written | None = None  # what reached the store (for STEPFLOW_LOG_LEVEL=debug)
+
+
+def default_name(argv: list[str]) -> str:
+    """`bash deploy.sh --prod` is "deploy.sh"; `make test` is "make"."""
+    words = [os.path.basename(a) for a in argv if a and not a.startswith("-")]
+    for word in words:
+        if word.rstrip("0123456789.") not in INTERPRETERS:
+            return word
+    return words[0] if words else "run"
+
+
+def dialects(markers: str, *, anywhere: bool = False) -> list[Dialect]:
+    """The dialect objects `--markers` names (`start`, `anywhere`, `github,stepflow`...), for one run.
+
+    Raises:
+        UsageError: a name that is not a dialect, or whose module is not installed.
+    """
+    from stepflow.dialects import REGISTRY, load
+
+    names = [name.strip().lower() for name in markers.split(",")]
+    found: list[Dialect] = []
+    for name in names:
+        if name in MARKER_MODES or name == "stepflow":
+            from stepflow.dialects.stepflow import StepflowDialect
+
+            found.append(StepflowDialect(anywhere=anywhere or MARKER_MODES.get(name, False)))
+            continue
+        try:
+            cls = load(name)
+        except (KeyError, ImportError, AttributeError):
+            known = ", ".join([*MARKER_MODES, *REGISTRY])
+            raise UsageError(f"--markers {name or markers!r}: not a marker dialect (known: {known})") from None
+        found.append(cls())
+    kinds = [type(d) for d in found]
+    return [d for i, d in enumerate(found) if type(d) not in kinds[:i]]  # each dialect once
