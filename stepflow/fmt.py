@@ -18,6 +18,19 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def size(n: int | None) -> str:
+    """12 B, 3.4 kB, 56.7 MB, 1.2 GB (SI units, as `show` prints sizes); '-' when unknown.
+
+    The one size formatter: the views, the report printers and upkeep messages share it.
+    """
+    if n is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def iso(ts: float) -> str:
     """An ISO 8601 time in UTC with its offset, as stored for new rows and printed in JSON."""
     return datetime.fromtimestamp(ts, UTC).isoformat()

@@ -1,0 +1,113 @@
+"""execute(): the run is closed and its output stored whatever goes wrong in stepflow mid-run;
+`--markers` picks dialects by name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from stepflow.config import load_settings
+from stepflow.dialects.base import StepEnd, StepStart
+from stepflow.run.execute import RunOptions, execute
+from stepflow.run.lines import LineSplitter
+from stepflow.run.options import dialects
+from stepflow.views.quiet import QuietView
+from tests.conftest import StepflowRunner, query
+
+
+class BrokenView(QuietView):
+    """A view with a bug: the second chunk of output it is shown raises."""
+
+    def __init__(self, go: Path) -> None:
+        super().__init__()
+        self.go = go
+        self.calls = 0
+        self.finished = False
+
+    def raw(self, stream: int, data: bytes) -> bool:
+        self.calls += 1
+        if self.calls == 1:
+            self.go.touch()  # the command may print the rest: it comes in a later read
+            return True
+        raise RuntimeError("view bug")
+
+    def finish(self, state: object) -> None:
+        self.finished = True
+
+
+def test_an_exception_mid_run_stores_the_buffered_output_and_closes_the_run(
+    storage: Path, db_path: Path, tmp_path: Path,
+) -> None:
+    go = tmp_path / "go"
+    # The first read ends in a line without a newline: the splitter holds it until the end.
+    script = f"printf 'STEP_START:a\\nhello\\npartial'; while [ ! -e {go} ]; do sleep 0.01; done; echo more"
+    view = BrokenView(go)
+    with pytest.raises(RuntimeError, match="view bug"):
+        execute(RunOptions(argv=["bash", "-c", script]), load_settings(storage=storage), view)
+    assert view.finished  # the view was closed too (a live view gives the terminal back)
+    (status, exit_code, error, lines), = query(db_path, "SELECT status, exit_code, error_message, line_count FROM executions")
+    assert (status, exit_code, lines) == ("failed", 1, 2)
+    assert error == "stepflow stopped following the command: RuntimeError: view bug"
+    assert query(db_path, "SELECT name, status FROM steps") == [("a", "failed")]
+    stored = b"\n".join(bytes(d) for (d,) in query(db_path, "SELECT data FROM logs ORDER BY first_line"))  # type: ignore[call-overload]
+    assert stored == b"hello\npartial"
+
+
+def test_markers_take_dialect_names(stepflow: StepflowRunner, db_path: Path) -> None:
+    script = "echo STEP_START:a; echo '+ STEP_START:b'"
+    assert stepflow("run", "--markers", "stepflow", "--", "bash", "-c", script).returncode == 0
+    assert stepflow("run", "--markers", "anywhere,stepflow", "--", "bash", "-c", script).returncode == 0
+    names = [n for (n,) in query(db_path, "SELECT s.name FROM steps s JOIN executions e ON e.id = s.execution_id"
+                                          " ORDER BY e.created_ts, s.step_index")]
+    assert names == ["a", "a", "b"]
+
+
+@pytest.mark.parametrize("value", ["nosuch", "stepflow,nosuch", ""])
+def test_an_unknown_dialect_is_a_usage_error(stepflow: StepflowRunner, db_path: Path, value: str) -> None:
+    result = stepflow("run", "--markers", value, "--", "true")
+    assert result.returncode == 2
+    (line,) = result.stderr.decode().splitlines()
+    assert line.startswith("stepflow: error: --markers ") and "not a marker dialect (known: start, anywhere, stepflow" in line
+    assert not db_path.exists()  # nothing was run
+
+
+def test_the_splitter_reads_several_dialects_with_one_prefilter() -> None:
+    class Dashes:
+        """A dialect without a colon in its needles: `--- name` opens a step (as Buildkite's)."""
+
+        name = "dashes"
+        needles = (b"--- ",)
+
+        def parse(self, line: str) -> list[object]:
+            return [StepStart(line[4:], nested=True)] if line.startswith("--- ") else []
+
+    class Ends:
+        name = "ends"
+        needles = (b"::end::",)
+
+        def parse(self, line: str) -> list[object]:
+            return [StepEnd()] if line == "::end::" else []
+
+    got: list[object] = []
+
+    class Sink:
+        def lines(self, stream: int, data: bytes, count: int, cut: int) -> None:
+            got.append(data)
+
+        def marker(self, stream: int, marker: object) -> None:
+            got.append(marker)
+
+    splitter = LineSplitter(Sink(), max_line=1 << 20, dialects=[*dialects("start"), Dashes(), Ends()])  # type: ignore[list-item]
+    splitter.feed(1, b"--- build\nno colon here\n::end::\nSTEP_START:x\n--- not at start -- \n")
+    splitter.close()
+    assert got == [StepStart("build", nested=True), b"no colon here", StepEnd(), StepStart("x"),
+                   StepStart("not at start -- ", nested=True)]
+
+
+def test_dialects_are_made_once_each_per_run() -> None:
+    made = dialects("start,stepflow")
+    assert len(made) == 1 and type(made[0]).__name__ == "StepflowDialect"
+    assert getattr(dialects("anywhere")[0], "anywhere") is True  # noqa: B009
+    assert sys.modules["stepflow.dialects.stepflow"]
