@@ -42,7 +42,7 @@ class Outcome:
     """How the command ended."""
 
     returncode: int  # as subprocess reports it: negative for "killed by signal N"
-    exit_status: int  # what stepflow exits with (SPEC section 2)
+    exit_status: int  # what stepflow exits with (errors.ExitStatus; README, "exit status")
     timed_out: bool = False
     interrupted: int | None = None  # the signal stepflow received and passed on, if any
     stopped: bool = False  # ended by request_stop (a failed stop_on_error step)
