@@ -111,3 +111,18 @@ def test_dialects_are_made_once_each_per_run() -> None:
     assert len(made) == 1 and type(made[0]).__name__ == "StepflowDialect"
     assert getattr(dialects("anywhere")[0], "anywhere") is True  # noqa: B009
     assert sys.modules["stepflow.dialects.stepflow"]
+
+
+def test_a_plain_run_imports_nothing_heavy(storage: Path) -> None:
+    """`stepflow run -- true` is timed by cron users: the CLI framework, Rich, the live view and
+    the dialects it was not asked for stay unimported (they cost tens of ms)."""
+    import subprocess
+
+    code = ("import sys\nfrom stepflow.cli import main\n"
+            "status = main(['run', '-o', 'quiet', '--', 'true'])\n"
+            "print(' '.join(sorted(sys.modules)))\nsys.exit(status)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, timeout=60)
+    loaded = set(out.stdout.decode().split())
+    heavy = {"typer", "click", "rich", "uuid", "hashlib", "mimetypes", "platform", "stepflow.hints",
+             "stepflow.views.live", "stepflow.views.render", "stepflow.dialects.github"}
+    assert "stepflow.run.execute" in loaded and not heavy & loaded
