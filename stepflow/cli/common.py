@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from stepflow import __version__
 from stepflow.config import Settings, load_settings
-from stepflow.errors import ExitStatus
 
 app = typer.Typer(
     name="stepflow",
@@ -39,11 +37,6 @@ class StreamName(StrEnum):
 def settings_for(ctx: typer.Context, storage: Path | None) -> Settings:
     chosen = storage if storage is not None else (ctx.obj or {}).get("storage")
     return load_settings(storage=chosen)
-
-
-def fail(message: str, status: int = ExitStatus.ERROR) -> NoReturn:
-    print(f"stepflow: error: {message}", file=sys.stderr)
-    raise typer.Exit(status)
 
 
 def version_callback(value: bool) -> None:
