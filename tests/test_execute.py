@@ -126,3 +126,19 @@ def test_a_plain_run_imports_nothing_heavy(storage: Path) -> None:
     heavy = {"typer", "click", "rich", "uuid", "hashlib", "mimetypes", "platform", "stepflow.hints",
              "stepflow.views.live", "stepflow.views.render", "stepflow.dialects.github"}
     assert "stepflow.run.execute" in loaded and not heavy & loaded
+
+
+def test_the_store_gets_output_masked_once_across_reads_and_line_cuts(stepflow: StepflowRunner, db_path: Path) -> None:
+    """One masker before the fork: a secret split across two reads, or lying across the stored
+    line cap (STEPFLOW_MAX_LINE), reaches neither the terminal nor the store."""
+    code = ("import os, time\n"
+            "os.write(1, b'::add-mask::hunter22-secret\\nfirst hunter22-se')\n"
+            "time.sleep(0.2)\n"  # two reads, most likely; the secret must be caught either way
+            "os.write(1, b'cret end\\n' + b'x' * 250 + b'hunter22-secret' + b'y' * 50 + b'\\n')\n")
+    result = stepflow("run", "--output", "plain", "--", sys.executable, "-c", code, env={"STEPFLOW_MAX_LINE": "256"})
+    assert result.returncode == 0, result.stderr
+    assert b"hunter22" not in result.stdout and b"first *** end\n" in result.stdout
+    stored = [bytes(d) for (d,) in query(db_path, "SELECT data FROM logs ORDER BY first_line")]  # type: ignore[call-overload]
+    joined = b"\n".join(stored)
+    assert b"hunter22" not in joined and b"hunter" not in joined
+    assert joined.startswith(b"first *** end\n" + b"x" * 250 + b"***")
