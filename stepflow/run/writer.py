@@ -290,4 +290,4 @@ class StoreSink:
                     "lost_lines": self.writer.losses.lines,  # dropped so far; later losses cannot be stored
                 }), urgent=True)
             case _:
-                pass  # StepStarted's kin the store has no column for (ArtifactAdded, NoticeRaised)
+                pass  # ArtifactAdded (stored once copied) and NoticeRaised: nothing the store keeps
