@@ -142,3 +142,51 @@ def test_the_store_gets_output_masked_once_across_reads_and_line_cuts(stepflow: 
     joined = b"\n".join(stored)
     assert b"hunter22" not in joined and b"hunter" not in joined
     assert joined.startswith(b"first *** end\n" + b"x" * 250 + b"***")
+
+
+class TinyCI:
+    """A dialect as a CI one would be: `>> name` opens a nested group, `<<` closes it, `!! text`
+    warns, `ok NAME`/`not ok NAME` are test results, `xx text` fails the group without ending it."""
+
+    name = "tinyci"
+    needles = (b">> ", b"<<", b"!! ", b"ok ", b"xx ")
+
+    def parse(self, line: str) -> list[object]:
+        from stepflow.dialects.base import Notice, StepError, TestResult
+
+        if line.startswith(">> "):
+            return [StepStart(line[3:], nested=True)]
+        if line == "<<":
+            return [StepEnd()]
+        if line.startswith("!! "):
+            return [Notice("warning", line[3:])]
+        if line.startswith("not ok "):
+            return [TestResult(line[7:], "failed")]
+        if line.startswith("ok "):
+            return [TestResult(line[3:], "passed", 0.25)]
+        if line.startswith("xx "):
+            return [StepError(line[3:], ends=False, metadata={"line": 3})]
+        return []
+
+
+def test_a_registered_dialect_records_nesting_notices_and_tests(
+    storage: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from stepflow import dialects as registry
+
+    monkeypatch.setitem(registry.REGISTRY, "tinyci", "tests.test_execute:TinyCI")
+    script = "printf '>> build\\nok unit\\n>> inner\\nnot ok flaky\\nxx broke\\n<<\\n!! disk low\\n<<\\nafter\\n'"
+    result = execute(RunOptions(argv=["bash", "-c", script], markers="tinyci,start"), load_settings(storage=storage),
+                     QuietView())
+    assert (result.exit_status, result.state.status) == (0, "completed")
+    rows = query(db_path, "SELECT name, status, error_message, metadata FROM steps ORDER BY step_index")
+    assert [(n, s, e) for n, s, e, _ in rows] == [("build", "completed", None), ("inner", "failed", "broke")]
+    assert json.loads(str(rows[0][3])) == {"tests": [{"name": "unit", "status": "passed", "duration_s": 0.25}]}
+    assert json.loads(str(rows[1][3])) == {"tests": [{"name": "flaky", "status": "failed"}],
+                                           "errors": [{"message": "broke", "line": 3}]}
+    (warnings, completed), = query(db_path, "SELECT warnings, completed_steps FROM executions")
+    assert (json.loads(str(warnings)), completed) == (["disk low"], 1)
+    stored = [bytes(d) for (d,) in query(db_path, "SELECT data FROM logs")]  # type: ignore[call-overload]
+    assert stored == [b"after"]  # marker lines stay out of the log
