@@ -2,7 +2,7 @@
 until the options are wired (then: the same arms through the CLI against no option).
 
 Arms, round-robin after one warm-up, medians of --runs:
-  import stepflow.cron.finish      a fresh `python -c` importing it beside stepflow.session (the floor)
+  import stepflow.cron.finish      a fresh `python -c` importing it beside stepflow.run.execute (the floor)
   --lock (acquire + release)       flock on <storage>/locks/job.lock, holder record written
   --on-failure 'true'              one hook: /bin/sh, the run JSON on stdin, STEPFLOW_* set
   --ping (start + finish)          two POSTs to an HTTP server on 127.0.0.1 (the one here)
@@ -68,7 +68,7 @@ def main() -> int:
         prom_dir = work / "prom"
         prom_dir.mkdir()
         env = {"PATH": os.environ["PATH"]}
-        base_imports = "import stepflow.session"  # what `stepflow run` imports anyway
+        base_imports = "import stepflow.run.execute"  # what `stepflow run` imports anyway
         imports = base_imports + ", stepflow.cron.finish, stepflow.cron.settings"
 
         def timed(fn) -> float:  # type: ignore[no-untyped-def]
@@ -94,7 +94,7 @@ def main() -> int:
             assert warnings == [], warnings
 
         arms = {
-            "import stepflow.session (floor)": lambda: common.timed([sys.executable, "-c", base_imports])[0],
+            "import stepflow.run.execute (floor)": lambda: common.timed([sys.executable, "-c", base_imports])[0],
             "... and stepflow.cron.finish": lambda: common.timed([sys.executable, "-c", imports])[0],
             "--lock (acquire + release)": lambda: timed(lock),
             "--on-failure 'true' (one hook)": lambda: timed(lambda: run_hook("true", run, env=env, timeout=30)),
@@ -110,7 +110,7 @@ def main() -> int:
         rows = [[name, common.median(v) * 1000, common.spread([x * 1000 for x in v])] for name, v in results.items()]
         common.table(["arm", "median ms", "min-max ms"], rows)
         extra = (common.median(results["... and stepflow.cron.finish"])
-                 - common.median(results["import stepflow.session (floor)"]))
+                 - common.median(results["import stepflow.run.execute (floor)"]))
         print(f"\nimporting the cron parts: {extra * 1000:.1f} ms over what `stepflow run` imports anyway"
               " (import them only when an option asks)")
     httpd.shutdown()

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import common
 
-from stepflow import markers
 from stepflow.dialects import load
-from stepflow.dialects.prefilter import Prefilter
+from stepflow.dialects import stepflow as markers
+from stepflow.dialects.base import Prefilter
 
 LINES_PER_CHUNK = 3276  # 3276 * 80 bytes: just under 256 KiB, whole lines
 STEPFLOW_NEEDLES = (b"step_", b"artifact:", b"meta:", b"::add-mask::")  # as stepflow.markers has them

@@ -34,10 +34,10 @@ class NullView:
     def __init__(self) -> None:
         self.problems: list[str] = []
 
-    def start(self, state: Any) -> None: ...
-    def raw(self, stream: int, data: bytes) -> None: ...
-    def lines(self, stream: int, data: bytes, count: int) -> None: ...
-    def event(self, kind: str, state: Any, step: Any, detail: str) -> None: ...
+    def handle(self, event: Any) -> None: ...
+    def raw(self, stream: int, data: bytes) -> bool:
+        return True
+
     def finish(self, state: Any) -> None: ...
 
     def problem(self, message: str) -> None:
@@ -77,7 +77,7 @@ def chunks_of(data: bytes) -> list[bytes]:
 def row_per_line(db: Path, chunks: list[bytes], *, journal: str, synchronous: str) -> tuple[float, int]:
     """Seconds to record `chunks` a row and a commit per line; returns (seconds, rows in the table)."""
     from stepflow.config import load_settings
-    from stepflow.lines import LineSplitter
+    from stepflow.run.lines import LineSplitter
     from stepflow.store import schema
 
     for suffix in ("", "-journal", "-wal", "-shm"):
@@ -104,14 +104,14 @@ def row_per_line(db: Path, chunks: list[bytes], *, journal: str, synchronous: st
 
 
 def stepflow_recorder(template: Path, storage: Path, chunks: list[bytes]) -> tuple[float, int, list[str]]:
-    """Seconds for stepflow's own path, wired as stepflow/session.py wires it (no runner, no view)."""
+    """Seconds for stepflow's own path, wired as stepflow/run/execute.py wires it (no supervisor, no view)."""
     from stepflow.config import load_settings
-    from stepflow.lines import LineSplitter
-    from stepflow.recorder import Recorder, new_id
-    from stepflow.runner import Outcome
+    from stepflow.run.lines import LineSplitter
+    from stepflow.run.recorder import Recorder, new_id
+    from stepflow.run.supervisor import Outcome
+    from stepflow.run.writer import StoreSink, Writer
     from stepflow.state import RunState
     from stepflow.store import open_store
-    from stepflow.writer import Writer
 
     common.fresh_store(template, storage)
     settings = load_settings(storage=storage)
@@ -119,7 +119,7 @@ def stepflow_recorder(template: Path, storage: Path, chunks: list[bytes]) -> tup
     start = time.perf_counter()
     state = RunState(id=new_id(), name="bench", command="gen_lines.py", started=time.time())
     writer = Writer(lambda: open_store(settings), buffer_size=settings.buffer_size, on_problem=view.problem)
-    recorder = Recorder(state, writer, view, artifacts_dir=settings.artifacts,
+    recorder = Recorder(state, [StoreSink(writer), view], artifacts_dir=settings.artifacts,
                         artifact_max_size=settings.artifact_max_size, cwd=str(storage))
     splitter = LineSplitter(recorder, max_line=settings.max_line)
     writer.start()

@@ -1,6 +1,6 @@
 """The marker parser's fast path: ordinary lines per second through LineSplitter, in-process.
 
-Feeds 256 KiB chunks (what the runner reads) of 80-byte lines to stepflow.lines.LineSplitter
+Feeds 256 KiB chunks (what the runner reads) of 80-byte lines to stepflow.run.lines.LineSplitter
 with a sink that keeps nothing, so the figure is the cost of finding lines and markers alone:
 no pipe, no store. Three kinds of output: lines with no colon (the cheapest case), log lines
 with timestamps (a colon on every line, so every chunk is searched), and the same with a
@@ -16,8 +16,10 @@ import time
 
 import common
 
-from stepflow.lines import LineSplitter
-from stepflow.markers import Event
+from stepflow.dialects.base import Marker
+from stepflow.run.lines import LineSplitter
+from stepflow.run.options import dialects
+from stepflow.run.secrets import AddMaskCommand
 
 CHUNK = 256 * 1024
 
@@ -32,7 +34,7 @@ class NullSink:
     def lines(self, stream: int, data: bytes, count: int, cut: int) -> None:
         self.line_count += count
 
-    def marker(self, stream: int, event: Event) -> None:
+    def marker(self, stream: int, event: Marker) -> None:
         self.marker_count += 1
 
 
@@ -48,7 +50,8 @@ def stream(kind: str, total: int) -> list[bytes]:
 
 def measure(chunks: list[bytes]) -> tuple[float, int, int]:
     sink = NullSink()
-    splitter = LineSplitter(sink, max_line=1024 * 1024)
+    # the dialects a default run reads (stepflow.run.execute): ::add-mask:: lines, then stepflow's
+    splitter = LineSplitter(sink, max_line=1024 * 1024, dialects=[AddMaskCommand(), *dialects("start")])
     start = time.perf_counter()
     for chunk in chunks:
         splitter.feed(1, chunk)

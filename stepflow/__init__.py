@@ -18,15 +18,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "RunOptions": "stepflow.session",
-    "RunResult": "stepflow.session",
-    "execute": "stepflow.session",
+    "RunOptions": "stepflow.run.options",
+    "RunResult": "stepflow.run.options",
+    "execute": "stepflow.run.execute",
     "Settings": "stepflow.config",
     "load_settings": "stepflow.config",
     "Store": "stepflow.store",
     "RunQuery": "stepflow.store",
     "open_store": "stepflow.store",
-    "parse_line": "stepflow.markers",
+    "parse_line": "stepflow.dialects.stepflow",
     "StepflowError": "stepflow.errors",
     "ExitStatus": "stepflow.errors",
 }

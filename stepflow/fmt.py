@@ -18,8 +18,13 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def size(n: int | float) -> str:
-    """1.2 KiB, 34.5 MiB: binary units, as the size settings take them; whole bytes below 1 KiB."""
+def size(n: int | float | None) -> str:
+    """12 B, 1.2 KiB, 34.5 MiB: binary units, as the size settings take them; '-' when unknown.
+
+    The one size formatter: the views, the report printers and upkeep messages share it.
+    """
+    if n is None:
+        return "-"
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(value) < 1024 or unit == "TiB":

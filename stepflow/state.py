@@ -24,10 +24,16 @@ class StepState:
     error: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     lines: int = 0
-    # Resource use sampled while this step ran (stepflow.resources); None when never sampled.
+    # Resource use sampled while this step ran (stepflow.run.resources); None when never sampled.
     cpu_seconds: float | None = None
     peak_rss: int | None = None
     max_processes: int | None = None
+    parent: StepState | None = None  # the step it was opened inside (nested markers)
+    failure: str | None = None  # marked failed while still open (StepError(ends=False)): ends failed
+
+    @property
+    def depth(self) -> int:
+        return 0 if self.parent is None else self.parent.depth + 1
 
     @property
     def duration(self) -> float | None:
@@ -56,7 +62,8 @@ class RunState:
     steps: list[StepState] = field(default_factory=list)  # the most recent MAX_STEPS_KEPT or more
     step_count: int = 0
     completed_steps: int = 0
-    current: StepState | None = None
+    current: StepState | None = None  # the innermost open step: where lines and markers go
+    open_steps: list[StepState] = field(default_factory=list)  # outermost first; current is last
     warnings: list[str] = field(default_factory=list)
     warnings_dropped: int = 0
     errors: list[str] = field(default_factory=list)
@@ -64,9 +71,8 @@ class RunState:
     metadata: dict[str, Any] = field(default_factory=dict)
     lines: int = 0
     lost_lines: int = 0
-    expected_steps: int | None = None
     tail: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=200))
-    # The command's process tree, sampled (stepflow.resources) and settled with wait4's figures.
+    # The command's process tree, sampled (stepflow.run.resources) and settled with wait4's figures.
     cpu_seconds: float | None = None
     peak_rss: int | None = None
     max_processes: int | None = None
@@ -76,10 +82,6 @@ class RunState:
         self.step_count += 1
         if len(self.steps) >= 2 * MAX_STEPS_KEPT:
             del self.steps[:MAX_STEPS_KEPT]  # amortised: one slice every MAX_STEPS_KEPT steps
-
-    @property
-    def failed_step(self) -> StepState | None:
-        return next((s for s in self.steps if s.status == "failed"), None)
 
     def warn(self, message: str) -> bool:
         """Keep a warning on the run; False once MAX_WARNINGS are kept and this one is only counted."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from stepflow.dialects.base import Marker
-from stepflow.dialects.prefilter import Prefilter
+from stepflow.dialects.base import Marker, Prefilter
 
 # Text as a dialect receives it: decoded with errors="replace", so never a lone surrogate.
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)

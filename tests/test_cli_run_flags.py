@@ -16,7 +16,8 @@ DEFAULTS = {f.dest: ([] if f.repeat else f.default) for f in RUN_FLAGS}
     (["run", "--", "true"], ["true"], {}),
     (["run", "true", "-n", "x"], ["true", "-n", "x"], {}),  # options after the command are its own
     (["run", "-n", "nightly", "-t", "a", "--tag=b", "--", "make"], ["make"], {"name": "nightly", "tag": ["a", "b"]}),
-    (["run", "--timeout", "2.5", "--kill-grace=0", "--", "x"], ["x"], {"timeout": 2.5, "kill_grace": 0.0}),
+    (["run", "--timeout", "2.5", "--kill-grace=0", "--", "x"], ["x"], {"timeout": "2.5", "kill_grace": "0"}),
+    (["run", "--timeout", "1h30m", "--", "x"], ["x"], {"timeout": "1h30m"}),
     (["run", "--markers", "anywhere", "--stderr-markers", "-o", "json", "--", "x"], ["x"],
      {"markers": "anywhere", "stderr_markers": True, "output": "json"}),
     (["--storage", "/s", "run", "--cwd", "/w", "--mask", "pw", "--no-color", "x"], ["x"],
@@ -28,7 +29,7 @@ def test_common_command_lines(args: list[str], command: list[str], changed: dict
 
 
 @pytest.mark.parametrize("args", [
-    ["run"], ["run", "--"], ["run", "--help"], ["--help"], ["ls"], ["run", "--timeout", "soon", "x"],
+    ["run"], ["run", "--"], ["run", "--help"], ["--help"], ["ls"],
     ["run", "--output", "fancy", "x"], ["run", "-nfoo", "x"], ["run", "--stderr-markers=yes", "x"],
     ["run", "--name"], ["--version"], ["run", "--unknown", "x"],
 ])
@@ -63,3 +64,11 @@ def test_usage_errors_are_one_line_with_status_2(stepflow: StepflowRunner, args:
 def test_stepflow_alone_shows_help(stepflow: StepflowRunner) -> None:
     result = stepflow()
     assert result.returncode == 2 and b"Usage: stepflow" in result.stdout
+
+
+def test_timeouts_take_every_duration_form(stepflow: StepflowRunner) -> None:
+    """`--timeout 2s` ends a long command (124) as `--timeout 2` would; `--kill-grace 1s` too."""
+    result = stepflow("run", "-o", "quiet", "--timeout", "0.5s", "--kill-grace", "1s", "--", "sleep", "30")
+    assert result.returncode == 124
+    bad = stepflow("run", "--timeout", "10 minutes", "--", "true")
+    assert (bad.returncode, bad.stderr) == (2, b"stepflow: error: --timeout '10 minutes' is not a duration (90, 90s, 10m, 1h30m, 2d)\n")

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stepflow import markers
 from stepflow.dialects import MARKER_CHOICES, REGISTRY, MarkerSelection, load, names_for, select_markers
-from stepflow.dialects.prefilter import Prefilter
+from stepflow.dialects import stepflow as markers
+from stepflow.dialects.base import Prefilter
 
 STEPFLOW_NEEDLES = (b"step_", b"artifact:", b"meta:", b"::add-mask::")  # stepflow.markers' own
 
@@ -91,4 +91,4 @@ def test_a_needle_holding_a_shorter_one_is_not_scanned_twice() -> None:
 @given(st.lists(st.sampled_from([b"STEP_START:x", b"meta:k:v", b"::add-mask::s", b"L" * 10, b"a:b", b"Artifact:",
                                  b"\xc3\xa9", b"step", b"_", b":"]), max_size=30).map(b"\n".join))
 def test_prefilter_with_stepflow_needles_matches_candidate_spans(region: bytes) -> None:
-    assert Prefilter(STEPFLOW_NEEDLES).spans(region) == markers.candidate_spans(region)
+    assert Prefilter(markers.NEEDLES, gates=(b":",)).spans(region) == markers.candidate_spans(region)

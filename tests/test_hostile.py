@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stepflow.lines import LineSplitter
-from stepflow.recorder import Recorder
+from stepflow.run.lines import LineSplitter
+from stepflow.run.recorder import Recorder
 from stepflow.state import RunState
 from tests.conftest import StepflowRunner, py, query
 
@@ -111,18 +111,8 @@ def test_terminal_control_in_names_and_output_never_reaches_show_or_logs(stepflo
     assert b"\x1b]2;title\x07" in stepflow("logs", "last", "--raw").stdout  # --raw: the bytes as recorded
 
 
-class NullWriter:
-    def put(self, item: object, urgent: bool = False) -> None:
-        pass
-
-
-class NullView:
-    def start(self, state: object) -> None: ...
-    def raw(self, stream: int, data: bytes) -> None: ...
-    def lines(self, stream: int, data: bytes, count: int) -> None: ...
-    def event(self, kind: str, state: object, step: object, detail: str) -> None: ...
-    def problem(self, message: str) -> None: ...
-    def finish(self, state: object) -> None: ...
+class NullSink:
+    def handle(self, event: object) -> None: ...
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -133,7 +123,7 @@ class NullView:
 ), max_size=40), st.sampled_from([1, 2]))
 def test_parser_and_recorder_survive_any_byte_stream(tmp_path: Path, chunks: list[bytes], stream: int) -> None:
     state = RunState(id="r", name="n", command="c", started=0.0)
-    recorder = Recorder(state, NullWriter(), NullView(), artifacts_dir=tmp_path, artifact_max_size=1024,  # type: ignore[arg-type]
+    recorder = Recorder(state, [NullSink()], artifacts_dir=tmp_path, artifact_max_size=1024,
                         cwd=str(tmp_path))
     splitter = LineSplitter(recorder, max_line=256, marker_streams=frozenset({1, 2}))
     for chunk in chunks:

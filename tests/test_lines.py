@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stepflow import markers
-from stepflow.lines import LineSplitter
+from stepflow.dialects import stepflow as markers
+from stepflow.run.lines import LineSplitter
 
 
 class Sink:
@@ -18,7 +18,7 @@ class Sink:
         assert count == data.count(b"\n") + 1
         self.items.append(("lines", stream, data, cut))
 
-    def marker(self, stream: int, event: markers.Event) -> None:
+    def marker(self, stream: int, event: markers.Marker) -> None:
         self.items.append(("marker", stream, event, 0))
 
     def flat(self) -> list[object]:

@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from stepflow.config import load_settings
+from stepflow.events import RunStarted, StepEnded, StepStarted
 from stepflow.hints import NO_HINTS, Hints, hints_from_rows, load_hints
 from stepflow.state import ArtifactState, RunState, StepState
 from stepflow.store import NewRun, NewStep, StepDuration, open_store
@@ -64,7 +65,7 @@ def test_steps_show_their_state_elapsed_time_and_eta() -> None:
     hints = Hints(medians={"smoke": 5.0}, plan=(("build", 12.0), ("lint", 1.0), ("release", 30.0), ("smoke", 4.0)),
                   expected_steps=4)
     out = frame(state, 30, hints=hints)
-    assert re.search(r"1\. build +passed +12\.0s", out)
+    assert re.search(r"1\. build +completed +12\.0s", out)
     assert re.search(r"2\. lint +failed +1\.0s +2 problems", out)
     assert re.search(r"3\. release +running +10\.0s +~20\.0s left", out)  # [duration=30], 10 s in
     assert re.search(r"4\. smoke +pending +~5\.0s", out)  # from the last good run, median of earlier runs
@@ -132,7 +133,7 @@ def test_a_run_with_many_steps_is_folded_to_fit() -> None:
     out = frame(state, 501, height=20)
     assert len(out.splitlines()) <= 19
     # 20 lines: the footer, one spare, one line for the folded steps, the 17 latest steps
-    assert "484 earlier steps: 479 passed, 5 failed" in out
+    assert "484 earlier steps: 479 completed, 5 failed" in out
     assert "501. last" in out and "485. s484" in out and "484. s483" not in out
     state.tail.extend((1, b"out %d" % i) for i in range(50))
     out = frame(state, 501, height=20)
@@ -162,7 +163,7 @@ def test_summary_table_and_where_logs_and_artifacts_are() -> None:
     state.tail.append((1, b"FAILED test_x"))
     out = draw(render_summary(state, now=T0 + 64, artifacts_dir="/s/artifacts/1234abcd"))
     assert re.search(r"#\s+Step\s+Status\s+Duration\s+Exit", out)
-    assert re.search(r"1\s+build\s+passed\s+1m01s\s+0", out)
+    assert re.search(r"1\s+build\s+completed\s+1m01s\s+0", out)
     assert re.search(r"2\s+test\s+failed\s+2\.0s\s+1\s+3 tests failed", out)
     assert re.search(r"run\s+failed\s+1m03s\s+3\s+command exited with status 3", out)
     assert "stepflow logs 1234abcd" in out
@@ -177,22 +178,22 @@ def test_view_keeps_only_the_last_lines_of_a_block_and_counts_steps() -> None:
     console = Console(file=io.StringIO(), width=80, height=25, color_system=None)
     view = LiveView(console=console, clock=lambda: T0 + 5, refresh_per_second=50)
     state = new_state()
-    view.start(state)
+    view.handle(RunStarted(state))
     assert view._ready.wait(10)
     view.lines(1, b"\n".join(b"l%d" % i for i in range(5000)), 5000)
     view.lines(2, b"err", 1)
     assert list(state.tail)[-2:] == [(1, b"l4999"), (2, b"err")]
     assert len(state.tail) <= 61  # about a screen was split out of the block, not 5000 lines
     step = add(state, "a", 0)
-    view.event("step_started", state, step, "")
+    view.handle(StepStarted(state, step))
     step.status, step.ended = "completed", T0 + 1
-    view.event("step_completed", state, step, "")
+    view.handle(StepEnded(state, step, "completed"))
     assert view.counts["completed"] == 1 and view.counts["running"] == 0
     view.problem("store is read-only")
     state.status, state.ended, state.exit_code = "completed", T0 + 2, 0
     view.finish(state)
     out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert re.search(r"1\s+a\s+passed", out)
+    assert re.search(r"1\s+a\s+completed", out)
     assert "warning: store is read-only" in out
     assert "stepflow logs 1234abcd" in out
 
@@ -318,14 +319,14 @@ def test_live_view_in_a_real_terminal(storage: Path) -> None:
     text = ANSI.sub("", out.decode("utf-8", "replace"))
     running_first = text.find("1. first")
     assert re.search(r"1\. first +running", text), text[-3000:]
-    first_passed = re.search(r"1\. first +passed", text)
+    first_passed = re.search(r"1\. first +completed", text)
     second_running = re.search(r"2\. second +running", text)
     assert first_passed and second_running and running_first < first_passed.start()
     assert "~" in text[running_first:first_passed.start()] and "left" in text  # the ETA from [duration=2]
     assert "┃ careful now" in text and "│ working on it" in text  # output tail, stderr told apart
     assert text.count("Duration") == 1  # the summary table, printed once at the end
     summary = text[text.index("Duration"):]
-    assert re.search(r"1\s+first\s+passed", summary) and re.search(r"2\s+second\s+passed", summary)
+    assert re.search(r"1\s+first\s+completed", summary) and re.search(r"2\s+second\s+completed", summary)
     assert re.search(r"run\s+completed", summary) and "stepflow logs " in summary
     assert max(len(line) for line in summary.splitlines()) <= 60  # drawn for the new size
     assert re.search(rb"\x1b\[[0-9;]*3[0-9]m", out)  # colours, on a terminal
@@ -336,4 +337,4 @@ def test_no_color_flag_in_a_real_terminal(storage: Path) -> None:
     code, out = run_in_terminal(["run", "--no-color", "--", *py("print('STEP_START:x\\nhi')")])
     assert code == 0
     assert not re.search(rb"\x1b\[[0-9;]*(3[0-9]|9[0-7])m", out)
-    assert re.search(r"1\s+x\s+passed", ANSI.sub("", out.decode()))
+    assert re.search(r"1\s+x\s+completed", ANSI.sub("", out.decode()))

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stepflow.markers import (
+from stepflow.dialects.stepflow import (
     Artifact,
     BadMarker,
-    Event,
+    Marker,
     Meta,
     StepComplete,
     StepError,
@@ -20,7 +20,7 @@ EVENT_TYPES = (StepStart, StepComplete, StepError, Artifact, Meta, BadMarker)
 NO_NAME = BadMarker("STEP_START", "step has no name")
 META_NO_VALUE = BadMarker("META", "meta needs a key and a value, as META:<key>:<value>")
 
-LINES: list[tuple[str, Event | None]] = [
+LINES: list[tuple[str, Marker | None]] = [
     # the five markers
     ("STEP_START:build", StepStart("build")),
     ("STEP_COMPLETE:build", StepComplete("build")),
@@ -172,11 +172,11 @@ LINES: list[tuple[str, Event | None]] = [
 
 
 @pytest.mark.parametrize(("line", "expected"), LINES)
-def test_parse_line(line: str, expected: Event | None) -> None:
+def test_parse_line(line: str, expected: Marker | None) -> None:
     assert parse_line(line) == expected
 
 
-ANYWHERE: list[tuple[str, Event | None]] = [
+ANYWHERE: list[tuple[str, Marker | None]] = [
     ("+ echo STEP_START:x", StepStart("x")),
     ("#5 0.12 STEP_START:x", StepStart("x")),
     ("[x]STEP_START:y", StepStart("y")),
@@ -203,7 +203,7 @@ ANYWHERE: list[tuple[str, Event | None]] = [
 
 
 @pytest.mark.parametrize(("line", "expected"), ANYWHERE)
-def test_parse_line_anywhere(line: str, expected: Event | None) -> None:
+def test_parse_line_anywhere(line: str, expected: Marker | None) -> None:
     assert parse_line(line, anywhere=True) == expected
 
 
@@ -273,7 +273,7 @@ def test_parsed_text_holds_no_control_characters(line: str) -> None:
         assert not any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in text), text
 
 
-def _texts(event: Event) -> list[str]:
+def _texts(event: Marker) -> list[str]:
     if isinstance(event, StepStart):
         return [event.name, *event.params, *map(str, event.params.values())]
     return [str(getattr(event, name)) for name in event.__slots__]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from stepflow.resources import Sampler, record_sample, settle, tree_usage
+from stepflow.run.resources import Sampler, record_sample, settle, tree_usage
 from stepflow.state import RunState, StepState
 from tests.conftest import StepflowRunner, py, query, wait_for
 

@@ -344,7 +344,7 @@ def test_settings_reach_the_connection(tmp_path: Path) -> None:
 def test_run_ids_are_uuid4_text() -> None:
     import uuid
 
-    from stepflow.recorder import new_id
+    from stepflow.run.recorder import new_id
 
     ids = {new_id() for _ in range(1000)}
     assert len(ids) == 1000
@@ -424,7 +424,7 @@ def test_a_failed_critical_step_never_exits_0(stepflow: StepflowRunner, db_path:
 def test_non_finite_seconds_are_refused(stepflow: StepflowRunner, flag: str) -> None:
     result = stepflow("run", flag, "nan", "--", "true")
     assert result.returncode == 2
-    assert result.stderr.decode().startswith(f"stepflow: error: {flag} nan must be a number of seconds")
+    assert result.stderr.decode() == f"stepflow: error: {flag} 'nan' is not a duration (90, 90s, 10m, 1h30m, 2d)\n"
 
 
 def test_a_closed_reader_ends_the_command_as_in_a_pipeline(db_path: Path, tmp_path: Path) -> None:
@@ -439,10 +439,10 @@ def test_a_closed_reader_ends_the_command_as_in_a_pipeline(db_path: Path, tmp_pa
 def test_the_runner_ends_as_soon_as_the_command_and_its_pipes_are_done() -> None:
     """EOF can come before the exit status: the runner must not then wait for the drain time."""
     code = (
-        "import stepflow.runner as r\n"
+        "import stepflow.run.supervisor as r\n"
         "r.DRAIN_IDLE = r.DRAIN_MAX = r.WAKE_EVERY = 3600.0  # any needless wait would hang this\n"
         "for _ in range(50):\n"
-        "    assert r.Supervisor(['true'], on_output=lambda s, d: None).run().exit_status == 0\n"
+        "    assert r.Supervisor(['true']).run(lambda s, d: None).exit_status == 0\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

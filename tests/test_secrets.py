@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stepflow.secrets import Masker, matching
+from stepflow.run.secrets import Masker, matching
 from tests.conftest import StepflowRunner, py, query
 
 SECRET = "s3cr3t-Value-42"
@@ -87,6 +87,6 @@ def test_store_files_are_private(stepflow: StepflowRunner, storage: Path, relati
 def test_glob_match_agrees_with_fnmatch(pattern: str, name: str) -> None:
     import fnmatch
 
-    from stepflow.secrets import glob_match
+    from stepflow.run.secrets import glob_match
 
     assert glob_match(name, pattern) == fnmatch.fnmatchcase(name, pattern)

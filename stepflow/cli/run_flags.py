@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 OUTPUTS = ("auto", "live", "plain", "quiet", "json")
-MARKER_MODES = ("start", "anywhere")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +33,12 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("name", ("--name", "-n"), str, None, "Name of the run (default: the script's name)."),
     Flag("tag", ("--tag", "-t"), str, None, "A tag; repeat for more.", repeat=True),
     Flag("cwd", ("--cwd",), Path, None, "Run the command in this folder."),
-    Flag("timeout", ("--timeout",), float, None, "Stop the command after SECONDS (exit 124)."),
-    Flag("kill_grace", ("--kill-grace",), float, 5.0, "Seconds between SIGTERM and SIGKILL."),
-    Flag("markers", ("--markers",), str, "start", "Where a marker may stand in a line.",
-         choices=MARKER_MODES),
+    Flag("timeout", ("--timeout",), str, None, "Stop the command after this long (90, 10m, 1h30m; exit 124)."),
+    Flag("kill_grace", ("--kill-grace",), str, "5", "How long between SIGTERM and SIGKILL (5, 30s, 1m)."),
+    Flag("markers", ("--markers",), str, "auto",
+         "Marker dialects, comma separated: auto (stepflow's markers, plus the dialect of the CI this"
+         " runs under), start (stepflow's markers open a line), anywhere (they may follow other text),"
+         " or a dialect name (stepflow, github, gitlab, buildkite, teamcity)."),
     Flag("stderr_markers", ("--stderr-markers",), bool, False, "Also read markers from stderr."),
     Flag("output", ("--output", "-o"), str, "auto",
          "auto: live (a Rich view on stderr) on a terminal, plain elsewhere.", choices=OUTPUTS),
@@ -111,31 +112,34 @@ def run_command(
     Raises:
         StepflowError: a bad option or setting (nothing was run).
     """
-    import math
     import sys
 
-    from stepflow.config import color_wanted, load_settings
+    from stepflow.config import load_settings
     from stepflow.errors import UsageError
-    from stepflow.session import RunOptions, execute
-    from stepflow.views import make_view, resolve_output
+    from stepflow.run.execute import RunOptions, execute
+    from stepflow.views import Terminal, make_view, resolve_output
 
     settings = load_settings(storage=values["storage"] if values["storage"] is not None else storage,
                              database=database)
-    timeout, grace, cwd = values["timeout"], values["kill_grace"], values["cwd"]
-    if timeout is not None and not 0 < timeout < math.inf:
-        raise UsageError(f"--timeout {timeout:g} must be a number of seconds more than 0")
-    if not 0 <= grace < math.inf:
-        raise UsageError(f"--kill-grace {grace:g} must be a number of seconds, 0 or more")
+    from stepflow.timeparse import parse_duration
+
+    cwd = values["cwd"]
+    timeout = None if values["timeout"] is None else parse_duration(str(values["timeout"]), option="--timeout")
+    grace = parse_duration(str(values["kill_grace"]), option="--kill-grace")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout {values['timeout']!r} must be more than 0 seconds")
     if cwd is not None and not cwd.is_dir():
         raise UsageError(f"--cwd {cwd}: no such folder")
     options = RunOptions(
         argv=list(command), name=values["name"], tags=tuple(values["tag"] or ()),
         cwd=str(cwd) if cwd else None, timeout=timeout, kill_grace=grace,
-        anywhere=str(values["markers"]) == "anywhere", stderr_markers=values["stderr_markers"],
+        markers=str(values["markers"]), stderr_markers=values["stderr_markers"],
         masks=tuple(values["mask"] or ()),
     )
-    color = color_wanted(values["no_color"])
-    result = execute(options, settings, make_view(resolve_output(str(values["output"])), color=color))
+    terminal = Terminal.detect(no_color=values["no_color"])
+    view = make_view(resolve_output(str(values["output"]), terminal), terminal,
+                     hints=lambda name: _hints(settings, name), artifacts=settings.artifacts)
+    result = execute(options, settings, view)
     if result.error is not None:
         print(f"stepflow: error: {result.error}", file=sys.stderr)
     if settings.log_level in ("info", "debug"):
@@ -147,3 +151,10 @@ def run_command(
         print(f"stepflow: debug: {w.commits} commits, {w.writes} rows, {w.output_bytes} bytes of output",
               file=sys.stderr)
     return result.exit_status
+
+
+def _hints(settings: Any, name: str) -> Any:
+    """ETA hints from earlier runs of `name`, for the live view (read on its own thread)."""
+    from stepflow.hints import load_hints
+
+    return load_hints(settings, name)

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import sys
-from typing import IO
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stepflow.config import dumb_terminal
-from stepflow.recorder import View
+from stepflow.views.base import Terminal, View
+
+if TYPE_CHECKING:
+    from stepflow.hints import Hints
 
 
-def resolve_output(mode: str, *, stream: IO[str] | None = None) -> str:
-    """`auto` is live on a terminal and plain otherwise (cron, pipes, CI)."""
-    stream = stream or sys.stderr
+def resolve_output(mode: str, terminal: Terminal) -> str:
+    """`auto` is live on a terminal and plain otherwise (cron, pipes, CI, TERM=dumb)."""
     if mode != "auto":
         return mode
-    return "live" if stream.isatty() and not dumb_terminal() else "plain"
+    return "live" if terminal.live else "plain"
 
 
-def make_view(mode: str, *, color: bool = True) -> View:
-    """The view for an output mode already resolved by `resolve_output`."""
+def make_view(mode: str, terminal: Terminal, *, hints: Callable[[str], Hints] | None = None,
+              artifacts: Path | None = None) -> View:
+    """The view for an output mode already resolved by `resolve_output`.
+
+    `hints` loads the ETA hints of earlier runs of a name, `artifacts` is the store's artifact
+    folder: the live view uses both (hints are read on its own thread).
+    """
     if mode == "quiet":
         from stepflow.views.quiet import QuietView
 
@@ -33,7 +40,10 @@ def make_view(mode: str, *, color: bool = True) -> View:
         except ImportError:
             pass
         else:
-            return LiveView(color=color)  # type: ignore[no-any-return,unused-ignore]
+            return LiveView(terminal=terminal, hints=hints, artifacts=artifacts)  # type: ignore[no-any-return,unused-ignore]
     from stepflow.views.plain import PlainView
 
     return PlainView()
+
+
+__all__ = ["Terminal", "View", "make_view", "resolve_output"]

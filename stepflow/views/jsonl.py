@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 
+from stepflow import events as ev
 from stepflow.fmt import iso
 from stepflow.state import RunState, StepState
 from stepflow.store.models import STREAM_NAMES
@@ -26,25 +27,39 @@ class JsonView:
         except OSError:
             pass
 
-    def start(self, state: RunState) -> None:
-        self._emit("run_started", id=state.id, name=state.name, command=state.command)
+    def raw(self, stream: int, data: bytes) -> bool:
+        return True
 
-    def raw(self, stream: int, data: bytes) -> None:
-        pass
+    def handle(self, event: ev.Event) -> None:
+        """Each event under its public name (pinned by tests/test_json_output.py)."""
+        match event:
+            case ev.LinesRead(stream=stream, data=data, count=count):
+                name = STREAM_NAMES[stream]
+                for line in data.split(b"\n") if count > 1 else (data,):
+                    self._emit("line", stream=name, text=line.decode("utf-8", "replace"))
+            case ev.RunStarted(state):
+                self._emit("run_started", id=state.id, name=state.name, command=state.command)
+            case ev.StepStarted(_, step):
+                self._step("step_started", step, "message", None)
+            case ev.StepEnded(_, step, status, error):
+                self._step(f"step_{status}", step, "message", error)
+            case ev.ArtifactAdded(_, step, _art, path):
+                self._step("artifact", step, "path", path)
+            case ev.WarningRaised(_, step, message):
+                self._step("warning", step, "message", message)
+            case ev.RunErrorRaised(_, message):
+                self._step("run_error", None, "message", message)
+            case ev.MetaSet(_, step, key, value):
+                self._step("meta", step, "message", f"{key}={value}")
 
-    def lines(self, stream: int, data: bytes, count: int) -> None:
-        name = STREAM_NAMES[stream]
-        for line in data.split(b"\n") if count > 1 else (data,):
-            self._emit("line", stream=name, text=line.decode("utf-8", "replace"))
-
-    def event(self, kind: str, state: RunState, step: StepState | None, detail: str) -> None:
+    def _step(self, kind: str, step: StepState | None, key: str, detail: str | None) -> None:
         fields: dict[str, object] = {}
         if step is not None:
             fields.update(step=step.name, index=step.index, status=step.status)
             if step.duration is not None:
                 fields["duration_s"] = round(step.duration, 6)
         if detail:
-            fields["message" if kind != "artifact" else "path"] = detail
+            fields[key] = detail
         self._emit(kind, **fields)
 
     def problem(self, message: str) -> None:

@@ -18,7 +18,6 @@ byte for byte.
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 import time
 from collections import Counter
@@ -26,9 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stepflow import events as ev
 from stepflow import fmt
 from stepflow.hints import NO_HINTS, Hints
-from stepflow.state import RunState, StepState
+from stepflow.state import RunState
+from stepflow.views.base import Terminal
 from stepflow.views.plain import write_all
 
 REFRESH_PER_SECOND = 10
@@ -37,18 +38,26 @@ STATUSES = ("running", "completed", "failed", "pending", "skipped")
 
 
 class LiveView:
-    """A View (see stepflow.recorder.View) drawing the run with Rich `Live`."""
+    """A View (stepflow.views.base.View) drawing the run with Rich `Live`.
+
+    `terminal` is what stepflow's terminal is (colours; whether stdout is a terminal, else the
+    command's stdout is passed through); `hints` loads the ETA hints of earlier runs of a name
+    (on the set-up thread); `artifacts` is the store's artifact folder, named in the summary.
+    """
 
     def __init__(
         self,
         *,
-        color: bool = True,
+        terminal: Terminal | None = None,
+        hints: Callable[[str], Hints] | None = None,
+        artifacts: Path | None = None,
         console: Any = None,
         clock: Callable[[], float] = time.time,
         out_fd: int = 1,
         refresh_per_second: float = REFRESH_PER_SECOND,
     ) -> None:
-        self.color = color
+        terminal = terminal or Terminal.detect(stdout_fd=out_fd)
+        self.color = terminal.color
         self.clock = clock
         self.refresh_per_second = refresh_per_second
         self.hints: Hints = NO_HINTS
@@ -60,24 +69,22 @@ class LiveView:
         self._unicode = True
         self._keep = 60  # tail lines worth splitting out of a block: about a screen
         self._out_fd = out_fd
-        self._passthrough = not _isatty(out_fd)
+        self._passthrough = not terminal.stdout_tty
         self.gone: set[int] = set()  # our streams whose reader went away (`... | head`)
         self._live: Any = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._finished = False
-        self._load_hints: Callable[[], Hints] | None = None
+        self._load_hints = hints
+        self._artifacts_root = artifacts
         self._artifacts_dir: str | None = None
 
     # -- set-up ----------------------------------------------------------------------------
 
-    def attach(self, *, hints: Callable[[], Hints], artifacts: Path | str) -> None:
-        """Called by the session before start: how to load ETA hints, where artifacts are kept."""
-        self._load_hints = hints
-        self._artifacts_dir = str(artifacts)
-
     def start(self, state: RunState) -> None:
         self.state = state
+        if self._artifacts_root is not None:
+            self._artifacts_dir = str(self._artifacts_root / state.id)
         threading.Thread(target=self._begin, name="stepflow-live", daemon=True).start()
 
     def _begin(self) -> None:
@@ -87,8 +94,8 @@ class LiveView:
             self.problems.append(f"live view unavailable: {exc}")
         finally:
             self._ready.set()
-        if self._load_hints is not None:
-            self.hints = self._load_hints()
+        if self._load_hints is not None and self.state is not None:
+            self.hints = self._load_hints(self.state.name)
 
     def _open_display(self) -> None:
         from rich.console import Console
@@ -132,13 +139,31 @@ class LiveView:
 
     # -- the reader's path: update the model only ------------------------------------------
 
-    def raw(self, stream: int, data: bytes) -> None:
-        if stream != 1 or not self._passthrough or 1 in self.gone:
-            return
+    def raw(self, stream: int, data: bytes) -> bool:
+        if stream != 1 or not self._passthrough:
+            return True
+        if 1 in self.gone:
+            return False
         try:
             write_all(self._out_fd, data)
         except OSError:
-            self.gone.add(1)  # the session closes the command's pipe too, as a shell pipeline would
+            self.gone.add(1)  # execute closes the command's pipe too, as a shell pipeline would
+            return False
+        return True
+
+    def handle(self, event: ev.Event) -> None:
+        match event:
+            case ev.LinesRead(stream=stream, data=data, count=count):
+                self.lines(stream, data, count)
+            case ev.RunStarted(state):
+                self.start(state)
+            case ev.StepStarted():
+                self.counts["running"] += 1
+            case ev.StepEnded(status=status) if status in self.counts:
+                self.counts["running"] -= 1
+                self.counts[status] += 1
+            case ev.RunErrorRaised(_, message):
+                self.problems.append(f"STEP_ERROR with no step running: {message}")
 
     def lines(self, stream: int, data: bytes, count: int) -> None:
         state = self.state
@@ -151,16 +176,6 @@ class LiveView:
         # A read holds hundreds of lines; only the last screenful can ever be shown.
         parts = data.split(b"\n") if count <= keep else data.rsplit(b"\n", keep)[1:]
         state.tail.extend([(stream, part) for part in parts])
-
-    def event(self, kind: str, state: RunState, step: StepState | None, detail: str) -> None:
-        counts = self.counts
-        if kind == "step_started":
-            counts["running"] += 1
-        elif kind.startswith("step_") and step is not None and step.status in counts:
-            counts["running"] -= 1
-            counts[step.status] += 1
-        elif kind == "run_error":
-            self.problems.append(f"STEP_ERROR with no step running: {detail}")
 
     def problem(self, message: str) -> None:
         if not self._finished:
@@ -210,9 +225,3 @@ class LiveView:
             except Exception:  # noqa: BLE001 - best effort at interpreter exit
                 pass
 
-
-def _isatty(fd: int) -> bool:
-    try:
-        return os.isatty(fd)
-    except OSError:
-        return False

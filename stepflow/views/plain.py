@@ -7,14 +7,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from stepflow import events as ev
 from stepflow import fmt
 from stepflow.state import RunState, StepState
-
-EVENT_TEXT = {
-    "step_started": "started",
-    "step_completed": "completed",
-    "step_failed": "failed",
-}
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -34,37 +29,37 @@ class PlainView:
         self._lock = threading.Lock()  # artifact warnings come from the writer's thread
         self._err_mid_line = False
 
-    def start(self, state: RunState) -> None:
-        self._say(f"run {state.id[:8]} started: {fmt.safe_text(state.command)}")
-
-    def raw(self, stream: int, data: bytes) -> None:
+    def raw(self, stream: int, data: bytes) -> bool:
         if stream in self.gone:
-            return
+            return False
         try:
             with self._lock:
                 write_all(self.fds[stream], data)
         except (BrokenPipeError, OSError):
-            self.gone.add(stream)  # the session closes the command's pipe too, as a shell pipeline would
-            return
+            self.gone.add(stream)  # execute closes the command's pipe too, as a shell pipeline would
+            return False
         if stream == 2:
             self._err_mid_line = not data.endswith(b"\n")
+        return True
 
-    def lines(self, stream: int, data: bytes, count: int) -> None:
-        pass
-
-    def event(self, kind: str, state: RunState, step: StepState | None, detail: str) -> None:
-        if kind in EVENT_TEXT and step is not None:
-            text = f"step {step.index + 1} {fmt.safe_text(step.name)!r} {EVENT_TEXT[kind]}"
-            if step.duration is not None:
-                text += f" in {fmt.duration(step.duration)}"
-            if detail:
-                text += f": {fmt.safe_text(detail)}"
-        elif kind == "artifact":
-            text = f"artifact {fmt.safe_text(detail)}"
-        elif kind in ("warning", "run_error"):
-            text = f"{'warning' if kind == 'warning' else 'error'}: {fmt.safe_text(detail)}"
-        else:
-            return
+    def handle(self, event: ev.Event) -> None:
+        match event:
+            case ev.LinesRead():
+                return
+            case ev.RunStarted(state):
+                text = f"run {state.id[:8]} started: {fmt.safe_text(state.command)}"
+            case ev.StepStarted(_, step):
+                text = _step_text(step, "started", None)
+            case ev.StepEnded(_, step, status, error):
+                text = _step_text(step, status, error)
+            case ev.ArtifactAdded(path=path):
+                text = f"artifact {fmt.safe_text(path)}"
+            case ev.WarningRaised(message=message):
+                text = f"warning: {fmt.safe_text(message)}"
+            case ev.RunErrorRaised(_, message):
+                text = f"error: {fmt.safe_text(message)}"
+            case _:
+                return
         self._say(text)
 
     def problem(self, message: str) -> None:
@@ -86,3 +81,12 @@ class PlainView:
                 write_all(self.fds[2], line.encode("utf-8", "replace"))
             except OSError:
                 self.gone.add(2)
+
+
+def _step_text(step: StepState, status: str, error: str | None) -> str:
+    text = f"step {step.index + 1} {fmt.safe_text(step.name)!r} {status}"
+    if step.duration is not None:
+        text += f" in {fmt.duration(step.duration)}"
+    if error:
+        text += f": {fmt.safe_text(error)}"
+    return text

@@ -25,12 +25,11 @@ from stepflow.state import RunState, StepState
 STDERR = 2
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 ASCII_SPINNER = "|/-\\"
-LABELS = {"completed": "passed", "failed": "failed", "running": "running", "pending": "pending",
-          "skipped": "skipped"}
-STYLES = {"passed": "green", "failed": "bold red", "running": "cyan", "pending": "dim", "skipped": "dim",
-          "completed": "green", "cancelled": "yellow", "timed_out": "red", "abandoned": "yellow"}
-ICONS = {"passed": "✓", "failed": "✗", "pending": "·", "skipped": "-"}
-ASCII_ICONS = {"passed": "+", "failed": "x", "pending": ".", "skipped": "-"}
+# One vocabulary: the step and run statuses as stored and as `show` prints them.
+STYLES = {"completed": "green", "failed": "bold red", "running": "cyan", "pending": "dim", "skipped": "dim",
+          "cancelled": "yellow", "timed_out": "red", "abandoned": "yellow"}
+ICONS = {"completed": "✓", "failed": "✗", "pending": "·", "skipped": "-"}
+ASCII_ICONS = {"completed": "+", "failed": "x", "pending": ".", "skipped": "-"}
 MAX_WARNINGS_SHOWN = 3
 FAILED_TAIL = 10  # lines of output repeated under the summary when a run fails
 SUMMARY_ROWS = 40  # steps listed in the closing table, at most
@@ -49,11 +48,6 @@ class Symbols:
 
 UNICODE = Symbols(SPINNER, ICONS, "│ ", "┃ ", "…", " · ")
 ASCII = Symbols(ASCII_SPINNER, ASCII_ICONS, "| ", "! ", "...", " - ")
-
-
-def label(status: str) -> str:
-    """The word the live view uses for a step status ('completed' reads 'passed')."""
-    return LABELS.get(status, status)
 
 
 def tail_text(data: bytes) -> str:
@@ -116,7 +110,7 @@ def _snapshot_tail(state: RunState, count: int) -> list[tuple[int, bytes]]:
 
 
 def _step_row(step: StepState, hints: Hints, now: float, sym: Symbols) -> tuple[Text, ...]:
-    word = label(step.status)
+    word = step.status
     style = STYLES.get(word, "")
     if step.status == "running":
         icon = sym.spinner[int(now * 10) % len(sym.spinner)]
@@ -163,7 +157,7 @@ def _steps_lines(
         shown = list(steps[len(steps) - (step_rows - 1):]) if step_rows > 1 else []
         hidden = counts.copy()
         hidden.subtract(tally(shown))
-        parts = [f"{n} {label(s)}" for s, n in sorted(hidden.items()) if n > 0]
+        parts = [f"{n} {s}" for s, n in sorted(hidden.items()) if n > 0]
         cells.append((Text(sym.more, style="dim"),
                       Text(f"{started - len(shown)} earlier steps: " + ", ".join(parts), style="dim")))
     else:
@@ -181,13 +175,13 @@ def _columns(rows: list[tuple[Text, ...]], width: int) -> list[Text]:
     longest = max((r[1].cell_len for r in rows if len(r) == 5), default=0)
     notes = max((r[4].cell_len for r in rows if len(r) == 5), default=0)
     # Names get what the notes leave, and at least two thirds of the free width.
-    name_width = max(12, min(longest, max((width - 19) * 2 // 3, width - 19 - notes)))
+    name_width = max(12, min(longest, max((width - 21) * 2 // 3, width - 21 - notes)))
     lines = []
     for row in rows:
         if len(row) == 5:
             icon, name, word, elapsed, note = row
             name.truncate(name_width, overflow="ellipsis", pad=True)
-            word.truncate(7, pad=True)
+            word.truncate(9, pad=True)  # "completed", the longest status word
             elapsed.align("right", 7)
             line = Text.assemble(icon, " ", name, " ", word, " ", elapsed, " ", note)
         else:
@@ -211,7 +205,7 @@ def _footer(state: RunState, hints: Hints, now: float, counts: Counter[str], sym
     if state.cpu_seconds is not None:
         parts.append(f"cpu {fmt.duration(state.cpu_seconds)}")
     if state.peak_rss:
-        parts.append(f"{state.peak_rss / 1e6:,.0f} MB")
+        parts.append(fmt.size(state.peak_rss))
     if state.max_processes and state.max_processes > 1:
         parts.append(f"{state.max_processes} procs")
     grid = Table.grid(padding=(0, 1))
@@ -315,7 +309,7 @@ def render_summary(
         table.add_row("", Text(f"{sym.more} {hidden} more steps (stepflow show {state.id[:8]})", style="dim"))
         steps = [*failed, *last]
     for step in steps:
-        word = label(step.status)
+        word = step.status
         exit_code = "0" if step.status == "completed" else "1" if step.status == "failed" else "-"
         table.add_row(
             str(step.index + 1), Text(fmt.safe_text(step.name)), Text(word, style=STYLES.get(word, "")),

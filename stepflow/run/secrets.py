@@ -1,18 +1,39 @@
 """Hide secret values in a run's output before anything is stored or shown. Pure.
 
 Values come from `--mask VALUE`, from environment variables whose names match
-STEPFLOW_MASK_ENV patterns, and from `::add-mask::VALUE` lines the command prints.
+STEPFLOW_MASK_ENV patterns, and from `::add-mask::VALUE` lines the command prints. This module
+is the only one that knows `::add-mask::`: `Masker.filter` learns and masks each chunk once,
+as it is read, before it goes both to the view and to the line splitter (and so the store);
+`AddMaskCommand` only keeps those lines out of the log, whatever dialects the run reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
-from stepflow.markers import ADD_MASK
+from stepflow.dialects.base import AddMask, Marker
 
 MASK = b"***"
 MIN_LENGTH = 3  # shorter values would blank out ordinary text ("1", "on")
+ADD_MASK = "::add-mask::"
 _ADD_MASK = ADD_MASK.encode()
+
+
+class AddMaskCommand:
+    """The `::add-mask::VALUE` line as a dialect (stepflow.dialects.base.Dialect) that the line
+    splitter always reads first: the value was learnt by `Masker.filter`, the line stays out of
+    the log. Its needle is lowercase as every dialect's, so `::ADD-MASK::` is a candidate too
+    and `parse` (case-sensitive, as GitHub's runner) decides."""
+
+    name: ClassVar[str] = "add-mask"
+    needles: ClassVar[tuple[bytes, ...]] = (_ADD_MASK,)
+
+    def parse(self, line: str) -> list[Marker]:
+        stripped = line.lstrip()
+        if stripped.startswith(ADD_MASK):
+            return [AddMask(stripped[len(ADD_MASK) :].rstrip())]
+        return []
 
 
 def matching(env: Mapping[str, str], patterns: Iterable[str]) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Spawn the command in its own process group, stream its output, pass signals on, reap it.
 
-Read-only with respect to the store: the runner knows nothing of steps or SQLite. It hands
+Read-only with respect to the store: the supervisor knows nothing of steps or SQLite. It hands
 every chunk it reads to `on_output` and returns how the command ended.
 """
 
@@ -42,21 +42,22 @@ class Outcome:
     """How the command ended."""
 
     returncode: int  # as subprocess reports it: negative for "killed by signal N"
-    exit_status: int  # what stepflow exits with (SPEC section 2)
+    exit_status: int  # what stepflow exits with (errors.ExitStatus; README, "exit status")
     timed_out: bool = False
     interrupted: int | None = None  # the signal stepflow received and passed on, if any
     stopped: bool = False  # ended by request_stop (a failed stop_on_error step)
     cpu_seconds: float | None = None
+    crashed: str | None = None  # stepflow itself failed while following the command (not its exit)
 
 
 class Supervisor:
-    """Runs one command to its end. Call `run`; `request_stop` may be called from `on_output`."""
+    """Runs one command to its end. Call `run`; `request_stop` and `close_stream` may be called
+    from its `on_output` (or from another thread while it runs)."""
 
     def __init__(
         self,
         argv: Sequence[str],
         *,
-        on_output: OutputHandler,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float | None = None,
@@ -64,7 +65,6 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.argv = list(argv)
-        self.on_output = on_output
         self.cwd = cwd
         self.env = env
         self.timeout = timeout
@@ -115,8 +115,10 @@ class Supervisor:
                     f"{self.argv[0]}: cannot execute: {exc.strerror}") from exc
             raise
 
-    def run(self) -> Outcome:
-        """Spawn, stream until the command exits and its pipes drain, and return its Outcome.
+    def run(self, on_output: OutputHandler) -> Outcome:
+        """Spawn, hand every chunk read to `on_output` until the command exits and its pipes
+        drain, and return its Outcome. An exception from `on_output` ends the loop (the command
+        is left running, its pipes closed) and is raised.
 
         Raises:
             CommandNotFoundError, CommandNotExecutableError: nothing was started.
@@ -125,9 +127,9 @@ class Supervisor:
             proc = self._spawn()
             self.pid = proc.pid
             with _terminal_foreground(proc.pid), _watchdog(proc.pid, self.kill_grace):
-                return self._loop(proc, wake_fd)
+                return self._loop(proc, wake_fd, on_output)
 
-    def _loop(self, proc: subprocess.Popen[bytes], wake_fd: int) -> Outcome:
+    def _loop(self, proc: subprocess.Popen[bytes], wake_fd: int, on_output: OutputHandler) -> Outcome:
         assert proc.stdout is not None and proc.stderr is not None
         sel = selectors.DefaultSelector()
         streams = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
@@ -171,7 +173,7 @@ class Supervisor:
                         del streams[fd]
                         continue
                     owed[fd] = owed.get(fd, 0) - len(data)
-                    self.on_output(streams[fd], data)
+                    on_output(streams[fd], data)
                     quiet_since = self.clock()  # after the work: handling output is not idling
                     if streams[fd] in self._closing:
                         sel.unregister(fd)
@@ -252,7 +254,7 @@ def _reap(pid: int) -> tuple[int, float | None] | None:
     """(returncode, CPU seconds of the command and its waited-for children) once it has exited.
 
     wait4's ru_maxrss is not used: it starts from stepflow's own peak at spawn (the child
-    begins as a copy of stepflow), so peak memory comes from stepflow.resources' samples.
+    begins as a copy of stepflow), so peak memory comes from stepflow.run.resources' samples.
     """
     try:
         got, wait_status, usage = os.wait4(pid, os.WNOHANG)

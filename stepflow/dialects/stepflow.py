@@ -1,6 +1,6 @@
-"""Turn script output lines into step events.
+"""The built-in `stepflow` dialect: stepflow's own marker lines turned into markers.
 
-A wrapped script announces its steps by printing marker lines (SPEC section 1)::
+A wrapped script announces its steps by printing marker lines (README, "Markers")::
 
     STEP_START:deploy [env=prod] [stop_on_error=true]
     STEP_COMPLETE:deploy
@@ -8,76 +8,33 @@ A wrapped script announces its steps by printing marker lines (SPEC section 1)::
     ARTIFACT:<path>[:<description>]
     META:<key>:<value>
 
-`candidate_spans` is the cheap pre-filter run over every chunk of output; `parse_line` then
-decides, for each candidate line, which event (if any) it carries. Both are pure: no I/O, no
-clock, and neither raises for any input.
+`NEEDLES` feed the cheap pre-filter run over every chunk of output (base.Prefilter);
+`parse_line` then decides, for each candidate line, which marker (if any) it carries. Both are
+pure: no I/O, no clock, and neither raises for any input. `::add-mask::` is not this
+dialect's: stepflow.run.secrets owns it, whatever dialects a run reads.
 """
 
+from __future__ import annotations
+
 import re
-from dataclasses import dataclass, field
+from typing import ClassVar
 
-
-@dataclass(frozen=True, slots=True)
-class StepStart:
-    """A step begins; `params` holds its trailing `[k=v]`, `{k:v}` and `--k=v` parameters."""
-
-    name: str
-    params: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class StepComplete:
-    """The running step called `name` succeeded."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class StepError:
-    """The running step failed; `message` may be empty."""
-
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Artifact:
-    """A file the run produced, as written by the script (maybe relative)."""
-
-    path: str
-    description: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Meta:
-    """A key/value pair for the running step, or for the run when no step runs."""
-
-    key: str
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class AddMask:
-    """`::add-mask::<value>` (the GitHub Actions command): hide `value` from here on."""
-
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class BadMarker:
-    """A marker keyword whose content cannot be used; `reason` is a short sentence for users."""
-
-    keyword: str
-    reason: str
-
-
-Event = StepStart | StepComplete | StepError | Artifact | Meta | AddMask | BadMarker
+from stepflow.dialects.base import (
+    Artifact,
+    BadMarker,
+    Marker,
+    Meta,
+    Prefilter,
+    StepComplete,
+    StepError,
+    StepStart,
+)
 
 _KEYWORDS = ("STEP_START", "STEP_COMPLETE", "STEP_ERROR", "ARTIFACT", "META")
 # bytes.lower() folds ASCII only, so candidate_spans finds exactly what the regexes below can
 # match: the keywords are matched with ASCII-only case folding ("ſ" must not pass for "s").
-ADD_MASK = "::add-mask::"
 # "step_" stands for the three STEP_ keywords: one scan of the chunk instead of three.
-_NEEDLES = (b"step_", b"artifact:", b"meta:", ADD_MASK.encode())
+NEEDLES = (b"step_", b"artifact:", b"meta:")
 _KEYWORD = "(?ai:(?P<kw>" + "|".join(_KEYWORDS) + ")):"
 
 # CSI (colours, erase line), OSC (titles, hyperlinks) ended by BEL or ST, charset designation
@@ -99,7 +56,23 @@ _INT = re.compile(r"-?[0-9]+")
 _FLOAT = re.compile(r"-?[0-9]+\.[0-9]+")
 
 
-def parse_line(line: str, *, anywhere: bool = False) -> Event | None:
+class StepflowDialect:
+    """stepflow's own markers (`STEP_START:` ...). `anywhere`: `--markers anywhere`, a keyword
+    may follow other text on the line (`+ echo STEP_START:x` in a `set -x` trace)."""
+
+    name: ClassVar[str] = "stepflow"
+    needles: ClassVar[tuple[bytes, ...]] = NEEDLES
+    gate: ClassVar[bytes] = b":"  # every keyword ends with a colon: memchr beats lowering the chunk
+
+    def __init__(self, *, anywhere: bool = False) -> None:
+        self.anywhere = anywhere
+
+    def parse(self, line: str) -> list[Marker]:
+        marker = parse_line(line, anywhere=self.anywhere)
+        return [] if marker is None else [marker]
+
+
+def parse_line(line: str, *, anywhere: bool = False) -> Marker | None:
     """Return the event `line` announces, or None when it is not a marker.
 
     By default the keyword must open the line (after white space and ANSI escapes); with
@@ -107,9 +80,6 @@ def parse_line(line: str, *, anywhere: bool = False) -> Event | None:
     """
     match = _AT_START.match(line) if not anywhere else _find_anywhere(line)
     if match is None:
-        stripped = line.lstrip()
-        if stripped.startswith(ADD_MASK):
-            return AddMask(stripped[len(ADD_MASK) :].rstrip())
         return None
     payload = line[match.end() :]
     if "\x1b" in payload:
@@ -137,29 +107,14 @@ def parse_line(line: str, *, anywhere: bool = False) -> Event | None:
     return Meta(key.strip(), value.strip())
 
 
-def candidate_spans(region: bytes, *, anywhere: bool = False) -> list[tuple[int, int]]:
-    """Return sorted (start, end) offsets of the lines in `region` that may hold a marker.
+_PREFILTER = Prefilter(NEEDLES, gates=(b":",))
 
-    `region` holds whole lines split by b"\\n"; `end` excludes the newline. A span may turn out
-    not to be a marker (parse_line decides), but no marker line is ever left out. `anywhere` is
-    accepted for symmetry with parse_line: both modes share the same candidates.
-    """
-    if b":" not in region:  # every keyword ends with a colon; memchr beats lowering the region
-        return []
-    lowered = region.lower()
-    spans: list[tuple[int, int]] = []
-    for needle in _NEEDLES:
-        found = lowered.find(needle)
-        while found != -1:
-            start = lowered.rfind(b"\n", 0, found) + 1
-            end = lowered.find(b"\n", found)
-            if end == -1:
-                end = len(lowered)
-            spans.append((start, end))
-            found = lowered.find(needle, end)
-    if len(spans) > 1:
-        spans = sorted(set(spans))
-    return spans
+
+def candidate_spans(region: bytes, *, anywhere: bool = False) -> list[tuple[int, int]]:
+    """The lines of `region` that may hold one of this dialect's markers (see
+    base.Prefilter). `anywhere` is accepted for symmetry with parse_line: both modes
+    share the same candidates."""
+    return _PREFILTER.spans(region)
 
 
 def _find_anywhere(line: str) -> re.Match[str] | None:

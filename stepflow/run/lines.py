@@ -1,29 +1,30 @@
 """Cut a stream of output chunks into complete lines, with marker lines set apart.
 
-Pure: no I/O and no clock. The hot path works on whole chunks (one `lower()` and a few
-`find`s per chunk, in `markers.candidate_spans`); ordinary lines are never split apart here.
+Pure: no I/O and no clock. The hot path works on whole chunks: one `lower()` and a few `find`s
+per chunk for the union of the dialects' needles (dialects.base.Prefilter); ordinary
+lines are never split apart here, and only candidate lines are decoded and parsed. Chunks
+arrive already masked (stepflow.run.secrets): the splitter knows nothing of secrets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from stepflow.markers import ADD_MASK, Event, candidate_spans, parse_line
-from stepflow.secrets import Masker
-
-_ADD_MASK = ADD_MASK.encode()
+from stepflow.dialects.base import Dialect, Marker, Prefilter, gate_of
 
 
 class LineSink(Protocol):
     def lines(self, stream: int, data: bytes, count: int, cut: int) -> None:
         """`count` complete lines joined by b"\\n"; `cut` bytes were dropped from the single line."""
 
-    def marker(self, stream: int, event: Event) -> None:
-        """A marker line, in its place among the lines."""
+    def marker(self, stream: int, marker: Marker) -> None:
+        """A marker a line carried, in the line's place among the lines (a line may carry several)."""
 
 
 class LineSplitter:
-    """Per-stream line assembly with a cap on stored line length.
+    """Per-stream line assembly with a cap on stored line length, and marker lines parsed by
+    the first of `dialects` that claims them (default: the stepflow dialect).
 
     Lines longer than `max_line` keep their first `max_line` bytes; the rest is counted in
     `cut`, so memory stays bounded however long a line without a newline grows.
@@ -31,13 +32,20 @@ class LineSplitter:
 
     def __init__(
         self, sink: LineSink, *, max_line: int, marker_streams: frozenset[int] = frozenset({1}),
-        anywhere: bool = False, masker: Masker | None = None,
+        dialects: Sequence[Dialect] | None = None,
     ) -> None:
+        if dialects is None:
+            from stepflow.dialects.stepflow import StepflowDialect
+
+            dialects = [StepflowDialect()]
         self.sink = sink
-        self.masker = masker or Masker()
         self.max_line = max_line
         self.marker_streams = marker_streams
-        self.anywhere = anywhere
+        self.dialects: tuple[Dialect, ...] = tuple(dialects)
+        gates = [gate_of(d) for d in self.dialects]
+        # a chunk holding no dialect's gate holds no marker; one dialect without a gate: no shortcut
+        self.prefilter = Prefilter((n for d in self.dialects for n in d.needles),
+                                   gates=() if None in gates else dict.fromkeys(g for g in gates if g))
         self._tail: dict[int, bytes] = {1: b"", 2: b""}
         self._cut: dict[int, int] = {1: 0, 2: 0}
 
@@ -85,56 +93,41 @@ class LineSplitter:
             self._tail[stream] = tail + data[:room]
             self._cut[stream] += len(data) - room
 
-    def _masked(self, region: bytes) -> bytes:
-        if _ADD_MASK in region:
-            self.masker.learn(region + b"\n")
-        return self.masker.mask(region) if self.masker else region
-
-    def _spans(self, stream: int, region: bytes) -> tuple[bytes, list[tuple[int, int]]]:
-        """The region with secrets masked, and its candidate marker lines.
-
-        `::add-mask::` lines are among the candidates, so they are learnt before masking
-        without another scan of the region; masking is rare, and only then is it searched again.
-        """
-        if stream not in self.marker_streams:
-            return self._masked(region), []
-        spans = candidate_spans(region, anywhere=self.anywhere)
-        for start, end in spans:
-            if _ADD_MASK in region[start:end]:
-                self.masker.learn(region[start:end] + b"\n")
-        if self.masker:
-            masked = self.masker.mask(region)
-            if masked is not region:  # mask() returns its argument when it hid nothing
-                region, spans = masked, candidate_spans(masked, anywhere=self.anywhere)
-        return region, spans
-
     def _emit_one(self, stream: int, line: bytes, cut: int) -> None:
-        line = self._masked(line)
-        if cut and self.masker and (partial := self.masker.partial_secret(line)):
-            line = line[:-partial] + b"***"  # the cap fell inside a secret
-        event = self._parse(stream, line[: self.max_line])
-        if event is None:
+        markers = self._parse(stream, line[: self.max_line])
+        if not markers:
             self.sink.lines(stream, line, 1, cut)
-        else:
-            self.sink.marker(stream, event)
+        for marker in markers:
+            self.sink.marker(stream, marker)
 
-    def _parse(self, stream: int, line: bytes) -> Event | None:
+    def _parse(self, stream: int, line: bytes) -> list[Marker]:
         if stream not in self.marker_streams:
-            return None
-        return parse_line(line.decode("utf-8", "replace"), anywhere=self.anywhere)
+            return []
+        dialects = self.dialects
+        if len(dialects) == 1:
+            return dialects[0].parse(line.decode("utf-8", "replace"))
+        lowered = line.lower()
+        text = line.decode("utf-8", "replace")
+        for dialect in dialects:
+            if any(needle in lowered for needle in dialect.needles):
+                markers = dialect.parse(text)
+                if markers:
+                    return markers
+        return []
 
     def _region(self, stream: int, region: bytes) -> None:
         """Complete lines joined by b"\\n" (at least one, maybe empty), none over max_line."""
-        region, spans = self._spans(stream, region)
+        spans = self.prefilter.spans(region) if stream in self.marker_streams else []
         pos = 0
         for start, end in spans:
-            event = self._parse(stream, region[start:end])
-            if event is None:
+            markers = self._parse(stream, region[start:end])
+            if not markers:
                 continue
             if start > pos:
                 block = region[pos : start - 1]
                 self.sink.lines(stream, block, block.count(b"\n") + 1, 0)
-            self.sink.marker(stream, event)
+            for marker in markers:
+                self.sink.marker(stream, marker)
             pos = end + 1
         if pos == 0:
             self.sink.lines(stream, region, region.count(b"\n") + 1, 0)

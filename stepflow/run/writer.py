@@ -1,4 +1,7 @@
-"""Commit a run's writes from a background thread: batched, at most `max_delay` late, fail-open.
+"""The store sink: a run's events become store writes, committed from a background thread.
+
+`StoreSink` is the one place that turns events (stepflow.events) into store writes; `Writer`
+commits them batched, at most `max_delay` late, fail-open.
 
 The reader never waits for SQLite. When the store cannot be written (locked past the busy
 timeout, read-only, disk full), writes wait in memory and are retried; past a memory bound
@@ -12,9 +15,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stepflow import events as ev
 from stepflow.errors import StepflowError
+from stepflow.fmt import iso
 from stepflow.store import Store
-from stepflow.store.base import Change, LogBlock, Write
+from stepflow.store.base import (
+    Artifact,
+    Change,
+    LogBlock,
+    NewArtifact,
+    NewRun,
+    NewStep,
+    Run,
+    RunChange,
+    Step,
+    StepChange,
+    Write,
+)
 
 RETRY_DELAY = 1.0
 HIGH_WATER = 2  # buffers of output waiting for a healthy store make the reader wait...
@@ -203,3 +220,83 @@ class Writer:
                 self.losses.lines += w.line_count
             else:
                 self.losses.writes += 1
+
+
+class StoreSink:
+    """A run's events as store writes (a Sink): the only module that builds them.
+
+    Urgent writes (the run's row, step starts and ends, artifacts, the end) are committed at
+    once, so `ls` and `show` see a step as it starts; output and metadata wait for a batch.
+    """
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    def handle(self, event: ev.Event) -> None:  # noqa: C901 - one case per event kind, flat
+        put = self.writer.put
+        if type(event) is ev.LinesRead:  # the hot path first: one per block of output
+            step = event.step
+            put(LogBlock(event.run.id, None if step is None else step.index, event.stream, event.first,
+                         event.count, event.at, event.data, event.cut))
+            return
+        match event:
+            case ev.RunStarted(s, facts):
+                put(NewRun(Run(
+                    id=s.id, name=s.name, command=s.command, status="running",
+                    created_at=iso(s.started), created_ts=s.started, started_at=iso(s.started),
+                    total_steps=0, completed_steps=0, current_step_index=-1, **facts,
+                )), urgent=True)
+            case ev.StepStarted(s, step):
+                put(NewStep(Step(
+                    id=step.id, execution_id=s.id, name=step.name, description=step.description,
+                    step_index=step.index, status="running", created_at=iso(step.started),
+                    started_at=iso(step.started), estimated_duration=step.expected,
+                    stop_on_error=step.stop_on_error, metadata=step.metadata,
+                )))
+                put(RunChange(s.id, total_steps=s.step_count, current_step_index=step.index), urgent=True)
+            case ev.StepEnded(s, step, status, error):
+                put(StepChange(
+                    step.id, status=status, completed_at=iso(step.ended or 0.0), error_message=error,
+                    exit_code=0 if status == "completed" else 1,
+                    cpu_seconds=step.cpu_seconds, peak_rss=step.peak_rss, max_processes=step.max_processes,
+                ))
+                put(RunChange(s.id, completed_steps=s.completed_steps), urgent=True)
+            case ev.MetaSet(s, step, _key, _value, target):
+                if step is None:
+                    put(RunChange(s.id, metadata=dict(s.metadata)))
+                elif target == "estimated_duration":
+                    put(StepChange(step.id, estimated_duration=step.expected))
+                elif target == "description":
+                    put(StepChange(step.id, description=step.description))
+                else:
+                    put(StepChange(step.id, metadata=dict(step.metadata)))
+            case ev.TestRecorded(s, step):
+                if step is None:
+                    put(RunChange(s.id, metadata=dict(s.metadata)))
+                else:
+                    put(StepChange(step.id, metadata=dict(step.metadata)))
+            case ev.WarningRaised(s):
+                put(RunChange(s.id, warnings=list(s.warnings)))
+            case ev.RunErrorRaised(s):
+                put(RunChange(s.id, error_message="; ".join(s.errors)))
+            case ev.ArtifactCopied(s, step_id, _art, artifact_id, path, description, created, done):
+                name = path.rsplit("/", 1)[-1] if done.source is None else done.source.rsplit("/", 1)[-1]
+                put(NewArtifact(Artifact(
+                    id=artifact_id, execution_id=s.id, step_id=step_id,
+                    name=name, description=description,
+                    file_path=done.stored or done.source or path, file_name=name,
+                    file_size=done.size, mime_type=done.mime_type, artifact_type=done.kind,
+                    created_at=iso(created), tags=[], metadata={}, sha256=done.sha256,
+                    source_path=path,
+                )), urgent=True)
+            case ev.RunFinished(s, exit_code, error, cpu):
+                put(RunChange(
+                    s.id, status=s.status, exit_code=exit_code, completed_at=iso(s.ended or 0.0),
+                    error_message=error,
+                    # sampled by stepflow.run.resources and settled with wait4's figures
+                    cpu_seconds=cpu, peak_rss=s.peak_rss, max_processes=s.max_processes,
+                    line_count=s.lines, completed_steps=s.completed_steps,
+                    lost_lines=self.writer.losses.lines,  # dropped so far; later losses cannot be stored
+                ), urgent=True)
+            case _:
+                pass  # ArtifactAdded (stored once copied) and NoticeRaised: nothing the store keeps

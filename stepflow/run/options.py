@@ -1,0 +1,83 @@
+"""What `stepflow run` is asked to do (RunOptions) and what it gives back (RunResult)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from stepflow.errors import StepflowError, UsageError
+
+if TYPE_CHECKING:
+    from stepflow.dialects.base import Dialect
+    from stepflow.run.writer import Written
+    from stepflow.state import RunState
+
+INTERPRETERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "python", "python3", "node", "perl",
+                          "ruby", "env", "sudo", "nice", "nohup", "time"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What `stepflow run` was asked to do."""
+
+    argv: list[str]
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+    cwd: str | None = None
+    timeout: float | None = None
+    kill_grace: float = 5.0
+    markers: str = "auto"  # --markers: auto, start, anywhere or dialect names, comma separated
+    anywhere: bool = False  # kept for library callers: the same as markers="anywhere"
+    stderr_markers: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    masks: tuple[str, ...] = ()  # --mask values, hidden like secrets from the environment
+    env: dict[str, str] | None = None  # the command's environment (default: stepflow's own)
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: str
+    exit_status: int
+    state: RunState
+    error: StepflowError | None = None  # the command could not be started
+    written: Written | None = None  # what reached the store (for STEPFLOW_LOG_LEVEL=debug)
+
+
+def default_name(argv: list[str]) -> str:
+    """`bash deploy.sh --prod` is "deploy.sh"; `make test` is "make"."""
+    words = [os.path.basename(a) for a in argv if a and not a.startswith("-")]
+    for word in words:
+        if word.rstrip("0123456789.") not in INTERPRETERS:
+            return word
+    return words[0] if words else "run"
+
+
+def dialects(markers: str, *, anywhere: bool = False, env: Mapping[str, str] | None = None) -> list[Dialect]:
+    """The dialect objects `--markers` names, for one run (see dialects.select_markers: `auto`
+    reads stepflow markers plus the dialect of the CI that `env` names).
+
+    Raises:
+        UsageError: a word that is no dialect, or a dialect whose module is not installed.
+    """
+    from stepflow.dialects import select_markers
+
+    try:
+        chosen = select_markers(markers, os.environ if env is None else env)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    found: list[Dialect] = []
+    for name in chosen.names:
+        if name == "stepflow":
+            from stepflow.dialects.stepflow import StepflowDialect
+
+            found.append(StepflowDialect(anywhere=anywhere or chosen.anywhere))
+            continue
+        from stepflow.dialects import load
+
+        try:
+            found.append(load(name)())
+        except (ImportError, AttributeError) as exc:
+            raise UsageError(f"--markers {name!r}: the dialect cannot be loaded ({exc})") from None
+    return found
