@@ -5,18 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from stepflow.store import zone
 from stepflow.store.models import Artifact, Run, Step
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """A stored time as an aware datetime: naive legacy values are local time."""
+    """A stored time as an aware datetime: naive legacy values are in the zone the store
+    recorded at migration (stepflow.store.zone), else in local time."""
     if not text:
         return None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return value if value.tzinfo is not None else value.astimezone()
+    return zone.aware(value)
 
 
 def iso_out(text: str | None) -> str | None:

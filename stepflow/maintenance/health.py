@@ -19,7 +19,7 @@ import apsw
 from stepflow.abandoned import is_abandoned
 from stepflow.config import Settings
 from stepflow.errors import StepflowError
-from stepflow.maintenance import fs, probe
+from stepflow.maintenance import fs, probe, stats
 from stepflow.store.connection import describe
 from stepflow.store.models import Run
 
@@ -85,6 +85,9 @@ def _inspect(conn: apsw.Connection, db: Path, report: HealthReport, *, max_wal: 
         report.reasons.append("a StepFlow Monitor store: run \"stepflow migrate --to-wal\"")
     elif found.kind == probe.NEWER:
         report.reasons.append(f"schema version {found.version} is newer than this stepflow knows: upgrade stepflow")
+    incomplete = stats.schema_problem(conn)
+    if incomplete:
+        report.reasons.append(incomplete)
     if found.journal_mode != "wal":
         report.reasons.append(f"journal mode is {found.journal_mode}, not WAL: run \"stepflow migrate --to-wal\"")
     wal = fs.file_size(db.with_name(db.name + "-wal"))

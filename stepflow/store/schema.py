@@ -144,9 +144,73 @@ def m006_created_ts_on_any_sqlite(conn: apsw.Connection) -> None:
     )
 
 
+# Every column a StepFlow Monitor release may have created, with the declaration of the last
+# release: an install upgraded in place never got the later ones (its CREATE TABLE IF NOT
+# EXISTS does not add columns), so a store's columns depended on the release that wrote it.
+LEGACY_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "executions": (("working_directory", "TEXT"), ("exit_code", "INTEGER"), ("error_message", "TEXT"),
+                   ("started_at", "TEXT"), ("completed_at", "TEXT"), ("environment", "TEXT"),
+                   ("user_name", "TEXT"), ("tags", "TEXT"), ("total_steps", "INTEGER DEFAULT 0"),
+                   ("completed_steps", "INTEGER DEFAULT 0"), ("current_step_index", "INTEGER DEFAULT -1"),
+                   ("metadata", "TEXT")),
+    "steps": (("description", "TEXT"), ("exit_code", "INTEGER"), ("error_message", "TEXT"),
+              ("started_at", "TEXT"), ("completed_at", "TEXT"), ("estimated_duration", "REAL"),
+              ("stop_on_error", "BOOLEAN DEFAULT 0"), ("metadata", "TEXT")),
+    "artifacts": (("step_id", "TEXT"), ("description", "TEXT"), ("file_name", "TEXT"),
+                  ("file_size", "INTEGER DEFAULT 0"), ("mime_type", "TEXT"), ("artifact_type", "TEXT"),
+                  ("tags", "TEXT"), ("is_public", "BOOLEAN DEFAULT 1"), ("retention_days", "INTEGER"),
+                  ("metadata", "TEXT")),
+}
+
+
+def columns(conn: apsw.Connection, table: str) -> set[str]:
+    return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def add_missing_legacy_columns(conn: apsw.Connection) -> list[str]:
+    """ALTER TABLE ... ADD COLUMN for every legacy column `conn` lacks; `table.column` of each added.
+
+    Idempotent, and cheap (adding a column rewrites no row): run by m007 and again by
+    `migrate` and on open when a store still lacks one.
+    """
+    added = []
+    for table, wanted in LEGACY_COLUMNS.items():
+        if not has_table(conn, table):
+            continue
+        have = columns(conn, table)
+        for name, decl in wanted:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                added.append(f"{table}.{name}")
+    return added
+
+
+def m007_complete_legacy_schema(conn: apsw.Connection) -> None:
+    """The same schema whichever release wrote the store, the legacy values beside stepflow's.
+
+    - columns a StepFlow Monitor release lacked (`steps.stop_on_error` before WAL) are added;
+    - `legacy_status` keeps the status the old server wrote when stepflow shows another one
+      (a run it can never finish is `abandoned`; a step it never saved again in a finished run);
+    - `stepflow_meta` holds facts about the store, such as the time zone of naive legacy times;
+    - `legacy_log_files` records which legacy step log files were imported, at which size and
+      mtime, so files an old server rewrites after the migration are imported again.
+    """
+    add_missing_legacy_columns(conn)
+    conn.execute(
+        """
+        ALTER TABLE executions ADD COLUMN legacy_status TEXT;
+        ALTER TABLE steps ADD COLUMN legacy_status TEXT;
+        CREATE TABLE IF NOT EXISTS stepflow_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS legacy_log_files (
+            execution_id TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+            PRIMARY KEY (execution_id, name));
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_legacy_tables, m002_run_columns, m003_logs, m004_created_ts_trigger, m005_status_by_time,
-    m006_created_ts_on_any_sqlite,
+    m006_created_ts_on_any_sqlite, m007_complete_legacy_schema,
 )
 CURRENT_VERSION = len(MIGRATIONS)
 
@@ -163,6 +227,46 @@ def has_table(conn: apsw.Connection, name: str) -> bool:
 def is_legacy(conn: apsw.Connection) -> bool:
     """A StepFlow Monitor store: its tables exist but no stepflow migration ever ran."""
     return user_version(conn) == 0 and has_table(conn, "executions")
+
+
+_EXPECTED: dict[str, set[str]] = {}
+
+
+def expected_columns() -> dict[str, set[str]]:
+    """The columns of each table in a store made by this stepflow (built once, in memory)."""
+    if not _EXPECTED:
+        mem = apsw.Connection(":memory:")
+        try:
+            apply_migrations(mem)
+            for (name,) in mem.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+                _EXPECTED[str(name)] = columns(mem, str(name))
+        finally:
+            mem.close()
+    return _EXPECTED
+
+
+def missing_columns(conn: apsw.Connection) -> list[str]:
+    """`table.column` of each column a current store has and this one lacks. Read-only."""
+    missing = []
+    for table, wanted in sorted(expected_columns().items()):
+        if not has_table(conn, table):
+            missing.append(table)
+            continue
+        missing += [f"{table}.{c}" for c in sorted(wanted - columns(conn, table))]
+    return missing
+
+
+def meta(conn: apsw.Connection, key: str) -> str | None:
+    """A value of `stepflow_meta`, or None (no such key, or a store without the table). Read-only."""
+    if not has_table(conn, "stepflow_meta"):
+        return None
+    value = scalar(conn, "SELECT value FROM stepflow_meta WHERE key = ?", (key,))
+    return None if value is None else str(value)
+
+
+def set_meta(conn: apsw.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO stepflow_meta (key, value) VALUES (?, ?)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
 
 def apply_migrations(conn: apsw.Connection, *, upto: int = CURRENT_VERSION) -> list[str]:

@@ -13,7 +13,7 @@ import apsw
 
 from stepflow.config import Settings
 from stepflow.errors import NotFoundError, StoreError, UsageError
-from stepflow.store import schema
+from stepflow.store import schema, zone
 from stepflow.store.connection import connect, immediate, maintenance_pause, scalar, store_error
 from stepflow.store.models import Artifact, Insert, LogBlock, LogLine, Run, Step, Update, Write
 
@@ -337,6 +337,7 @@ def open_store(settings: Settings, *, path: Path | None = None, appending: bool 
                     f" ({schema.CURRENT_VERSION}); upgrade stepflow"
                 )
             schema.apply_migrations(conn)
+            zone.set_legacy_zone(schema.meta(conn, zone.LEGACY_TZ_KEY))
         except apsw.Error as exc:
             conn.close()
             raise store_error(exc, db) from exc
