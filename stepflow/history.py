@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from stepflow import legacy_fields as legacy
 from stepflow.store import zone
 from stepflow.store.models import Artifact, Run, Step
 
@@ -78,6 +79,7 @@ def step_detail(step: Step) -> dict[str, Any]:
         "cpu_seconds": step.cpu_seconds,
         "peak_rss": step.peak_rss,
         "max_processes": step.max_processes,
+        **legacy.step_fields(step),
     }
 
 
@@ -93,6 +95,7 @@ def artifact_detail(artifact: Artifact, steps_by_id: dict[str, Step]) -> dict[st
         "mime_type": artifact.mime_type,
         "step": step.name if step else None,
         "step_index": step.step_index if step else None,
+        **legacy.artifact_fields(artifact),
     }
 
 
@@ -113,6 +116,7 @@ def run_detail(run: Run, steps: list[Step], artifacts: list[Artifact]) -> dict[s
         "peak_rss": run.peak_rss,
         "max_processes": run.max_processes,
         "pid": run.pid,
+        **legacy.run_fields(run),
         "steps": [step_detail(s) for s in steps],
         "artifacts": [artifact_detail(a, by_id) for a in artifacts],
     }

@@ -104,11 +104,11 @@ def build(folder: Path, *, executions: int = 60, schema: str = PREWAL, seed: int
     db.executescript(EXECUTIONS + (STEPS_HEAD if schema == HEAD else STEPS_PREWAL) + REST)
     counts: dict[str, Any] = {"executions": 0, "steps": 0, "artifacts": 0, "log_lines": 0, "log_files": 0,
                               "running_steps": 0, "pending": 0, "missing_artifacts": 0}
-    t0 = start or datetime(2026, 11, 1, 9, 0, 0)
+    t0 = start or datetime(2025, 8, 1, 9, 0, 0)
     runs, steps, artifacts = [], [], []
     for i in range(executions):
         ex_id = uid(rnd)
-        created = t0 + timedelta(seconds=17 * i, microseconds=0 if i % 5 == 0 else rnd.randrange(1, 999999))
+        created = t0 + timedelta(minutes=37 * i, microseconds=0 if i % 5 == 0 else rnd.randrange(1, 999999))
         started = created + timedelta(microseconds=rnd.randrange(1000, 30000))
         killed = i == executions - 1
         direct = i % 25 == 12  # saved through the persistence layer, not by the engine

@@ -338,6 +338,7 @@ def open_store(settings: Settings, *, path: Path | None = None, appending: bool 
                 )
             schema.apply_migrations(conn)
             zone.set_legacy_zone(schema.meta(conn, zone.LEGACY_TZ_KEY))
+            zone.set_storage(db.parent.parent)  # <storage>/database/stepflow.db
         except apsw.Error as exc:
             conn.close()
             raise store_error(exc, db) from exc

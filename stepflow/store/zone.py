@@ -16,6 +16,17 @@ from pathlib import Path
 LEGACY_TZ_KEY = "legacy_tz"
 
 _zone: tzinfo | None = None
+_storage: Path | None = None
+
+
+def set_storage(folder: Path | None) -> None:
+    """The storage folder relative legacy artifact paths resolve from (set when a store opens)."""
+    global _storage
+    _storage = folder
+
+
+def storage() -> Path | None:
+    return _storage
 
 
 def host_zone_name() -> str:
