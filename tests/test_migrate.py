@@ -614,3 +614,38 @@ def test_an_old_server_writing_after_the_migration_is_ordered_and_left_alone(ste
     listed = json.loads(stepflow("ls", "--json", "--limit", "1").stdout)
     assert [(r["id"], r["status"]) for r in listed] == [("from-old-server", "running")]  # newest, not abandoned
     assert query(db_path, "SELECT status FROM executions WHERE id = 'from-old-server'") == [("running",)]
+
+
+def test_rows_and_log_files_an_old_server_writes_afterwards_are_complete(stepflow: StepflowRunner,
+                                                                         legacy_store: dict[str, Any],
+                                                                         storage: Path, db_path: Path) -> None:
+    """After the migration the old server goes on (its own sqlite3): its new run, steps and log
+    files show up whole, the files it rewrites are read again, its finished run shows no step running."""
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    run_id, step_id = "5e7e0000-0000-4000-8000-000000000001", "5e7e0000-0000-4000-8000-00000000000a"
+    now = datetime.now().replace(microsecond=0)
+    c = sqlite3.connect(db_path)
+    c.execute("INSERT INTO executions (id, name, command, working_directory, status, created_at, started_at,"
+              " environment, user_name, tags, total_steps, completed_steps, current_step_index, metadata)"
+              " VALUES (?, 'after', 'bash after.sh', '.', 'pending', ?, ?, '{}', '', '[]', 0, 0, -1, '{}')",
+              (run_id, now.isoformat(), now.isoformat()))
+    c.execute("INSERT INTO steps (id, execution_id, name, description, step_index, status, created_at, started_at,"
+              " stop_on_error, metadata) VALUES (?, ?, 'build', '', 0, 'running', ?, ?, 0, '{}')",
+              (step_id, run_id, now.isoformat(), now.isoformat()))
+    c.commit()
+    log = storage / "executions" / run_id / f"step_0_{step_id}.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(f"[{now.isoformat()}.000100] first\n")
+    assert stepflow("logs", run_id).stdout == b"first\n"
+    log.write_text(f"[{now.isoformat()}.000100] first\n[{now.isoformat()}.500000] second\n")  # rewritten whole
+    assert stepflow("logs", run_id).stdout == b"first\nsecond\n"
+    shown = json.loads(stepflow("show", run_id, "--json").stdout)
+    assert shown["status"] == "pending" and shown["line_count"] == 2  # recent: its server may be running it
+    c.execute("UPDATE executions SET status = 'completed', exit_code = 0, completed_at = ? WHERE id = ?",
+              (now.isoformat(), run_id))
+    c.commit()
+    c.close()
+    shown = json.loads(stepflow("show", run_id, "--json").stdout)
+    assert shown["status"] == "completed"
+    assert [(s["status"], s.get("legacy_status")) for s in shown["steps"]] == [("completed", "running")]
+    assert query(db_path, "SELECT created_ts IS NOT NULL FROM executions WHERE id = ?", (run_id,)) == [(1,)]

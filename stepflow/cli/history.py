@@ -68,10 +68,11 @@ def show(
     import time
 
     from stepflow import abandoned, history
+    from stepflow.maintenance import legacy_refresh
     from stepflow.printing import Printer, print_json, print_run_report
 
     with open_reader(settings_for(ctx, storage)) as store:
-        run_row = store.resolve(run_id)
+        run_row = legacy_refresh.refresh(store, store.resolve(run_id))  # an old server may still write
         abandoned.notice(store, [run_row])
         detail = history.run_detail(run_row, store.steps(run_row.id), store.artifacts(run_row.id))
     if json_out:
@@ -98,12 +99,13 @@ def logs(
     import sys
 
     from stepflow import abandoned
+    from stepflow.maintenance import legacy_refresh
     from stepflow.printing import print_logs, step_index, wants_color
     from stepflow.store.models import STREAM_NAMES
 
     streams = {v: k for k, v in STREAM_NAMES.items()}
     with open_reader(settings_for(ctx, storage)) as store:
-        run = store.resolve(run_id)
+        run = legacy_refresh.refresh(store, store.resolve(run_id))  # an old server may still write
         abandoned.notice(store, [run])
         if follow and run.status in OPEN_STATUSES and sys.stderr.isatty():
             print(f"following run {run.id[:8]} ({run.status}); Ctrl-C to stop", file=sys.stderr)

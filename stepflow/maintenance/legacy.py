@@ -9,6 +9,7 @@ held only for one INSERT ... SELECT. The files themselves are never changed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 from collections.abc import Iterator
@@ -73,7 +74,7 @@ def log_files(storage: Path, *, only: set[str] | None = None) -> Iterator[LogFil
         for name in names:
             match = LOG_FILE.match(name)
             if match:
-                yield LogFile(run.name, int(match.group(1)), match.group(2), Path(run.path) / name)
+                yield LogFile(run.name, int(match.group(1)), match.group(2), Path(os.path.join(run.path, name)))
 
 
 def line_time(line: bytes, zone: tzinfo | None = None) -> tuple[float | None, bytes]:
@@ -82,22 +83,52 @@ def line_time(line: bytes, zone: tzinfo | None = None) -> tuple[float | None, by
 
     A line without a readable time stamp is returned whole, with None.
     """
-    if line[:1] != b"[":
-        return None, line
-    end = line.find(b"]", 1)
-    if end < 0 or end > 40:
-        return None, line
-    try:
-        value = datetime.fromisoformat(line[1:end].decode("ascii"))
-    except (ValueError, UnicodeDecodeError):
-        return None, line
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=zone) if zone is not None else value.astimezone()
-    content = line[end + 2 :] if line[end + 1 : end + 2] == b" " else line[end + 1 :]
-    return value.timestamp(), content
+    return TimeReader(zone).read(line)
 
 
-def parse_log(data: bytes, *, fallback_ts: float, max_line: int, zone: tzinfo | None = None) -> list[Block]:
+class TimeReader:
+    """line_time for many lines: the epoch of each whole second is computed once and cached
+    (a log's lines share their seconds), the fraction added to it; only a time with an
+    offset, or one not in the usual form, goes through a full datetime parse."""
+
+    __slots__ = ("zone", "seconds")
+
+    def __init__(self, zone: tzinfo | None) -> None:
+        self.zone = zone
+        self.seconds: dict[bytes, float] = {}
+
+    def read(self, line: bytes) -> tuple[float | None, bytes]:
+        if line[:1] != b"[":
+            return None, line
+        end = line.find(b"]", 1)
+        if end < 0 or end > 40:
+            return None, line
+        content = line[end + 2 :] if line[end + 1 : end + 2] == b" " else line[end + 1 :]
+        if end == 20 or (line[20:21] == b"." and 22 <= end <= 27 and line[21:end].isdigit()):
+            base = self.seconds.get(line[1:20])
+            if base is None:
+                base = self._parse(line[1:20])
+                if base is None:
+                    return None, line
+                self.seconds[line[1:20]] = base
+            if end == 20:
+                return base, content
+            return base + int(line[21:end]) / 10 ** (end - 21), content
+        ts = self._parse(line[1:end])
+        return (None, line) if ts is None else (ts, content)
+
+    def _parse(self, text: bytes) -> float | None:
+        try:
+            value = datetime.fromisoformat(text.decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=self.zone) if self.zone is not None else value.astimezone()
+        return value.timestamp()
+
+
+def parse_log(data: bytes, *, fallback_ts: float, max_line: int, zone: tzinfo | None = None,
+              times: TimeReader | None = None) -> list[Block]:
     """The lines of one log file as blocks: content without the time stamp, time as epoch.
 
     Each line keeps its own time: a new block starts whenever the time stamp changes, so
@@ -112,6 +143,7 @@ def parse_log(data: bytes, *, fallback_ts: float, max_line: int, zone: tzinfo | 
     current: list[bytes] = []
     size = 0
     block_ts = last_ts = fallback_ts
+    read = (times or TimeReader(zone)).read
 
     def flush() -> None:
         nonlocal current, size
@@ -120,7 +152,7 @@ def parse_log(data: bytes, *, fallback_ts: float, max_line: int, zone: tzinfo | 
             current, size = [], 0
 
     for raw in lines:
-        ts, content = line_time(raw, zone)
+        ts, content = read(raw)
         if ts is not None:
             last_ts = ts
         cut = max(0, len(content) - max_line)
@@ -182,10 +214,21 @@ def stage_logs(storage: Path, staging: Path, *, max_line: int, zone: tzinfo | No
         conn.execute(STAGING_SCHEMA)
         conn.execute("BEGIN")
         run_id, run_lines = "", 0
+        times = TimeReader(zone)
+        rows: list[tuple[Any, ...]] = []
+        files: list[tuple[Any, ...]] = []
+        insert = "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         for item in log_files(storage, only=only):
+            path = str(item.path)
             try:
-                data = item.path.read_bytes()
-                stat = item.path.stat()
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    stat = os.fstat(fd)
+                    data = os.read(fd, stat.st_size + 1)
+                    if len(data) > stat.st_size:  # written to since the stat: read to its end
+                        data += b"".join(iter(functools.partial(os.read, fd, 1 << 20), b""))
+                finally:
+                    os.close(fd)
             except OSError:
                 scan.unreadable += 1
                 continue
@@ -193,19 +236,21 @@ def stage_logs(storage: Path, staging: Path, *, max_line: int, zone: tzinfo | No
                 if run_id:
                     conn.execute("INSERT INTO runs (execution_id, lines) VALUES (?, ?)", (run_id, run_lines))
                 run_id, run_lines = item.execution_id, 0
-            blocks = parse_log(data, fallback_ts=stat.st_mtime, max_line=max_line, zone=zone)
-            conn.executemany(
-                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(item.execution_id, item.step_id, item.file_index, seq, b.line_count, b.ts, b.data, b.cut)
-                 for seq, b in enumerate(blocks)],
-            )
-            conn.execute("INSERT INTO files VALUES (?, ?, ?, ?)",
-                         (item.execution_id, item.path.name, stat.st_size, stat.st_mtime_ns))
+            blocks = parse_log(data, fallback_ts=stat.st_mtime, max_line=max_line, times=times)
+            rows += [(item.execution_id, item.step_id, item.file_index, seq, b.line_count, b.ts, b.data, b.cut)
+                     for seq, b in enumerate(blocks)]
+            files.append((item.execution_id, os.path.basename(path), stat.st_size, stat.st_mtime_ns))
+            if len(rows) > 20000:
+                conn.executemany(insert, rows)
+                conn.executemany("INSERT INTO files VALUES (?, ?, ?, ?)", files)
+                rows, files = [], []
             lines = sum(b.line_count for b in blocks)
             run_lines += lines
             scan.files += 1
             scan.bytes += len(data)
             scan.lines += lines
+        conn.executemany(insert, rows)
+        conn.executemany("INSERT INTO files VALUES (?, ?, ?, ?)", files)
         if run_id:
             conn.execute("INSERT INTO runs (execution_id, lines) VALUES (?, ?)", (run_id, run_lines))
         conn.execute(STAGING_INDEX)

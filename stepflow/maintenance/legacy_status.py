@@ -70,19 +70,22 @@ def holders(paths: list[Path], folder: Path | None = None) -> list[int]:
 
 
 def abandon_open_runs(conn: apsw.Connection, db: Path, storage: Path, *, zone: tzinfo | None,
-                      now: float | None = None, grace: float = LEGACY_GRACE) -> int:
+                      now: float | None = None, grace: float = LEGACY_GRACE, only: str | None = None,
+                      others: list[int] | None = None) -> int:
     """Inside a write transaction: mark legacy runs nothing can finish `abandoned`; how many.
 
     The legacy status goes into `legacy_status`, a note into `warnings`; nothing else changes.
     """
-    others = holders([db, db.with_name(db.name + "-wal")], storage)
+    if others is None:
+        others = holders([db, db.with_name(db.name + "-wal")], storage)
     if others:
         return 0  # an old server may be alive: its runs are its own to finish
     now = time.time() if now is None else now
     rows = conn.execute(
         "SELECT e.id, e.created_at, e.started_at, (SELECT MAX(COALESCE(s.completed_at, s.started_at, s.created_at))"
         " FROM steps s WHERE s.execution_id = e.id) FROM executions e"
-        " WHERE e.status IN ('pending', 'running') AND e.pid IS NULL"
+        " WHERE e.status IN ('pending', 'running') AND e.pid IS NULL" + (" AND e.id = ?" if only else ""),
+        (only,) if only else (),
     ).fetchall()
     gone = []
     for run_id, *times in rows:
@@ -112,7 +115,11 @@ WHERE status IN ('running', 'pending')
 """
 
 
-def settle_steps(conn: apsw.Connection) -> int:
-    """Inside a write transaction: steps left `running` in finished legacy runs; how many changed."""
-    conn.execute(STEP_RULE)
+def settle_steps(conn: apsw.Connection, *, only: str | None = None) -> int:
+    """Inside a write transaction: steps left `running` in finished legacy runs (of run `only`,
+    if given); how many changed."""
+    if only is None:
+        conn.execute(STEP_RULE)
+    else:
+        conn.execute(STEP_RULE + " AND execution_id = ?", (only,))
     return int(conn.changes())

@@ -68,6 +68,7 @@ class MigrationReport:
     chunks: int = 0
     lock_hold_max: float = 0.0  # the longest write transaction of the log import, in seconds
     lock_wait_max: float = 0.0
+    holders: list[int] | None = None  # other processes with the store open, looked at before the transaction
     missing_artifacts: int = 0
     integrity: str | None = None
     seconds: float = 0.0
@@ -348,6 +349,7 @@ def _change(conn: apsw.Connection, settings: Settings, found: probe.Probe, repor
         except StoreError as exc:
             raise StoreError(f"{exc} ({describe_holders(db)})") from exc
         switched = True
+    report.holders = legacy_status.holders([db, db.with_name(db.name + "-wal")], settings.storage)
     try:
         with _phase(report, "transaction"):
             _transaction(conn, settings, report, has_logs, zone_name, legacy_zone)
@@ -415,7 +417,8 @@ def _settle(conn: apsw.Connection, settings: Settings, report: MigrationReport) 
     if name is None:
         return  # not a store that came from StepFlow Monitor
     legacy_zone = zone.parse_zone(name)
-    report.abandoned += legacy_status.abandon_open_runs(conn, settings.database, settings.storage, zone=legacy_zone)
+    report.abandoned += legacy_status.abandon_open_runs(conn, settings.database, settings.storage, zone=legacy_zone,
+                                                        others=report.holders)
     report.steps_settled += legacy_status.settle_steps(conn)
 
 
@@ -472,6 +475,7 @@ def _finish(conn: apsw.Connection, settings: Settings, found: probe.Probe, work:
                              journal_after=found.journal_mode, resumed=work)
     name = schema.meta(conn, zone.LEGACY_TZ_KEY)
     legacy_zone = zone.parse_zone(name) if name else zone.parse_zone(zone.host_zone_name())
+    report.holders = legacy_status.holders([db, db.with_name(db.name + "-wal")], settings.storage)
     with immediate(conn):
         report.counts_before = report.counts_after = probe.counts(conn)
         report.repaired = schema.add_missing_legacy_columns(conn)
