@@ -20,7 +20,8 @@ from stepflow.abandoned import is_abandoned
 from stepflow.config import Settings
 from stepflow.errors import StepflowError
 from stepflow.maintenance import fs, probe, stats
-from stepflow.store.connection import describe
+from stepflow.store import schema
+from stepflow.store.connection import describe, intent_path
 from stepflow.store.models import Run
 
 DEFAULT_MAX_WAL = 256 * 1024 * 1024
@@ -65,6 +66,9 @@ def health(
     if free < min_free:
         report.reasons.append(f"low disk: {fs.human_size(free)} free for {settings.storage},"
                               f" under {fs.human_size(min_free)}")
+    unfinished = unfinished_upkeep(db)
+    if unfinished:
+        report.reasons.append(unfinished)
     if not db.exists():
         report.reasons.append(f"store unreadable: no database at {db}")
         return report
@@ -88,6 +92,9 @@ def _inspect(conn: apsw.Connection, db: Path, report: HealthReport, *, max_wal: 
     incomplete = stats.schema_problem(conn)
     if incomplete:
         report.reasons.append(incomplete)
+    if found.kind == probe.CURRENT and schema.meta(conn, "legacy_import") == "pending":
+        report.reasons.append("the migration's log import was interrupted: run \"stepflow migrate --to-wal\""
+                              " again to finish it")
     if found.journal_mode != "wal":
         report.reasons.append(f"journal mode is {found.journal_mode}, not WAL: run \"stepflow migrate --to-wal\"")
     wal = fs.file_size(db.with_name(db.name + "-wal"))
@@ -106,6 +113,14 @@ def _inspect(conn: apsw.Connection, db: Path, report: HealthReport, *, max_wal: 
         if gone:
             shown = ", ".join(i[:8] for i in gone[:SHOWN_IDS]) + (" ..." if len(gone) > SHOWN_IDS else "")
             report.reasons.append(f"{fs.plural(len(gone), 'run')} left running by a process that is gone: {shown}")
+
+
+def unfinished_upkeep(db: Path) -> str | None:
+    """A `rollback --backup` that was killed half-way, said with how to finish it. Read-only."""
+    if intent_path(db).exists():
+        return (f"a \"stepflow rollback --backup\" was interrupted ({intent_path(db)} is there): run it again"
+                " to finish it")
+    return None
 
 
 def abandoned_runs(conn: apsw.Connection) -> list[str]:

@@ -276,8 +276,9 @@ def import_chunk(conn: apsw.Connection, first: int, last: int, *, replace: bool 
     rewrote its log files since). Returns (runs, lines) imported. Every statement finds its
     rows through an index: the work is proportional to the chunk, not to the store.
     """
+    conn.execute("CREATE TEMP TABLE legacy_chunk (id TEXT PRIMARY KEY, lines INTEGER NOT NULL)")
     conn.execute(
-        "CREATE TEMP TABLE legacy_chunk AS SELECT r.execution_id AS id, r.lines AS lines FROM staged.runs r"
+        "INSERT INTO temp.legacy_chunk SELECT r.execution_id, r.lines FROM staged.runs r"
         " WHERE r.n BETWEEN ? AND ? AND EXISTS (SELECT 1 FROM main.executions e WHERE e.id = r.execution_id)"
         + ("" if replace else
            " AND NOT EXISTS (SELECT 1 FROM main.logs l WHERE l.execution_id = r.execution_id)"),
@@ -301,7 +302,9 @@ def import_chunk(conn: apsw.Connection, first: int, last: int, *, replace: bool 
             """
         )
         conn.execute(
-            "UPDATE main.executions SET line_count = i.lines FROM temp.legacy_chunk i WHERE executions.id = i.id"
+            "UPDATE main.executions SET line_count ="
+            " (SELECT i.lines FROM temp.legacy_chunk i WHERE i.id = executions.id)"
+            " WHERE id IN (SELECT id FROM temp.legacy_chunk)"
         )
         conn.execute(
             "INSERT INTO main.legacy_log_files (execution_id, name, size, mtime_ns)"

@@ -111,7 +111,8 @@ UPDATE steps SET legacy_status = COALESCE(legacy_status, status), status = CASE
     WHEN (SELECT status FROM executions e WHERE e.id = steps.execution_id) = 'completed' THEN 'completed'
     ELSE 'failed' END
 WHERE status IN ('running', 'pending')
-  AND execution_id IN (SELECT id FROM executions WHERE status NOT IN ('running', 'pending') AND pid IS NULL)
+  AND (SELECT e.status FROM executions e WHERE e.id = steps.execution_id AND e.pid IS NULL)
+      NOT IN ('running', 'pending')
 """
 
 

@@ -68,6 +68,7 @@ class MigrationReport:
     chunks: int = 0
     lock_hold_max: float = 0.0  # the longest write transaction of the log import, in seconds
     lock_wait_max: float = 0.0
+    was_legacy: bool = False
     holders: list[int] | None = None  # other processes with the store open, looked at before the transaction
     missing_artifacts: int = 0
     integrity: str | None = None
@@ -245,9 +246,8 @@ def migrate(
         fs_modes.private(settings)
         # The lock is released: runs record and readers read while the logs come across in
         # short transactions, each a whole number of runs.
-        if scan.files:
-            with _phase(report, "import_logs"):
-                _import(conn, settings, report, staging, chunk_seconds=chunk_seconds)
+        if report.was_legacy or scan.files:
+            _rest(conn, settings, report, staging if scan.files else None, legacy_zone, chunk_seconds=chunk_seconds)
         with _phase(report, "check_after"):
             _after(conn, settings, report, pool)
         report.missing_artifacts = missing.result()
@@ -376,19 +376,22 @@ def _transaction(conn: apsw.Connection, settings: Settings, report: MigrationRep
         with immediate(conn):
             before = probe.counts(conn)
             version = schema.user_version(conn)
-            was_legacy = version == 0 and schema.has_table(conn, "executions")
-            for number, migration in enumerate(schema.MIGRATIONS, start=1):
-                if number > version:
-                    migration(conn)
-                    report.migrations.append(migration.__name__)
+            was_legacy = report.was_legacy = version == 0 and schema.has_table(conn, "executions")
+            token = schema.DEFER_CREATED_TS.set(was_legacy)  # _rest fills it, in short transactions
+            try:
+                for number, migration in enumerate(schema.MIGRATIONS, start=1):
+                    if number > version:
+                        migration(conn)
+                        report.migrations.append(migration.__name__)
+            finally:
+                schema.DEFER_CREATED_TS.reset(token)
             report.repaired = schema.add_missing_legacy_columns(conn)
             conn.execute(f"PRAGMA user_version={schema.CURRENT_VERSION}")
             if was_legacy:
                 schema.set_meta(conn, zone.LEGACY_TZ_KEY, zone_name)
                 report.legacy_tz = zone_name
-                _legacy_times(conn, legacy_zone)
             _settle(conn, settings, report)
-            if has_logs:
+            if was_legacy or has_logs:
                 schema.set_meta(conn, IMPORT_KEY, "pending")
             after = probe.counts(conn)
             if after != before:
@@ -401,14 +404,47 @@ def _transaction(conn: apsw.Connection, settings: Settings, report: MigrationRep
         conn.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}").fetchall()
 
 
-def _legacy_times(conn: apsw.Connection, legacy_zone: tzinfo) -> None:
-    """created_ts of legacy rows read in the recorded zone (m002 read them in this host's)."""
+def _rest(conn: apsw.Connection, settings: Settings, report: MigrationReport, staging: Path | None,
+          legacy_zone: tzinfo, *, chunk_seconds: float) -> None:
+    """After the schema transaction, with the lock released: created_ts in the legacy zone,
+    then the staged log lines, each in short transactions; then the `pending` mark goes."""
+    with _phase(report, "fill_times"):
+        _fill_times(conn, settings, report, legacy_zone, chunk_seconds=chunk_seconds)
+    if staging is not None:
+        with _phase(report, "import_logs"):
+            _import(conn, settings, report, staging, chunk_seconds=chunk_seconds)
+    with immediate(conn):
+        conn.execute("DELETE FROM stepflow_meta WHERE key = ?", (IMPORT_KEY,))
+
+
+def _fill_times(conn: apsw.Connection, settings: Settings, report: MigrationReport, legacy_zone: tzinfo, *,
+                chunk_seconds: float) -> None:
+    """created_ts of the legacy rows, read in the recorded zone, a range of rowids at a time."""
     def legacy_epoch(text: Any) -> float | None:
         return zone.epoch(text if isinstance(text, str) else None, legacy_zone)
 
     conn.create_scalar_function("stepflow_legacy_epoch", legacy_epoch, 1, deterministic=True)  # type: ignore[arg-type]
-    conn.execute("UPDATE executions SET created_ts = stepflow_legacy_epoch(created_at) WHERE pid IS NULL"
-                 " AND created_ts IS NOT stepflow_legacy_epoch(created_at)")
+    bounds: tuple[Any, ...] = conn.execute(
+        "SELECT COALESCE(MIN(rowid), 0), COALESCE(MAX(rowid), -1) FROM executions").fetchall()[0]
+    low, high = int(bounds[0]), int(bounds[1])
+    first, size = low, 2000
+    try:
+        while first <= high:
+            last = first + size - 1
+            began = time.monotonic()
+            with immediate(conn):
+                held = time.monotonic()
+                conn.execute("UPDATE executions SET created_ts = stepflow_legacy_epoch(created_at)"
+                             " WHERE rowid BETWEEN ? AND ? AND pid IS NULL", (first, last))
+            took = time.monotonic() - held
+            report.lock_wait_max = max(report.lock_wait_max, held - began)
+            report.lock_hold_max = max(report.lock_hold_max, took)
+            report.chunks += 1
+            first = last + 1
+            size = max(100, min(50000, int(size * chunk_seconds / max(took, 1e-3))))
+    except apsw.Error as exc:
+        raise StoreError(f"{store_error(exc, settings.database)}; the migration is done but not every run's time is"
+                         " in yet: run \"stepflow migrate --to-wal\" again to finish it") from exc
 
 
 def _settle(conn: apsw.Connection, settings: Settings, report: MigrationReport) -> None:
@@ -441,8 +477,6 @@ def _import(conn: apsw.Connection, settings: Settings, report: MigrationReport, 
             with immediate(conn):
                 held = time.monotonic()
                 runs, lines = legacy.import_chunk(conn, first, last, replace=replace)
-                if last == total:
-                    conn.execute("DELETE FROM stepflow_meta WHERE key = ?", (IMPORT_KEY,))
             took = time.monotonic() - held
             report.lock_wait_max = max(report.lock_wait_max, held - began)
             report.lock_hold_max = max(report.lock_hold_max, took)
@@ -451,9 +485,6 @@ def _import(conn: apsw.Connection, settings: Settings, report: MigrationReport, 
             report.chunks += 1
             first = last + 1
             size = max(50, min(20000, int(size * chunk_seconds / max(took, 1e-3))))
-        if total == 0:
-            with immediate(conn):
-                conn.execute("DELETE FROM stepflow_meta WHERE key = ?", (IMPORT_KEY,))
     except apsw.Error as exc:
         raise StoreError(f"{store_error(exc, db)}; the migration is done but {report.log_runs} runs' logs are in"
                          " so far: run \"stepflow migrate --to-wal\" again to import the rest") from exc
@@ -485,7 +516,7 @@ def _finish(conn: apsw.Connection, settings: Settings, found: probe.Probe, work:
     if work == RESUME:
         scan = _stage_logs(settings, probe.Probe(probe.LEGACY, 0, "wal"), staging, legacy_zone)
         report.log_files = scan.files
-        _import(conn, settings, report, staging, chunk_seconds=chunk_seconds)
+        _rest(conn, settings, report, staging if scan.files else None, legacy_zone, chunk_seconds=chunk_seconds)
     _after(conn, settings, report, pool)
     report.changed = True
     report.seconds = time.monotonic() - started

@@ -59,6 +59,12 @@ def connect(
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     try:
         is_new = not readonly and (not path.exists() or path.stat().st_size == 0)
+        if is_new and intent_path(path).exists():
+            raise StoreError(
+                f"store {path}: a \"stepflow rollback --backup\" was interrupted before the backup was in place;"
+                " run the same \"stepflow rollback --backup\" again to finish it (the database it set aside is"
+                f" named in {intent_path(path)})"
+            )
         conn = apsw.Connection(str(path), flags=flags)
         conn.setbusytimeout(settings.busy_timeout_ms)
         # Double-quoted strings are identifiers only: catch typos instead of reading them as text.
@@ -119,6 +125,12 @@ def immediate(conn: apsw.Connection) -> Iterator[apsw.Connection]:
 
 
 MAINTENANCE_SUFFIX = ".maint"
+RESTORE_INTENT_SUFFIX = ".restoring"
+
+
+def intent_path(db: Path) -> Path:
+    """The file `rollback --backup` keeps beside `db` while the database is being replaced."""
+    return db.with_name(db.name + RESTORE_INTENT_SUFFIX)
 
 
 def maintenance_lock_path(db: Path) -> Path:

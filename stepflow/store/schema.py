@@ -6,6 +6,7 @@ so a legacy store and a new one follow the same path: user_version 0 -> CURRENT_
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 
 import apsw
@@ -13,6 +14,11 @@ import apsw
 from stepflow.store.connection import immediate, scalar
 
 Migration = Callable[[apsw.Connection], None]
+
+# `migrate` of a big legacy store fills created_ts itself afterwards, in short transactions
+# and in the recorded legacy zone, instead of in one UPDATE of every row inside the schema
+# transaction (m002 and m006 fill it otherwise).
+DEFER_CREATED_TS: contextvars.ContextVar[bool] = contextvars.ContextVar("defer_created_ts", default=False)
 
 # Seconds since the epoch of a stored time, naive ones read as local time, on any SQLite.
 EPOCH_OF = "((julianday({}, 'utc') - 2440587.5) * 86400.0)"
@@ -56,8 +62,8 @@ def m002_run_columns(conn: apsw.Connection) -> None:
     """What stepflow records beyond the legacy columns: who ran it, resources, warnings, hashes.
 
     created_ts orders and filters runs: legacy created_at values are naive local times and new
-    ones carry an offset, so the text alone does not sort; SQLite's 'utc' modifier reads a naive
-    value as local time and leaves one with an offset as it is.
+    ones carry an offset, so the text alone does not sort. Rows already there get theirs in
+    m006 (or from `migrate`, in the legacy zone).
     """
     conn.execute(
         """
@@ -76,7 +82,6 @@ def m002_run_columns(conn: apsw.Connection) -> None:
         ALTER TABLE steps ADD COLUMN max_processes INTEGER;
         ALTER TABLE artifacts ADD COLUMN sha256 TEXT;
         ALTER TABLE artifacts ADD COLUMN source_path TEXT;
-        UPDATE executions SET created_ts = unixepoch(created_at, 'utc', 'subsec');
         CREATE INDEX idx_executions_created_ts ON executions (created_ts);
         CREATE INDEX idx_executions_name ON executions (name, created_ts);
         """
@@ -139,9 +144,10 @@ def m006_created_ts_on_any_sqlite(conn: apsw.Connection) -> None:
             UPDATE executions SET created_ts = {EPOCH_OF.format("NEW.created_at")}
             WHERE rowid = NEW.rowid;
         END;
-        UPDATE executions SET created_ts = {EPOCH_OF.format("created_at")} WHERE created_ts IS NULL;
         """
     )
+    if not DEFER_CREATED_TS.get():
+        conn.execute(f"UPDATE executions SET created_ts = {EPOCH_OF.format('created_at')} WHERE created_ts IS NULL")
 
 
 # Every column a StepFlow Monitor release may have created, with the declaration of the last
