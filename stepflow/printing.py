@@ -19,8 +19,9 @@ from typing import IO, Any
 
 from stepflow import abandoned, fmt, history
 from stepflow.config import Settings, color_wanted
-from stepflow.errors import NotFoundError, StoreError
+from stepflow.errors import NotFoundError
 from stepflow.store import SqliteStore, open_store
+from stepflow.store.connection import missing_store_error
 from stepflow.store.models import OPEN_STATUSES, STDERR, Run
 
 STATUS_STYLES = {
@@ -39,7 +40,7 @@ Cell = str | tuple[str, str]  # text, or (text, Rich style)
 def reading(settings: Settings) -> Iterator[SqliteStore]:
     """Open the store for the history commands; a missing store is an error, not a new file."""
     if not settings.database.exists():
-        raise StoreError(f"no store at {settings.database}; record a run with \"stepflow run -- CMD\"")
+        raise missing_store_error(settings.database)
     store = open_store(settings)
     try:
         yield store

@@ -649,3 +649,68 @@ def test_rows_and_log_files_an_old_server_writes_afterwards_are_complete(stepflo
     assert shown["status"] == "completed"
     assert [(s["status"], s.get("legacy_status")) for s in shown["steps"]] == [("completed", "running")]
     assert query(db_path, "SELECT created_ts IS NOT NULL FROM executions WHERE id = ?", (run_id,)) == [(1,)]
+
+
+# -- crash safety: what a kill -9 leaves, and the next run of the same command -------------------
+
+
+def test_an_interrupted_log_import_is_unhealthy_and_finished_by_migrate(stepflow: StepflowRunner,
+                                                                        legacy_store: dict[str, Any],
+                                                                        storage: Path, db_path: Path) -> None:
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    assert oct(storage.stat().st_mode & 0o777) == "0o700" and oct(db_path.stat().st_mode & 0o777) == "0o600"
+    whole = query(db_path, "SELECT execution_id, first_line, data FROM logs ORDER BY execution_id, first_line")
+    # What a kill between two import chunks leaves: some runs' lines in, the mark still there,
+    # and the staging file of the dead process.
+    c = sqlite3.connect(db_path)
+    half = [r[0] for r in c.execute("SELECT DISTINCT execution_id FROM logs ORDER BY 1").fetchall()][::2]
+    c.executemany("DELETE FROM logs WHERE execution_id = ?", [(h,) for h in half])
+    c.executemany("UPDATE executions SET line_count = 0 WHERE id = ?", [(h,) for h in half])
+    c.execute("INSERT INTO stepflow_meta VALUES ('legacy_import', 'pending')")
+    c.commit()
+    c.close()
+    staging = db_path.with_name(".stepflow.db-import-999999")  # no such process
+    staging.write_bytes(b"x" * 1000)
+    health = stepflow("health")
+    assert health.returncode == 1 and b"log import was interrupted" in health.stdout
+    assert stepflow("ls").returncode == 0  # the store opens meanwhile
+    again = stepflow("migrate", "--to-wal")
+    assert again.returncode == 0, again.stderr
+    assert b"finished the interrupted log import" in again.stdout
+    assert query(db_path, "SELECT execution_id, first_line, data FROM logs ORDER BY execution_id, first_line") == whole
+    assert query(db_path, "SELECT SUM(line_count) FROM executions") == [(legacy_store["log_lines"],)]
+    assert not staging.exists() and stepflow("health").returncode == 0
+
+
+def test_backup_removes_the_partial_copy_a_kill_left(stepflow: StepflowRunner, legacy_store: dict[str, Any],
+                                                     storage: Path) -> None:
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    partial = storage / "backups" / "stepflow-20260101T000000Z-manual.db.partial"
+    partial.write_bytes(b"half a copy")
+    assert stepflow("backup").returncode == 0
+    assert not partial.exists()
+
+
+def test_rollback_killed_between_set_aside_and_restore_never_leaves_an_empty_store(
+        stepflow: StepflowRunner, legacy_store: dict[str, Any], storage: Path, db_path: Path) -> None:
+    from stepflow.maintenance import rollback
+
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    (backup,) = (storage / "backups").iterdir()
+    runs = query(db_path, "SELECT COUNT(*) FROM executions")
+    # Exactly what a kill -9 right after the rename leaves: the intent file, the database aside.
+    aside = db_path.with_name("stepflow-20260101T000000Z-before-rollback.db")
+    rollback._write_intent(db_path, aside)
+    os.replace(db_path, aside)
+    for argv in (("ls",), ("run", "--", "true")):
+        refused = stepflow(*argv)
+        assert refused.returncode == (0 if argv[0] == "run" else 1)  # a run's command still runs, and exits 0
+        assert b"was interrupted before the backup was in place" in refused.stderr, refused.stderr
+    assert not db_path.exists()  # no empty store was created in its place
+    health = stepflow("health")
+    assert health.returncode == 1 and b"rollback --backup\" was interrupted" in health.stdout
+    finished = stepflow("rollback", "--backup", str(backup))
+    assert finished.returncode == 0, finished.stderr
+    assert query(db_path, "SELECT COUNT(*) FROM executions") == runs
+    assert aside.exists() and not db_path.with_name("stepflow.db.restoring").exists()
+    assert b"interrupted" not in stepflow("health").stdout  # the pre-migrate backup: a legacy store again

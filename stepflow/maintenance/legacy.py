@@ -307,7 +307,7 @@ def import_chunk(conn: apsw.Connection, first: int, last: int, *, replace: bool 
             " WHERE id IN (SELECT id FROM temp.legacy_chunk)"
         )
         conn.execute(
-            "INSERT INTO main.legacy_log_files (execution_id, name, size, mtime_ns)"
+            "INSERT OR REPLACE INTO main.legacy_log_files (execution_id, name, size, mtime_ns)"
             " SELECT f.execution_id, f.name, f.size, f.mtime_ns FROM temp.legacy_chunk i"
             " JOIN staged.files f ON f.execution_id = i.id"
         )

@@ -257,6 +257,7 @@ def migrate(
 
 
 UNCHANGED = "; nothing changed"
+AGAIN = "run \"stepflow migrate --to-wal\" again"  # the store changed: a rerun finishes the job
 
 
 @contextlib.contextmanager
@@ -274,7 +275,7 @@ def _unchanged(extra: str = "") -> Iterator[None]:
     try:
         yield
     except StoreError as exc:
-        if UNCHANGED in str(exc):
+        if UNCHANGED in str(exc) or AGAIN in str(exc):
             raise
         raise type(exc)(f"{exc}{UNCHANGED}{extra}") from exc
     except apsw.Error as exc:

@@ -60,11 +60,7 @@ def connect(
     try:
         is_new = not readonly and (not path.exists() or path.stat().st_size == 0)
         if is_new and intent_path(path).exists():
-            raise StoreError(
-                f"store {path}: a \"stepflow rollback --backup\" was interrupted before the backup was in place;"
-                " run the same \"stepflow rollback --backup\" again to finish it (the database it set aside is"
-                f" named in {intent_path(path)})"
-            )
+            raise missing_store_error(path)
         conn = apsw.Connection(str(path), flags=flags)
         conn.setbusytimeout(settings.busy_timeout_ms)
         # Double-quoted strings are identifiers only: catch typos instead of reading them as text.
@@ -126,6 +122,17 @@ def immediate(conn: apsw.Connection) -> Iterator[apsw.Connection]:
 
 MAINTENANCE_SUFFIX = ".maint"
 RESTORE_INTENT_SUFFIX = ".restoring"
+
+
+def missing_store_error(db: Path) -> StoreError:
+    """What to say when there is no database at `db`: how to finish a restore, else how to start."""
+    if intent_path(db).exists():
+        return StoreError(
+            f"store {db}: a \"stepflow rollback --backup\" was interrupted before the backup was in place;"
+            " run the same \"stepflow rollback --backup\" again to finish it (the database it set aside is"
+            f" named in {intent_path(db)})"
+        )
+    return StoreError(f"no store at {db}; record a run with \"stepflow run -- CMD\"")
 
 
 def intent_path(db: Path) -> Path:
