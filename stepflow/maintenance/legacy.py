@@ -178,7 +178,7 @@ CREATE TABLE runs (n INTEGER PRIMARY KEY, execution_id TEXT NOT NULL UNIQUE, lin
 CREATE TABLE files (execution_id TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL);
 """
-STAGING_INDEX = "CREATE INDEX blocks_run ON blocks (execution_id)"
+STAGING_INDEX = "CREATE INDEX blocks_run ON blocks (execution_id); CREATE INDEX files_run ON files (execution_id)"
 
 
 def scan_logs(storage: Path) -> LogScan:

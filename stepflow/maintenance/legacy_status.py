@@ -116,11 +116,13 @@ WHERE status IN ('running', 'pending')
 """
 
 
-def settle_steps(conn: apsw.Connection, *, only: str | None = None) -> int:
+def settle_steps(conn: apsw.Connection, *, only: str | None = None, rowids: tuple[int, int] | None = None) -> int:
     """Inside a write transaction: steps left `running` in finished legacy runs (of run `only`,
-    if given); how many changed."""
-    if only is None:
-        conn.execute(STEP_RULE)
-    else:
+    or with a rowid in `rowids`, if given); how many changed."""
+    if only is not None:
         conn.execute(STEP_RULE + " AND execution_id = ?", (only,))
+    elif rowids is not None:
+        conn.execute(STEP_RULE + " AND rowid BETWEEN ? AND ?", rowids)
+    else:
+        conn.execute(STEP_RULE)
     return int(conn.changes())

@@ -19,144 +19,24 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any
 
 import apsw
 
 from stepflow import procs
 from stepflow.config import Settings
 from stepflow.errors import StepflowError, StoreError, UsageError
-from stepflow.maintenance import backup, fs, legacy, legacy_status, probe
+from stepflow.maintenance import backup, fs, legacy, legacy_status, migrate_chunks, probe
 from stepflow.maintenance import modes as fs_modes
 from stepflow.maintenance.journal import switch_journal_mode
 from stepflow.maintenance.lock import describe_holders, maintenance_lock
+from stepflow.maintenance.migrate_report import MigrationReport
 from stepflow.store import schema, zone
 from stepflow.store.connection import describe, immediate, scalar, store_error
 
 MIGRATION_CACHE_KIB = 256 * 1024  # the UPDATE of every run row goes twice as fast with room
 CHUNK_SECONDS = 0.2  # aim for log-import transactions this long: writers wait at most about this
-
-
-@dataclass(slots=True)
-class MigrationReport:
-    """What `migrate` found and did (or, with dry_run, would do)."""
-
-    database: Path
-    kind: str
-    dry_run: bool = False
-    changed: bool = False
-    version_before: int = 0
-    version_after: int = 0
-    journal_before: str = ""
-    journal_after: str = ""
-    counts_before: dict[str, int] = field(default_factory=dict)
-    counts_after: dict[str, int] = field(default_factory=dict)
-    migrations: list[str] = field(default_factory=list)
-    backup: Path | None = None
-    backup_folder: Path | None = None
-    log_files: int = 0
-    log_lines: int = 0
-    log_runs: int = 0
-    abandoned: int = 0
-    steps_settled: int = 0
-    repaired: list[str] = field(default_factory=list)
-    resumed: str = ""
-    legacy_tz: str | None = None
-    chunks: int = 0
-    lock_hold_max: float = 0.0  # the longest write transaction of the log import, in seconds
-    lock_wait_max: float = 0.0
-    was_legacy: bool = False
-    holders: list[int] | None = None  # other processes with the store open, looked at before the transaction
-    missing_artifacts: int = 0
-    integrity: str | None = None
-    seconds: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds per step, for --json and benchmarks
-
-    def lines(self) -> list[str]:
-        what = probe.KIND_NAMES.get(self.kind, self.kind)
-        if not self.changed and not self.dry_run:
-            return [f"{self.database} is already {what} in WAL mode (schema {self.version_after}): nothing to do"]
-        if self.resumed:
-            return self._finish_lines()
-        counts = ", ".join(f"{n} {t}" for t, n in self.counts_before.items())
-        if self.dry_run:
-            out = [f"dry run: nothing changed. {self.database} is {what} ({counts})."]
-            if not self.migrations and self.journal_before == "wal":
-                return [f"{self.database} is already {what} in WAL mode: nothing to do"]
-            out.append(f"would back up to {self.backup_folder}/ and verify the copy (integrity_check)")
-            if self.migrations:
-                out.append(f"would apply {', '.join(self.migrations)} (schema {self.version_before} -> "
-                           f"{schema.CURRENT_VERSION}), keeping every legacy row and field")
-            if self.journal_before != "wal":
-                out.append(f"would switch journal_mode {self.journal_before.upper()} -> WAL")
-            if self.log_files:
-                out.append(f"would import {fs.plural(self.log_lines, 'log line')} from"
-                           f" {fs.plural(self.log_files, 'step log file')} (the files stay as they are)")
-            if self.abandoned:
-                out.append(f"would mark up to {fs.plural(self.abandoned, 'run')} left pending/running by the old server"
-                           " as abandoned (those no live server can finish)")
-            if self.missing_artifacts:
-                out.append(f"{fs.plural(self.missing_artifacts, 'artifact file')} missing (their paths are kept)")
-            return out
-        before = ", ".join(f"{t} {self.counts_before.get(t, 0)} -> {self.counts_after.get(t, 0)}"
-                           for t in self.counts_after)
-        out = [
-            f"migrated {self.database} ({what})",
-            f"  backup        {self.backup} (integrity ok)",
-            f"  rows          {before}",
-            f"  journal mode  {self.journal_before} -> {self.journal_after}",
-            f"  schema        {self.version_before} -> {self.version_after}"
-            + (f" ({', '.join(self.migrations)})" if self.migrations else ""),
-        ]
-        if self.log_files:
-            out.append(f"  logs          {fs.plural(self.log_lines, 'line')} of {fs.plural(self.log_runs, 'run')}"
-                       f" imported from {fs.plural(self.log_files, 'step log file')} (files kept)")
-        if self.abandoned:
-            out.append(f"  abandoned     {fs.plural(self.abandoned, 'run')} no StepFlow Monitor server can finish"
-                       " (legacy status kept in legacy_status)")
-        if self.steps_settled:
-            out.append(f"  steps         {fs.plural(self.steps_settled, 'step')} the old server left running in"
-                       " finished runs now completed/failed (legacy status kept)")
-        if self.legacy_tz:
-            out.append(f"  time zone     naive legacy times are {self.legacy_tz} (--legacy-tz)")
-        if self.missing_artifacts:
-            out.append(f"  artifacts     {fs.plural(self.missing_artifacts, 'file')} missing (paths kept)")
-        out.append(f"  integrity     {self.integrity}")
-        out.append(f"  took          {self.seconds:.2f} s; undo with: stepflow rollback --backup {self.backup}")
-        return out
-
-    def _finish_lines(self) -> list[str]:
-        what = "finished the interrupted log import of" if self.resumed == "resume" else "repaired the schema of"
-        out = [f"{what} {self.database}"]
-        if self.repaired:
-            out.append(f"  columns       added {', '.join(self.repaired)}")
-        if self.log_runs or self.resumed == "resume":
-            out.append(f"  logs          {fs.plural(self.log_lines, 'line')} of {fs.plural(self.log_runs, 'run')}"
-                       " imported")
-        if self.abandoned or self.steps_settled:
-            out.append(f"  statuses      {fs.plural(self.abandoned, 'run')} abandoned,"
-                       f" {fs.plural(self.steps_settled, 'step')} settled (legacy status kept)")
-        out.append(f"  integrity     {self.integrity}")
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "database": str(self.database), "kind": self.kind, "dry_run": self.dry_run,
-            "changed": self.changed, "schema_version_before": self.version_before,
-            "schema_version_after": self.version_after, "journal_mode_before": self.journal_before,
-            "journal_mode_after": self.journal_after, "counts_before": self.counts_before,
-            "counts_after": self.counts_after, "migrations": self.migrations,
-            "backup": str(self.backup) if self.backup else None,
-            "log_files": self.log_files, "log_lines": self.log_lines, "abandoned": self.abandoned,
-            "missing_artifacts": self.missing_artifacts, "integrity": self.integrity,
-            "seconds": round(self.seconds, 3), "phases": {k: round(v, 3) for k, v in self.phases.items()},
-            "log_runs": self.log_runs, "steps_settled": self.steps_settled, "repaired": self.repaired,
-            "resumed": self.resumed or None, "legacy_tz": self.legacy_tz, "import_chunks": self.chunks,
-            "lock_hold_max": round(self.lock_hold_max, 4), "lock_wait_max": round(self.lock_wait_max, 4),
-        }
 
 
 def pending_migrations(version: int) -> list[str]:
@@ -215,6 +95,10 @@ def migrate(
             found = _probe(conn, db)
             if _work(conn, found) is None:
                 return _nothing_to_do(conn, db, found, started)
+        # The log files need no database: they are parsed while the backup is taken and the
+        # schema changes, and imported once the lock is released (files the old server
+        # rewrites meanwhile are read again when their run is shown: legacy_refresh).
+        staged = pool.submit(_stage_logs, settings, found, staging, legacy_zone)
         # From here stepflow processes that open the store wait: a run started meanwhile is
         # recorded into the migrated store, never refused as a legacy one.
         with _unchanged(), maintenance_lock(db, what="migrate", wait=wait):
@@ -232,18 +116,20 @@ def migrate(
             dest = backup.unique_path(folder, backup.backup_name("pre-migrate"))
             paths = [str(r[0] or "") for r in conn.execute("SELECT file_path FROM artifacts")] if (
                 schema.has_table(conn, "artifacts")) else []
-            # Neither needs the database: both are done while the backup is copied and verified.
+            # It needs no database either: done while the backup is copied and verified.
             missing = pool.submit(legacy.count_missing, paths, settings.storage)
-            staged = pool.submit(_stage_logs, settings, found, staging, legacy_zone)
             copy = backup.take(conn, db, dest)
             report.backup = copy.path
             report.phases.update(backup_copy=copy.copy_seconds, backup_verify=copy.seconds - copy.copy_seconds)
             with _unchanged(f" (backup kept at {report.backup})"):
-                with _phase(report, "stage_logs_wait"):
-                    scan = staged.result()
-                report.log_files = scan.files
-                _change(conn, settings, found, report, scan.files > 0, zone_name, legacy_zone, wait=wait)
+                _change(conn, settings, found, report, False, zone_name, legacy_zone, wait=wait)
         fs_modes.private(settings)
+        with _phase(report, "stage_logs_wait"):
+            try:
+                scan = staged.result()
+            except StoreError as exc:
+                raise StoreError(f"{exc}; the schema is migrated: {AGAIN} to import the logs") from exc
+        report.log_files = scan.files
         # The lock is released: runs record and readers read while the logs come across in
         # short transactions, each a whole number of runs.
         if report.was_legacy or scan.files:
@@ -409,89 +295,26 @@ def _rest(conn: apsw.Connection, settings: Settings, report: MigrationReport, st
           legacy_zone: tzinfo, *, chunk_seconds: float) -> None:
     """After the schema transaction, with the lock released: created_ts in the legacy zone,
     then the staged log lines, each in short transactions; then the `pending` mark goes."""
+    with _phase(report, "settle_steps"):
+        migrate_chunks.settle_steps(conn, settings, report, chunk_seconds=chunk_seconds)
     with _phase(report, "fill_times"):
-        _fill_times(conn, settings, report, legacy_zone, chunk_seconds=chunk_seconds)
+        migrate_chunks.fill_times(conn, settings, report, legacy_zone, chunk_seconds=chunk_seconds)
     if staging is not None:
         with _phase(report, "import_logs"):
-            _import(conn, settings, report, staging, chunk_seconds=chunk_seconds)
+            migrate_chunks.import_logs(conn, settings, report, staging, chunk_seconds=chunk_seconds)
     with immediate(conn):
         conn.execute("DELETE FROM stepflow_meta WHERE key = ?", (IMPORT_KEY,))
 
 
-def _fill_times(conn: apsw.Connection, settings: Settings, report: MigrationReport, legacy_zone: tzinfo, *,
-                chunk_seconds: float) -> None:
-    """created_ts of the legacy rows, read in the recorded zone, a range of rowids at a time."""
-    def legacy_epoch(text: Any) -> float | None:
-        return zone.epoch(text if isinstance(text, str) else None, legacy_zone)
-
-    conn.create_scalar_function("stepflow_legacy_epoch", legacy_epoch, 1, deterministic=True)  # type: ignore[arg-type]
-    bounds: tuple[Any, ...] = conn.execute(
-        "SELECT COALESCE(MIN(rowid), 0), COALESCE(MAX(rowid), -1) FROM executions").fetchall()[0]
-    low, high = int(bounds[0]), int(bounds[1])
-    first, size = low, 2000
-    try:
-        while first <= high:
-            last = first + size - 1
-            began = time.monotonic()
-            with immediate(conn):
-                held = time.monotonic()
-                conn.execute("UPDATE executions SET created_ts = stepflow_legacy_epoch(created_at)"
-                             " WHERE rowid BETWEEN ? AND ? AND pid IS NULL", (first, last))
-            took = time.monotonic() - held
-            report.lock_wait_max = max(report.lock_wait_max, held - began)
-            report.lock_hold_max = max(report.lock_hold_max, took)
-            report.chunks += 1
-            first = last + 1
-            size = max(100, min(50000, int(size * chunk_seconds / max(took, 1e-3))))
-    except apsw.Error as exc:
-        raise StoreError(f"{store_error(exc, settings.database)}; the migration is done but not every run's time is"
-                         " in yet: run \"stepflow migrate --to-wal\" again to finish it") from exc
-
-
 def _settle(conn: apsw.Connection, settings: Settings, report: MigrationReport) -> None:
-    """Legacy statuses stepflow shows otherwise (stepflow.maintenance.legacy_status)."""
+    """Legacy runs nothing can finish become `abandoned` (stepflow.maintenance.legacy_status);
+    the steps are settled afterwards, in short transactions (migrate_chunks.settle_steps)."""
     name = schema.meta(conn, zone.LEGACY_TZ_KEY)
     if name is None:
         return  # not a store that came from StepFlow Monitor
     legacy_zone = zone.parse_zone(name)
     report.abandoned += legacy_status.abandon_open_runs(conn, settings.database, settings.storage, zone=legacy_zone,
                                                         others=report.holders)
-    report.steps_settled += legacy_status.settle_steps(conn)
-
-
-def _import(conn: apsw.Connection, settings: Settings, report: MigrationReport, staging: Path, *,
-            chunk_seconds: float, replace: bool = False) -> None:
-    """The staged log lines, a whole number of runs per short IMMEDIATE transaction.
-
-    Each chunk is sized so that its transaction holds the write lock about `chunk_seconds`;
-    the longest hold is kept in the report. A kill between two chunks leaves whole runs
-    imported and the `pending` mark in place: the next migrate imports the rest.
-    """
-    db = settings.database
-    conn.execute("ATTACH DATABASE ? AS staged", (str(staging),))
-    try:
-        total = legacy.staged_runs(conn)
-        first, size = 1, 500
-        while first <= total:
-            last = min(total, first + size - 1)
-            began = time.monotonic()
-            with immediate(conn):
-                held = time.monotonic()
-                runs, lines = legacy.import_chunk(conn, first, last, replace=replace)
-            took = time.monotonic() - held
-            report.lock_wait_max = max(report.lock_wait_max, held - began)
-            report.lock_hold_max = max(report.lock_hold_max, took)
-            report.log_runs += runs
-            report.log_lines += lines
-            report.chunks += 1
-            first = last + 1
-            size = max(50, min(20000, int(size * chunk_seconds / max(took, 1e-3))))
-    except apsw.Error as exc:
-        raise StoreError(f"{store_error(exc, db)}; the migration is done but {report.log_runs} runs' logs are in"
-                         " so far: run \"stepflow migrate --to-wal\" again to import the rest") from exc
-    finally:
-        with contextlib.suppress(apsw.Error):
-            conn.execute("DETACH DATABASE staged")
 
 
 def _finish(conn: apsw.Connection, settings: Settings, found: probe.Probe, work: str,
@@ -514,6 +337,7 @@ def _finish(conn: apsw.Connection, settings: Settings, found: probe.Probe, work:
         _settle(conn, settings, report)
     report.version_after = schema.user_version(conn)
     fs_modes.private(settings)
+    migrate_chunks.settle_steps(conn, settings, report, chunk_seconds=chunk_seconds)
     if work == RESUME:
         scan = _stage_logs(settings, probe.Probe(probe.LEGACY, 0, "wal"), staging, legacy_zone)
         report.log_files = scan.files
