@@ -714,3 +714,21 @@ def test_rollback_killed_between_set_aside_and_restore_never_leaves_an_empty_sto
     assert query(db_path, "SELECT COUNT(*) FROM executions") == runs
     assert aside.exists() and not db_path.with_name("stepflow.db.restoring").exists()
     assert b"interrupted" not in stepflow("health").stdout  # the pre-migrate backup: a legacy store again
+
+
+def test_a_run_an_old_server_left_pending_after_the_migration_is_found(stepflow: StepflowRunner,
+                                                                       legacy_store: dict[str, Any],
+                                                                       db_path: Path) -> None:
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    c = sqlite3.connect(db_path)  # the old server, killed after it saved this run
+    c.execute("INSERT INTO executions (id, name, command, status, created_at, environment, tags, metadata)"
+              " VALUES ('dead0000-0000-4000-8000-000000000001', 'killed later', 'sh x', 'pending',"
+              " '2025-09-01T10:00:00', '{}', '[]', '{}')")
+    c.commit()
+    c.close()
+    health = stepflow("health")
+    assert health.returncode == 1 and b"1 legacy run left pending/running" in health.stdout, health.stdout
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    assert query(db_path, "SELECT status, legacy_status FROM executions WHERE name = 'killed later'") == [
+        ("abandoned", "pending")]
+    assert stepflow("health").returncode == 0

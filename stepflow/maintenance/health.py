@@ -19,7 +19,7 @@ import apsw
 from stepflow.abandoned import is_abandoned
 from stepflow.config import Settings
 from stepflow.errors import StepflowError
-from stepflow.maintenance import fs, probe, stats
+from stepflow.maintenance import fs, legacy_status, probe, stats
 from stepflow.store import schema
 from stepflow.store.connection import describe, intent_path
 from stepflow.store.models import Run
@@ -92,6 +92,10 @@ def _inspect(conn: apsw.Connection, db: Path, report: HealthReport, *, max_wal: 
     incomplete = stats.schema_problem(conn)
     if incomplete:
         report.reasons.append(incomplete)
+    stale = legacy_status.stale_runs(conn, db)
+    if stale:
+        report.reasons.append(f"{fs.plural(stale, 'legacy run')} left pending/running by a StepFlow Monitor server"
+                              " that is gone: run \"stepflow migrate --to-wal\" to mark them abandoned")
     if found.kind == probe.CURRENT and schema.meta(conn, "legacy_import") == "pending":
         report.reasons.append("the migration's log import was interrupted: run \"stepflow migrate --to-wal\""
                               " again to finish it")

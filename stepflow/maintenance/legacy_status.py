@@ -28,6 +28,7 @@ import os
 import time
 from datetime import tzinfo
 from pathlib import Path
+from typing import Any
 
 import apsw
 
@@ -126,3 +127,34 @@ def settle_steps(conn: apsw.Connection, *, only: str | None = None, rowids: tupl
     else:
         conn.execute(STEP_RULE)
     return int(conn.changes())
+
+
+def stale_runs(conn: apsw.Connection, db: Path) -> int:
+    """How many open legacy rows nothing can finish (abandon_open_runs's rule, without the
+    steps' times). 0 for a store that did not come from StepFlow Monitor. Read-only."""
+    from stepflow.store import schema
+    from stepflow.store.zone import LEGACY_TZ_KEY, parse_zone
+
+    name = schema.meta(conn, LEGACY_TZ_KEY)
+    if name is None:
+        return 0
+    rows: list[Any] = conn.execute(
+        "SELECT created_at, started_at FROM executions WHERE status IN ('pending', 'running') AND pid IS NULL"
+    ).fetchall()
+    if not rows or holders([db, db.with_name(db.name + "-wal")], db.parent.parent):
+        return 0
+    legacy_zone, now = parse_zone(name), time.time()
+    count = 0
+    for times in rows:
+        stamps = [t for t in (epoch(str(x), legacy_zone) for x in times if x) if t is not None]
+        count += not stamps or now - max(stamps) >= LEGACY_GRACE
+    return count
+
+
+def unsettled_steps(conn: apsw.Connection) -> bool:
+    """Whether a finished legacy run still shows a step running (an old server finished it
+    after the migration). Read-only."""
+    row = conn.execute(
+        "SELECT 1 FROM steps WHERE status IN ('running', 'pending') AND (SELECT e.status FROM executions e"
+        " WHERE e.id = steps.execution_id AND e.pid IS NULL) NOT IN ('running', 'pending') LIMIT 1").fetchall()
+    return bool(row)

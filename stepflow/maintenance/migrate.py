@@ -348,7 +348,7 @@ def _finish(conn: apsw.Connection, settings: Settings, found: probe.Probe, work:
     return report
 
 
-MIGRATE, REPAIR, RESUME = "migrate", "repair", "resume"
+MIGRATE, REPAIR, RESUME, CATCH_UP = "migrate", "repair", "resume", "catch-up"
 IMPORT_KEY = "legacy_import"
 
 
@@ -360,6 +360,9 @@ def _work(conn: apsw.Connection, found: probe.Probe) -> str | None:
         return RESUME
     if schema.missing_columns(conn):
         return REPAIR
+    if schema.meta(conn, zone.LEGACY_TZ_KEY) is not None and (
+            legacy_status.unsettled_steps(conn) or legacy_status.stale_runs(conn, Path(conn.filename))):
+        return CATCH_UP  # an old server went on after the migration
     return None
 
 

@@ -99,7 +99,8 @@ class MigrationReport:
         return out
 
     def _finish_lines(self) -> list[str]:
-        what = "finished the interrupted log import of" if self.resumed == "resume" else "repaired the schema of"
+        what = {"resume": "finished the interrupted log import of", "repair": "repaired the schema of"}.get(
+            self.resumed, "caught up with the StepFlow Monitor server still writing to")
         out = [f"{what} {self.database}"]
         if self.repaired:
             out.append(f"  columns       added {', '.join(self.repaired)}")
