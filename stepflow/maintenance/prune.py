@@ -116,6 +116,8 @@ def prune(
                     result.file_bytes += fs.tree_size(folder)
                     if not dry_run:
                         shutil.rmtree(folder, ignore_errors=True)
+        if not dry_run:
+            result.file_bytes += remove_orphans(settings, conn)
         page_size = int(probe.pragma(conn, "page_size"))
         result.database_bytes = max(0, int(probe.pragma(conn, "freelist_count")) - free_before) * page_size
     except apsw.Error as exc:
@@ -124,6 +126,35 @@ def prune(
         store.close()
     result.seconds = time.monotonic() - started
     return result
+
+
+ORPHAN_AGE = 3600.0  # a folder this old with no run row: a prune killed between rows and files
+
+
+def remove_orphans(settings: Settings, conn: apsw.Connection, *, now: float | None = None) -> int:
+    """Run folders (`artifacts/<id>/`, `executions/<id>/`) whose run is gone; bytes freed.
+
+    What a prune killed after deleting a batch's rows leaves: the next prune removes it. A
+    folder younger than ORPHAN_AGE is left alone (its run may be being recorded right now).
+    """
+    now = time.time() if now is None else now
+    freed = 0
+    for name in ("artifacts", EXECUTIONS_FOLDER):
+        root = settings.storage / name
+        try:
+            entries = [e for e in root.iterdir() if e.is_dir() and not e.is_symlink()]
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                young = now - entry.stat().st_mtime < ORPHAN_AGE
+            except OSError:
+                continue
+            if young or conn.execute("SELECT 1 FROM executions WHERE id = ?", (entry.name,)).fetchall():
+                continue
+            freed += fs.tree_size(entry)
+            shutil.rmtree(entry, ignore_errors=True)
+    return freed
 
 
 def _marks(ids: Sequence[str]) -> str:
