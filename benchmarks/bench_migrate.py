@@ -90,10 +90,16 @@ def one_run(cmd: list[str], template: Path, work: Path, n: int) -> dict[str, Any
     writer, writer_stop = poller(work, db, "writer")
     time.sleep(0.3)  # a baseline for both before the migration starts
     runs: list[tuple[int, float, str]] = []
+    errors: list[str] = []
     migrating = threading.Event()
     migrating.set()
 
     def stepflow_runs() -> None:
+        # From the moment the migration holds its lock (a run that ended on the legacy store
+        # before the migration began cannot be recorded there: it was not started during it).
+        lock = db.with_name(db.name + ".maint")
+        while migrating.is_set() and not (lock.exists() and lock.stat().st_size):
+            time.sleep(0.002)
         k = 0
         while migrating.is_set():
             name = f"bench run {k}"
@@ -101,6 +107,8 @@ def one_run(cmd: list[str], template: Path, work: Path, n: int) -> dict[str, Any
             done = subprocess.run([*cmd, "run", "-n", name, "--", "echo", "recorded"], env=common.bench_env(storage),
                                   capture_output=True, stdin=subprocess.DEVNULL)
             runs.append((done.returncode, time.monotonic() - t, name))
+            if done.returncode != 0 or done.stderr:
+                errors.append(f"{name}: exit {done.returncode}: {done.stderr.decode(errors='replace')[-300:]}")
             k += 1
 
     start = time.monotonic()
@@ -132,7 +140,8 @@ def one_run(cmd: list[str], template: Path, work: Path, n: int) -> dict[str, Any
         " AND e.status = 'completed' AND l.data = X'7265636f72646564'")}
     lost = [name for rc, _, name in runs if rc != 0 or name not in recorded]
     if lost:
-        problems.append(f"{len(lost)} of {len(runs)} stepflow runs failed or were not recorded: {lost[:3]}")
+        problems.append(f"{len(lost)} of {len(runs)} stepflow runs failed or were not recorded: {lost[:3]}"
+                        f" {errors[:2]}")
     for problem in problems:
         common.warn(problem)
     hold = max(report["phases"].get("transaction", 0.0), report.get("lock_hold_max", 0.0),
