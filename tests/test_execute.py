@@ -18,20 +18,21 @@ from tests.conftest import StepflowRunner, query
 
 
 class BrokenView(QuietView):
-    """A view with a bug: the second chunk of output it is shown raises."""
+    """A view with a bug: the chunk holding the command's later output ("more") raises."""
 
     def __init__(self, go: Path) -> None:
         super().__init__()
         self.go = go
-        self.calls = 0
+        self.seen = b""
         self.finished = False
 
     def raw(self, stream: int, data: bytes) -> bool:
-        self.calls += 1
-        if self.calls == 1:
-            self.go.touch()  # the command may print the rest: it comes in a later read
-            return True
-        raise RuntimeError("view bug")
+        if b"more" in data:
+            raise RuntimeError("view bug")
+        self.seen += data
+        if b"partial" in self.seen:
+            self.go.touch()  # all of the first printf has been read, however the pipe split it
+        return True
 
     def finish(self, state: object) -> None:
         self.finished = True
