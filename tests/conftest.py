@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-LEGACY_GENERATOR = ROOT.parent / "shared" / "legacy" / "make_legacy_store.py"
+REAL_LEGACY = ROOT.parent / "shared" / "legacy" / "real"  # stores the old server wrote; optional
 
 
 @pytest.fixture(autouse=True)

@@ -20,11 +20,12 @@ import apsw
 import pytest
 
 from stepflow.config import load_settings
-from stepflow.maintenance import fs, legacy
+from stepflow.maintenance import fs, legacy, legacy_status
 from stepflow.maintenance.lock import maintenance_lock
 from stepflow.maintenance.migrate import migrate
-from stepflow.store import schema
-from tests.conftest import LEGACY_GENERATOR, StepflowRunner, py, query, tmpfs
+from stepflow.store import schema, zone
+from tests import legacy_store as builder
+from tests.conftest import StepflowRunner, py, query, tmpfs
 
 LEGACY_TABLES = ("executions", "steps", "artifacts")
 FAST = {"STEPFLOW_BUSY_TIMEOUT": "300"}  # lock waits in failure tests end quickly
@@ -33,23 +34,28 @@ FAST = {"STEPFLOW_BUSY_TIMEOUT": "300"}  # lock waits in failure tests end quick
 # -- helpers shared with test_upkeep*.py -------------------------------------------------------
 
 
-def generate(folder: Path, *args: str) -> dict[str, Any]:
-    """A legacy storage folder from the generator; returns the counts it prints."""
-    done = subprocess.run([sys.executable, str(LEGACY_GENERATOR), str(folder), *args],
-                          capture_output=True, check=True)
-    return json.loads(done.stdout)
+def generate(folder: Path, *, executions: int = 60, schema: str = builder.PREWAL,
+             files: bool = True) -> dict[str, Any]:
+    """A legacy storage folder in the real format of a release (tests/legacy_store.py); its counts."""
+    return builder.build(folder, executions=executions, schema=schema, files=files)
 
 
 @pytest.fixture(scope="session")
 def legacy_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     folder = tmp_path_factory.mktemp("legacy") / "store"
-    return folder, generate(folder, "--executions", "60")
+    return folder, generate(folder)
+
+
+@pytest.fixture(scope="session")
+def head_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("legacy-head") / "store"
+    return folder, generate(folder, schema=builder.HEAD)
 
 
 @pytest.fixture(scope="session")
 def big_legacy_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("legacy3k") / "store"
-    generate(folder, "--executions", "3000", "--no-files")
+    generate(folder, executions=3000)
     return folder
 
 
@@ -58,6 +64,20 @@ def legacy_store(legacy_template: tuple[Path, dict[str, Any]], storage: Path) ->
     """A fresh copy of the 60-run legacy store in this test's storage folder; its counts."""
     shutil.copytree(legacy_template[0], storage)
     return legacy_template[1]
+
+
+def assert_legacy_fields_kept(backup: Path, db: Path, counts: dict[str, Any] | None = None) -> None:
+    """Every row of `backup` is in `db` with every legacy field as it was; a status stepflow
+    shows otherwise is kept in legacy_status."""
+    for table in LEGACY_TABLES:
+        columns = legacy_columns(backup, table)
+        before = rows(backup, table, columns)
+        ids = {b[0] for b in before}
+        shown = ["COALESCE(legacy_status, status)" if c == "status" and table != "artifacts" else c for c in columns]
+        after = [r for r in query(db, f"SELECT {', '.join(shown)} FROM {table} ORDER BY id") if r[0] in ids]
+        assert len(after) == len(before) == (counts[table] if counts else len(before))
+        changed = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
+        assert changed == [], (table, changed[:3])
 
 
 def legacy_columns(db: Path, table: str) -> list[str]:
@@ -139,17 +159,16 @@ def test_generated_store_keeps_every_row_and_field(stepflow: StepflowRunner, leg
     assert f"backup        {backup} (integrity ok)" in out
     assert query(backup, "PRAGMA integrity_check") == [("ok",)]
     # Every legacy field of every row, compared with the verified backup.
-    for table in LEGACY_TABLES:
-        columns = legacy_columns(backup, table)
-        before, after = rows(backup, table, columns), rows(db_path, table, columns)
-        assert len(after) == legacy_store[table]
-        changed = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
-        if table == "executions":
-            status = columns.index("status")  # the one left running by the dead server, and nothing else
-            assert [(b[status], a[status]) for b, a in changed] == [("running", "abandoned")]
-            assert [b[:status] + b[status + 1:] for b, _ in changed] == [a[:status] + a[status + 1:] for _, a in changed]
-        else:
-            assert changed == []
+    assert_legacy_fields_kept(backup, db_path, legacy_store)
+    # The killed run is abandoned, the steps left running in finished runs settled.
+    assert query(db_path, "SELECT legacy_status, status FROM executions WHERE legacy_status IS NOT NULL") == [
+        ("pending", "abandoned")] * legacy_store["pending"]
+    settled = query(db_path, "SELECT legacy_status, status, COUNT(*) FROM steps WHERE legacy_status IS NOT NULL"
+                             " GROUP BY 1, 2")
+    assert sum(int(str(n)) for _, _, n in settled) == legacy_store["running_steps"]
+    assert {(str(a), str(b)) for a, b, _ in settled} <= {("running", "completed"), ("running", "failed")}
+    assert query(db_path, "SELECT COUNT(*) FROM steps s JOIN executions e ON e.id = s.execution_id"
+                          " WHERE s.status = 'running' AND e.status NOT IN ('running', 'pending')") == [(0,)]
     assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
     assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
     assert query(db_path, "PRAGMA user_version") == [(schema.CURRENT_VERSION,)]
@@ -157,7 +176,7 @@ def test_generated_store_keeps_every_row_and_field(stepflow: StepflowRunner, leg
     assert query(db_path, "SELECT SUM(line_count) FROM logs") == [(legacy_store["log_lines"],)]
     assert query(db_path, "SELECT SUM(line_count) FROM executions") == [(legacy_store["log_lines"],)]
     (warnings,) = query(db_path, "SELECT warnings FROM executions WHERE status = 'abandoned'")
-    assert json.loads(str(warnings[0])) == [legacy.ABANDONED_NOTE]
+    assert json.loads(str(warnings[0])) == [legacy_status.ABANDONED_NOTE]
     assert tree(storage / "executions") == files_before  # the log files are left as they were
 
 
@@ -205,8 +224,8 @@ def add_variants(storage: Path) -> None:
     c.execute("INSERT INTO executions (id, name, command, status, created_at, completed_at, tags) VALUES (?,?,?,?,?,?,?)",
               (OFFSET, "with offset", "true", "completed", "2025-08-03T12:00:00+02:00", "2025-08-03T12:00:05+02:00",
                '["démo"]'))
-    c.execute("INSERT INTO steps (id, execution_id, name, step_index, status, created_at, metadata, stop_on_error)"
-              " VALUES (?,?,?,?,?,?,?,?)", (ODD_STEP, ODD, "build", 0, "completed", "2025-08-03T10:00:01", "{bad", None))
+    c.execute("INSERT INTO steps (id, execution_id, name, step_index, status, created_at, metadata)"
+              " VALUES (?,?,?,?,?,?,?)", (ODD_STEP, ODD, "build", 0, "completed", "2025-08-03T10:00:01", "{bad"))
     c.execute("INSERT INTO artifacts (id, execution_id, step_id, name, file_path, created_at, tags, metadata)"
               " VALUES (?,?,?,?,?,?,?,?)", ("a0000000-0000-4000-8000-000000000001", ODD, ODD_STEP, "gone.bin",
                                             "/nonexistent/gone.bin", "2025-08-03T10:00:02", None, "not json"))
@@ -236,14 +255,7 @@ def test_hand_made_rows_keep_bad_json_nulls_times_and_odd_logs(stepflow: Stepflo
     report = migrate(load_settings())
     assert report.abandoned == 2 and report.missing_artifacts >= 1
     (backup,) = (storage / "backups").iterdir()
-    for table in LEGACY_TABLES:
-        columns = legacy_columns(backup, table)
-        before = {r[0]: r for r in rows(backup, table, columns)}
-        for row in rows(db_path, table, columns):
-            expected = before[row[0]]
-            if table == "executions" and expected[columns.index("status")] == "running":
-                expected = tuple("abandoned" if c == "status" else v for c, v in zip(columns, expected, strict=True))
-            assert row == expected
+    assert_legacy_fields_kept(backup, db_path)
     assert query(db_path, "SELECT environment, tags, metadata FROM executions WHERE id = ?", (ODD,)) == [
         ("{not json", "[unclosed", "null-ish {")]
     # Naive times are local time; an offset is honoured.
@@ -298,7 +310,7 @@ def test_second_migrate_and_dry_run_change_nothing(stepflow: StepflowRunner, leg
     assert tree(storage) == before  # no backup folder, no lock file, not a byte changed
     out = dry.stdout.decode()
     assert out.startswith("dry run: nothing changed.") and "would switch journal_mode DELETE -> WAL" in out
-    assert f"would import {legacy_store['log_lines']} log lines" in out and "would mark 1 run left running" in out
+    assert f"would import {legacy_store['log_lines']} log lines" in out and "would mark up to 1 run left pending" in out
     assert stepflow("migrate", "--to-wal").returncode == 0
     state, backups = dump(db_path), sorted((storage / "backups").iterdir())
     again = stepflow("migrate", "--to-wal")
@@ -574,13 +586,17 @@ def test_legacy_log_line_time_stamps(line: bytes, expected: tuple[float | None, 
     assert legacy.line_time(line) == expected
 
 
-def test_legacy_log_blocks_group_lines_of_one_second() -> None:
+def test_legacy_log_lines_keep_their_own_times() -> None:
     data = b"".join(b"[2025-08-02T13:40:07.%06d] line %d\n" % (k * 100000, k) for k in range(10))
-    data += b"[2025-08-02T13:40:08] next second\n" + b"[2025-08-02T13:40:08.5] " + b"x" * 300 + b"\n"
-    blocks = legacy.parse_log(data, fallback_ts=0.0, max_line=256)
-    assert [(b.line_count, b.cut) for b in blocks] == [(10, 0), (1, 0), (1, 44)]
-    assert blocks[0].data.split(b"\n")[-1] == b"line 9" and blocks[0].ts == local("2025-08-02T13:40:07")
-    assert blocks[2].data == b"x" * 256
+    data += b"a continuation\n[2025-08-02T13:40:08] next second\n" + b"[2025-08-02T13:40:08.5] " + b"x" * 300 + b"\n"
+    shanghai = zone.parse_zone("Asia/Shanghai")
+    blocks = legacy.parse_log(data, fallback_ts=0.0, max_line=256, zone=shanghai)
+    # One block per time stamp: each line's own time; the continuation shares its line's.
+    assert [(b.line_count, b.cut) for b in blocks] == [(1, 0)] * 9 + [(2, 0), (1, 0), (1, 44)]
+    assert [b.ts for b in blocks[:10]] == [
+        datetime.fromisoformat(f"2025-08-02T13:40:07.{k * 100000:06d}+08:00").timestamp() for k in range(10)]
+    assert blocks[9].data == b"line 9\na continuation"
+    assert blocks[11].data == b"x" * 256
 
 
 def test_an_old_server_writing_after_the_migration_is_ordered_and_left_alone(stepflow: StepflowRunner, db_path: Path) -> None:
@@ -598,3 +614,121 @@ def test_an_old_server_writing_after_the_migration_is_ordered_and_left_alone(ste
     listed = json.loads(stepflow("ls", "--json", "--limit", "1").stdout)
     assert [(r["id"], r["status"]) for r in listed] == [("from-old-server", "running")]  # newest, not abandoned
     assert query(db_path, "SELECT status FROM executions WHERE id = 'from-old-server'") == [("running",)]
+
+
+def test_rows_and_log_files_an_old_server_writes_afterwards_are_complete(stepflow: StepflowRunner,
+                                                                         legacy_store: dict[str, Any],
+                                                                         storage: Path, db_path: Path) -> None:
+    """After the migration the old server goes on (its own sqlite3): its new run, steps and log
+    files show up whole, the files it rewrites are read again, its finished run shows no step running."""
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    run_id, step_id = "5e7e0000-0000-4000-8000-000000000001", "5e7e0000-0000-4000-8000-00000000000a"
+    now = datetime.now().replace(microsecond=0)
+    c = sqlite3.connect(db_path)
+    c.execute("INSERT INTO executions (id, name, command, working_directory, status, created_at, started_at,"
+              " environment, user_name, tags, total_steps, completed_steps, current_step_index, metadata)"
+              " VALUES (?, 'after', 'bash after.sh', '.', 'pending', ?, ?, '{}', '', '[]', 0, 0, -1, '{}')",
+              (run_id, now.isoformat(), now.isoformat()))
+    c.execute("INSERT INTO steps (id, execution_id, name, description, step_index, status, created_at, started_at,"
+              " stop_on_error, metadata) VALUES (?, ?, 'build', '', 0, 'running', ?, ?, 0, '{}')",
+              (step_id, run_id, now.isoformat(), now.isoformat()))
+    c.commit()
+    log = storage / "executions" / run_id / f"step_0_{step_id}.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(f"[{now.isoformat()}.000100] first\n")
+    assert stepflow("logs", run_id).stdout == b"first\n"
+    log.write_text(f"[{now.isoformat()}.000100] first\n[{now.isoformat()}.500000] second\n")  # rewritten whole
+    assert stepflow("logs", run_id).stdout == b"first\nsecond\n"
+    shown = json.loads(stepflow("show", run_id, "--json").stdout)
+    assert shown["status"] == "pending" and shown["line_count"] == 2  # recent: its server may be running it
+    c.execute("UPDATE executions SET status = 'completed', exit_code = 0, completed_at = ? WHERE id = ?",
+              (now.isoformat(), run_id))
+    c.commit()
+    c.close()
+    shown = json.loads(stepflow("show", run_id, "--json").stdout)
+    assert shown["status"] == "completed"
+    assert [(s["status"], s.get("legacy_status")) for s in shown["steps"]] == [("completed", "running")]
+    assert query(db_path, "SELECT created_ts IS NOT NULL FROM executions WHERE id = ?", (run_id,)) == [(1,)]
+
+
+# -- crash safety: what a kill -9 leaves, and the next run of the same command -------------------
+
+
+def test_an_interrupted_log_import_is_unhealthy_and_finished_by_migrate(stepflow: StepflowRunner,
+                                                                        legacy_store: dict[str, Any],
+                                                                        storage: Path, db_path: Path) -> None:
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    assert oct(storage.stat().st_mode & 0o777) == "0o700" and oct(db_path.stat().st_mode & 0o777) == "0o600"
+    whole = query(db_path, "SELECT execution_id, first_line, data FROM logs ORDER BY execution_id, first_line")
+    # What a kill between two import chunks leaves: some runs' lines in, the mark still there,
+    # and the staging file of the dead process.
+    c = sqlite3.connect(db_path)
+    half = [r[0] for r in c.execute("SELECT DISTINCT execution_id FROM logs ORDER BY 1").fetchall()][::2]
+    c.executemany("DELETE FROM logs WHERE execution_id = ?", [(h,) for h in half])
+    c.executemany("UPDATE executions SET line_count = 0 WHERE id = ?", [(h,) for h in half])
+    c.execute("INSERT INTO stepflow_meta VALUES ('legacy_import', 'pending')")
+    c.commit()
+    c.close()
+    staging = db_path.with_name(".stepflow.db-import-999999")  # no such process
+    staging.write_bytes(b"x" * 1000)
+    health = stepflow("health")
+    assert health.returncode == 1 and b"log import was interrupted" in health.stdout
+    assert stepflow("ls").returncode == 0  # the store opens meanwhile
+    again = stepflow("migrate", "--to-wal")
+    assert again.returncode == 0, again.stderr
+    assert b"finished the interrupted log import" in again.stdout
+    assert query(db_path, "SELECT execution_id, first_line, data FROM logs ORDER BY execution_id, first_line") == whole
+    assert query(db_path, "SELECT SUM(line_count) FROM executions") == [(legacy_store["log_lines"],)]
+    assert not staging.exists() and stepflow("health").returncode == 0
+
+
+def test_backup_removes_the_partial_copy_a_kill_left(stepflow: StepflowRunner, legacy_store: dict[str, Any],
+                                                     storage: Path) -> None:
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    partial = storage / "backups" / "stepflow-20260101T000000Z-manual.db.partial"
+    partial.write_bytes(b"half a copy")
+    assert stepflow("backup").returncode == 0
+    assert not partial.exists()
+
+
+def test_rollback_killed_between_set_aside_and_restore_never_leaves_an_empty_store(
+        stepflow: StepflowRunner, legacy_store: dict[str, Any], storage: Path, db_path: Path) -> None:
+    from stepflow.maintenance import rollback
+
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    (backup,) = (storage / "backups").iterdir()
+    runs = query(db_path, "SELECT COUNT(*) FROM executions")
+    # Exactly what a kill -9 right after the rename leaves: the intent file, the database aside.
+    aside = db_path.with_name("stepflow-20260101T000000Z-before-rollback.db")
+    rollback._write_intent(db_path, aside)
+    os.replace(db_path, aside)
+    for argv in (("ls",), ("run", "--", "true")):
+        refused = stepflow(*argv)
+        assert refused.returncode == (0 if argv[0] == "run" else 1)  # a run's command still runs, and exits 0
+        assert b"was interrupted before the backup was in place" in refused.stderr, refused.stderr
+    assert not db_path.exists()  # no empty store was created in its place
+    health = stepflow("health")
+    assert health.returncode == 1 and b"rollback --backup\" was interrupted" in health.stdout
+    finished = stepflow("rollback", "--backup", str(backup))
+    assert finished.returncode == 0, finished.stderr
+    assert query(db_path, "SELECT COUNT(*) FROM executions") == runs
+    assert aside.exists() and not db_path.with_name("stepflow.db.restoring").exists()
+    assert b"interrupted" not in stepflow("health").stdout  # the pre-migrate backup: a legacy store again
+
+
+def test_a_run_an_old_server_left_pending_after_the_migration_is_found(stepflow: StepflowRunner,
+                                                                       legacy_store: dict[str, Any],
+                                                                       db_path: Path) -> None:
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    c = sqlite3.connect(db_path)  # the old server, killed after it saved this run
+    c.execute("INSERT INTO executions (id, name, command, status, created_at, environment, tags, metadata)"
+              " VALUES ('dead0000-0000-4000-8000-000000000001', 'killed later', 'sh x', 'pending',"
+              " '2025-09-01T10:00:00', '{}', '[]', '{}')")
+    c.commit()
+    c.close()
+    health = stepflow("health")
+    assert health.returncode == 1 and b"1 legacy run left pending/running" in health.stdout, health.stdout
+    assert stepflow("migrate", "--to-wal").returncode == 0
+    assert query(db_path, "SELECT status, legacy_status FROM executions WHERE name = 'killed later'") == [
+        ("abandoned", "pending")]
+    assert stepflow("health").returncode == 0

@@ -110,3 +110,19 @@ def test_prune_migrated_legacy_runs_with_their_log_folders(stepflow: StepflowRun
     assert {p.name for p in (storage / "executions").iterdir()} <= left
     assert {p.name for p in (storage / "artifacts").iterdir()} <= left
     assert query(db_path, "SELECT COUNT(*) FROM logs WHERE execution_id NOT IN (SELECT id FROM executions)") == [(0,)]
+
+
+def test_prune_removes_the_folders_a_killed_prune_left(stepflow: StepflowRunner, legacy_store: dict[str, Any],
+                                                       storage: Path, db_path: Path) -> None:
+    """A prune killed between a batch's rows and its files leaves folders without a run."""
+    import os
+
+    migrate(load_settings())
+    orphan = storage / "executions" / "0bad0000-0000-4000-8000-000000000001"
+    orphan.mkdir(parents=True)
+    (orphan / "step_0_x.log").write_text("[2025-08-01T00:00:00] left behind\n")
+    os.utime(orphan, (0, 0))
+    young = storage / "artifacts" / "0bad0000-0000-4000-8000-000000000002"  # a run being recorded now
+    young.mkdir(parents=True)
+    assert stepflow("prune", "--older-than", "2000-01-01").returncode == 0
+    assert not orphan.exists() and young.exists()

@@ -21,10 +21,10 @@ from typing import IO, Any
 
 from stepflow import fmt
 from stepflow.config import Settings, color_wanted
-from stepflow.errors import StoreError
 from stepflow.history import detail as history
 from stepflow.store import Store, exists, open_store
 from stepflow.store.base import STDERR, LogLine, Run
+from stepflow.store.connection import missing_store_error
 
 STATUS_STYLES = {
     "completed": "green", "failed": "bold red", "running": "cyan", "pending": "dim", "skipped": "dim",
@@ -39,8 +39,8 @@ Cell = str | tuple[str, str]  # text, or (text, Rich style)
 @contextlib.contextmanager
 def reading(settings: Settings) -> Iterator[Store]:
     """Open the store for the history commands; a missing store is an error, not a new file."""
-    if not exists(settings):
-        raise StoreError(f"no store at {settings.database_url}; record a run with \"stepflow run -- CMD\"")
+    if not exists(settings):  # only a file can be missing: a server-backed store is taken to exist
+        raise missing_store_error(settings.database)
     store = open_store(settings)
     try:
         yield store

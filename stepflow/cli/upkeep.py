@@ -50,6 +50,9 @@ def migrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
     backup_dir: BackupDir = None,
     wait: Wait = 10.0,
+    legacy_tz: Annotated[str | None, typer.Option(
+        "--legacy-tz", metavar="ZONE",
+        help="Time zone the StepFlow Monitor server wrote its naive times in (default: this host's).")] = None,
     json_out: JsonFlag = False,
     storage: Storage = None,
 ) -> None:
@@ -58,7 +61,8 @@ def migrate(
 
     if not to_wal:
         raise UsageError('say what to migrate to: "stepflow migrate --to-wal"')
-    emit(run_migration(settings_for(ctx, storage), backup_dir=backup_dir, dry_run=dry_run, wait=wait), json_out)
+    emit(run_migration(settings_for(ctx, storage), backup_dir=backup_dir, dry_run=dry_run, wait=wait,
+                         legacy_tz=legacy_tz), json_out)
 
 
 @app.command(epilog="Example: stepflow checkpoint --mode truncate")

@@ -6,18 +6,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from stepflow import legacy_fields as legacy
+from stepflow.store import zone
 from stepflow.store.base import Artifact, Run, Step
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """A stored time as an aware datetime: naive legacy values are local time."""
+    """A stored time as an aware datetime: naive legacy values are in the zone the store
+    recorded at migration (stepflow.store.zone), else in local time."""
     if not text:
         return None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return value if value.tzinfo is not None else value.astimezone()
+    return zone.aware(value)
 
 
 def iso_out(text: str | None) -> str | None:
@@ -77,6 +80,7 @@ def step_detail(step: Step) -> dict[str, Any]:
         "cpu_seconds": step.cpu_seconds,
         "peak_rss": step.peak_rss,
         "max_processes": step.max_processes,
+        **legacy.step_fields(step),
     }
 
 
@@ -92,6 +96,7 @@ def artifact_detail(artifact: Artifact, steps_by_id: dict[str, Step]) -> dict[st
         "mime_type": artifact.mime_type,
         "step": step.name if step else None,
         "step_index": step.step_index if step else None,
+        **legacy.artifact_fields(artifact),
     }
 
 
@@ -112,6 +117,7 @@ def run_detail(run: Run, steps: list[Step], artifacts: list[Artifact]) -> dict[s
         "peak_rss": run.peak_rss,
         "max_processes": run.max_processes,
         "pid": run.pid,
+        **legacy.run_fields(run),
         "steps": [step_detail(s) for s in steps],
         "artifacts": [artifact_detail(a, by_id) for a in artifacts],
     }

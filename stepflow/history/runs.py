@@ -27,10 +27,19 @@ def list_runs(store: Store, query: RunQuery = ALL_RUNS) -> list[Run]:
 def resolve(store: Store, ref: str) -> Run:
     """The run named by a full id, a unique prefix of at least 4 characters, or `last`.
 
+    A legacy run an old StepFlow Monitor server may still be writing is caught up first
+    (maintenance.legacy_refresh: its rewritten log files, its steps left running).
+
     Raises:
         NotFoundError: no run, or several, match.
         UsageError: the prefix is too short to be safe.
     """
+    from stepflow.maintenance import legacy_refresh
+
+    return legacy_refresh.refresh(store, _find(store, ref))
+
+
+def _find(store: Store, ref: str) -> Run:
     ref = ref.strip().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if ref.lower() == "last":
         runs = store.find_runs(RunQuery(limit=1))

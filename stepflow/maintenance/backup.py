@@ -230,6 +230,7 @@ def take(conn: apsw.Connection, source: Path, dest: Path) -> BackupResult:
         StoreError: the copy failed (locked, disk full...) or did not verify.
     """
     started = time.monotonic()
+    remove_stale_partials(dest.parent)
     partial = dest.with_name(dest.name + ".partial")
     try:
         try:
@@ -249,6 +250,21 @@ def take(conn: apsw.Connection, source: Path, dest: Path) -> BackupResult:
             partial.unlink()
         raise
     return BackupResult(dest, source, fs.file_size(dest), time.monotonic() - started, mode, found, copied)
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """`*.partial` copies in `folder` that a killed backup left (no process has them open)."""
+    from stepflow.maintenance.legacy_status import holders
+
+    removed = []
+    with contextlib.suppress(OSError):
+        partials = [Path(e.path) for e in os.scandir(folder) if e.name.endswith(".partial")]
+        for path in partials:
+            if not holders([path]):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 def backup_store(settings: Settings, dest: Path | None = None) -> BackupResult:

@@ -19,10 +19,10 @@ import apsw
 from stepflow.config import Settings
 from stepflow.errors import StepflowError
 from stepflow.history.abandoned import is_abandoned
-from stepflow.maintenance import fs, probe
-from stepflow.store import open_store
+from stepflow.maintenance import fs, legacy_status, probe, stats
+from stepflow.store import open_store, schema
 from stepflow.store.base import OPEN_STATUSES, RunQuery, Store
-from stepflow.store.connection import describe
+from stepflow.store.connection import describe, intent_path
 from stepflow.store.sqlite import SqliteStore
 
 DEFAULT_MAX_WAL = 256 * 1024 * 1024
@@ -67,6 +67,9 @@ def health(
     if free < min_free:
         report.reasons.append(f"low disk: {fs.human_size(free)} free for {settings.storage},"
                               f" under {fs.human_size(min_free)}")
+    unfinished = unfinished_upkeep(db)
+    if unfinished:
+        report.reasons.append(unfinished)
     if not db.exists():
         report.reasons.append(f"store unreadable: no database at {db}")
         return report
@@ -74,6 +77,7 @@ def health(
     try:
         with probe.existing(quick, readonly=True) as conn:
             found = probe.probe(conn, db)  # SQLite by nature: what kind of file this is
+            report.reasons += _migration_reasons(conn, db, found)
             if found.kind not in (probe.CURRENT, probe.OLDER):  # not a store to open: its file's facts
                 _inspect(SqliteStore(conn, db), found, report, max_wal=max_wal, integrity=integrity)
                 return report
@@ -110,6 +114,31 @@ def _inspect(store: Store, found: probe.Probe, report: HealthReport, *, max_wal:
         if gone:
             shown = ", ".join(i[:8] for i in gone[:SHOWN_IDS]) + (" ..." if len(gone) > SHOWN_IDS else "")
             report.reasons.append(f"{fs.plural(len(gone), 'run')} left running by a process that is gone: {shown}")
+
+
+def _migration_reasons(conn: apsw.Connection, db: Path, found: probe.Probe) -> list[str]:
+    """What a StepFlow Monitor store's migration left to do: columns a release lacked, legacy runs
+    an old server that is gone left open, a log import that was interrupted. Read-only."""
+    reasons = []
+    incomplete = stats.schema_problem(conn)
+    if incomplete:
+        reasons.append(incomplete)
+    stale = legacy_status.stale_runs(conn, db)
+    if stale:
+        reasons.append(f"{fs.plural(stale, 'legacy run')} left pending/running by a StepFlow Monitor server"
+                       " that is gone: run \"stepflow migrate --to-wal\" to mark them abandoned")
+    if found.kind == probe.CURRENT and schema.meta(conn, "legacy_import") == "pending":
+        reasons.append("the migration's log import was interrupted: run \"stepflow migrate --to-wal\""
+                       " again to finish it")
+    return reasons
+
+
+def unfinished_upkeep(db: Path) -> str | None:
+    """A `rollback --backup` that was killed half-way, said with how to finish it. Read-only."""
+    if intent_path(db).exists():
+        return (f"a \"stepflow rollback --backup\" was interrupted ({intent_path(db)} is there): run it again"
+                " to finish it")
+    return None
 
 
 def abandoned_runs(store: Store) -> list[str]:

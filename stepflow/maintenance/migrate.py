@@ -19,105 +19,24 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
-from typing import Any
 
 import apsw
 
+from stepflow import procs
 from stepflow.config import Settings
-from stepflow.errors import StepflowError, StoreError
-from stepflow.maintenance import backup, fs, legacy, probe
+from stepflow.errors import StepflowError, StoreError, UsageError
+from stepflow.maintenance import backup, fs, legacy, legacy_status, migrate_chunks, probe
+from stepflow.maintenance import modes as fs_modes
 from stepflow.maintenance.journal import switch_journal_mode
 from stepflow.maintenance.lock import describe_holders, maintenance_lock
-from stepflow.store import schema
+from stepflow.maintenance.migrate_report import MigrationReport
+from stepflow.store import schema, zone
 from stepflow.store.connection import describe, immediate, scalar, store_error, wal_path
 
 MIGRATION_CACHE_KIB = 256 * 1024  # the UPDATE of every run row goes twice as fast with room
-
-
-@dataclass(slots=True)
-class MigrationReport:
-    """What `migrate` found and did (or, with dry_run, would do)."""
-
-    database: Path
-    kind: str
-    dry_run: bool = False
-    changed: bool = False
-    version_before: int = 0
-    version_after: int = 0
-    journal_before: str = ""
-    journal_after: str = ""
-    counts_before: dict[str, int] = field(default_factory=dict)
-    counts_after: dict[str, int] = field(default_factory=dict)
-    migrations: list[str] = field(default_factory=list)
-    backup: Path | None = None
-    backup_folder: Path | None = None
-    log_files: int = 0
-    log_lines: int = 0
-    log_runs: int = 0
-    abandoned: int = 0
-    missing_artifacts: int = 0
-    integrity: str | None = None
-    seconds: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds per step, for --json and benchmarks
-
-    def lines(self) -> list[str]:
-        what = probe.KIND_NAMES.get(self.kind, self.kind)
-        if not self.changed and not self.dry_run:
-            return [f"{self.database} is already {what} in WAL mode (schema {self.version_after}): nothing to do"]
-        counts = ", ".join(f"{n} {t}" for t, n in self.counts_before.items())
-        if self.dry_run:
-            out = [f"dry run: nothing changed. {self.database} is {what} ({counts})."]
-            if not self.migrations and self.journal_before == "wal":
-                return [f"{self.database} is already {what} in WAL mode: nothing to do"]
-            out.append(f"would back up to {self.backup_folder}/ and verify the copy (integrity_check)")
-            if self.migrations:
-                out.append(f"would apply {', '.join(self.migrations)} (schema {self.version_before} -> "
-                           f"{schema.CURRENT_VERSION}), keeping every legacy row and field")
-            if self.journal_before != "wal":
-                out.append(f"would switch journal_mode {self.journal_before.upper()} -> WAL")
-            if self.log_files:
-                out.append(f"would import {fs.plural(self.log_lines, 'log line')} from"
-                           f" {fs.plural(self.log_files, 'step log file')} (the files stay as they are)")
-            if self.abandoned:
-                out.append(f"would mark {fs.plural(self.abandoned, 'run')} left running by the old server as abandoned")
-            if self.missing_artifacts:
-                out.append(f"{fs.plural(self.missing_artifacts, 'artifact file')} missing (their paths are kept)")
-            return out
-        before = ", ".join(f"{t} {self.counts_before.get(t, 0)} -> {self.counts_after.get(t, 0)}"
-                           for t in self.counts_after)
-        out = [
-            f"migrated {self.database} ({what})",
-            f"  backup        {self.backup} (integrity ok)",
-            f"  rows          {before}",
-            f"  journal mode  {self.journal_before} -> {self.journal_after}",
-            f"  schema        {self.version_before} -> {self.version_after}"
-            + (f" ({', '.join(self.migrations)})" if self.migrations else ""),
-        ]
-        if self.log_files:
-            out.append(f"  logs          {fs.plural(self.log_lines, 'line')} of {fs.plural(self.log_runs, 'run')}"
-                       f" imported from {fs.plural(self.log_files, 'step log file')} (files kept)")
-        if self.abandoned:
-            out.append(f"  abandoned     {fs.plural(self.abandoned, 'run')} left running by the old server")
-        if self.missing_artifacts:
-            out.append(f"  artifacts     {fs.plural(self.missing_artifacts, 'file')} missing (paths kept)")
-        out.append(f"  integrity     {self.integrity}")
-        out.append(f"  took          {self.seconds:.2f} s; undo with: stepflow rollback --backup {self.backup}")
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "database": str(self.database), "kind": self.kind, "dry_run": self.dry_run,
-            "changed": self.changed, "schema_version_before": self.version_before,
-            "schema_version_after": self.version_after, "journal_mode_before": self.journal_before,
-            "journal_mode_after": self.journal_after, "counts_before": self.counts_before,
-            "counts_after": self.counts_after, "migrations": self.migrations,
-            "backup": str(self.backup) if self.backup else None,
-            "log_files": self.log_files, "log_lines": self.log_lines, "abandoned": self.abandoned,
-            "missing_artifacts": self.missing_artifacts, "integrity": self.integrity,
-            "seconds": round(self.seconds, 3), "phases": {k: round(v, 3) for k, v in self.phases.items()},
-        }
+CHUNK_SECONDS = 0.2  # aim for log-import transactions this long: writers wait at most about this
 
 
 def pending_migrations(version: int) -> list[str]:
@@ -138,7 +57,8 @@ def check_folder(folder: Path, needed: int) -> None:
 
 
 def migrate(
-    settings: Settings, *, backup_dir: Path | None = None, dry_run: bool = False, wait: float = 10.0
+    settings: Settings, *, backup_dir: Path | None = None, dry_run: bool = False, wait: float = 10.0,
+    legacy_tz: str | None = None, chunk_seconds: float = CHUNK_SECONDS,
 ) -> MigrationReport:
     """Bring the store to the current schema in WAL mode; see the module docstring.
 
@@ -148,6 +68,11 @@ def migrate(
     """
     started = time.monotonic()
     db = settings.database
+    zone_name = legacy_tz or zone.host_zone_name()
+    try:
+        legacy_zone = zone.parse_zone(zone_name)
+    except ValueError as exc:
+        raise UsageError(f"--legacy-tz: {exc}") from None
     with _unchanged():
         probe.require(db)
         network = fs.network_filesystem(db)
@@ -160,21 +85,30 @@ def migrate(
         needed = fs.file_size(db) + fs.file_size(wal_path(db))
         if dry_run:
             return _dry_run(settings, folder, needed, started)
-    staging = db.with_name(f".{db.name}-import-{os.getpid()}")
+    remove_leftovers(db)
+    staging = db.with_name(f"{STAGING_PREFIX.format(name=db.name)}{os.getpid()}")
     with contextlib.ExitStack() as stack:
         stack.callback(_remove, staging)  # last, once the threads below have ended
         pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(max_workers=2))
         with _unchanged():
             conn = stack.enter_context(probe.existing(settings))
             found = _probe(conn, db)
-            if found.kind == probe.CURRENT and found.journal_mode == "wal":
+            if _work(conn, found) is None:
                 return _nothing_to_do(conn, db, found, started)
+        # The log files need no database: they are parsed while the backup is taken and the
+        # schema changes, and imported once the lock is released (files the old server
+        # rewrites meanwhile are read again when their run is shown: legacy_refresh).
+        staged = pool.submit(_stage_logs, settings, found, staging, legacy_zone)
         # From here stepflow processes that open the store wait: a run started meanwhile is
         # recorded into the migrated store, never refused as a legacy one.
         with _unchanged(), maintenance_lock(db, what="migrate", wait=wait):
             found = _probe(conn, db)  # again: another migrate may have finished meanwhile
-            if found.kind == probe.CURRENT and found.journal_mode == "wal":
+            work = _work(conn, found)
+            if work is None:
                 return _nothing_to_do(conn, db, found, started)
+            if work != MIGRATE:
+                return _finish(conn, settings, found, work, pool, stack, staging, started,
+                               chunk_seconds=chunk_seconds)
             backup.prepare_folder(folder, needed, hint="choose another folder with --backup-dir")
             conn.execute(f"PRAGMA cache_size=-{MIGRATION_CACHE_KIB}")
             report = MigrationReport(db, found.kind, version_before=found.version,
@@ -182,17 +116,24 @@ def migrate(
             dest = backup.unique_path(folder, backup.backup_name("pre-migrate"))
             paths = [str(r[0] or "") for r in conn.execute("SELECT file_path FROM artifacts")] if (
                 schema.has_table(conn, "artifacts")) else []
-            # Neither needs the database: both are done while the backup is copied and verified.
+            # It needs no database either: done while the backup is copied and verified.
             missing = pool.submit(legacy.count_missing, paths, settings.storage)
-            staged = pool.submit(_stage_logs, settings, found, staging)
             copy = backup.take(conn, db, dest)
             report.backup = copy.path
             report.phases.update(backup_copy=copy.copy_seconds, backup_verify=copy.seconds - copy.copy_seconds)
             with _unchanged(f" (backup kept at {report.backup})"):
-                with _phase(report, "stage_logs_wait"):
-                    scan = staged.result()
-                report.log_files = scan.files
-                _change(conn, settings, found, report, staging if scan.files else None, wait=wait)
+                _change(conn, settings, found, report, False, zone_name, legacy_zone, wait=wait)
+        fs_modes.private(settings)
+        with _phase(report, "stage_logs_wait"):
+            try:
+                scan = staged.result()
+            except StoreError as exc:
+                raise StoreError(f"{exc}; the schema is migrated: {AGAIN} to import the logs") from exc
+        report.log_files = scan.files
+        # The lock is released: runs record and readers read while the logs come across in
+        # short transactions, each a whole number of runs.
+        if report.was_legacy or scan.files:
+            _rest(conn, settings, report, staging if scan.files else None, legacy_zone, chunk_seconds=chunk_seconds)
         with _phase(report, "check_after"):
             _after(conn, settings, report, pool)
         report.missing_artifacts = missing.result()
@@ -202,6 +143,7 @@ def migrate(
 
 
 UNCHANGED = "; nothing changed"
+AGAIN = "run \"stepflow migrate --to-wal\" again"  # the store changed: a rerun finishes the job
 
 
 @contextlib.contextmanager
@@ -219,7 +161,7 @@ def _unchanged(extra: str = "") -> Iterator[None]:
     try:
         yield
     except StoreError as exc:
-        if UNCHANGED in str(exc):
+        if UNCHANGED in str(exc) or AGAIN in str(exc):
             raise
         raise type(exc)(f"{exc}{UNCHANGED}{extra}") from exc
     except apsw.Error as exc:
@@ -258,19 +200,20 @@ def _dry_run(settings: Settings, folder: Path, needed: int, started: float) -> M
         scan = legacy.scan_logs(settings.storage)
         report.log_files, report.log_lines = scan.files, scan.lines
         if found.kind == probe.LEGACY:
-            report.abandoned = int(scalar(conn, "SELECT COUNT(*) FROM executions WHERE status = 'running'"))
+            report.abandoned = int(scalar(
+                conn, "SELECT COUNT(*) FROM executions WHERE status IN ('running', 'pending')"))
         if schema.has_table(conn, "artifacts"):
             report.missing_artifacts = legacy.missing_artifacts(conn, settings.storage)
     report.seconds = time.monotonic() - started
     return report
 
 
-def _stage_logs(settings: Settings, found: probe.Probe, staging: Path) -> legacy.LogScan:
+def _stage_logs(settings: Settings, found: probe.Probe, staging: Path, legacy_zone: tzinfo) -> legacy.LogScan:
     """Step 4: parse the legacy step log files into a scratch database (the store is not touched)."""
     if found.kind == probe.CURRENT or not (settings.storage / legacy.EXECUTIONS_FOLDER).is_dir():
         return legacy.LogScan()
     try:
-        return legacy.stage_logs(settings.storage, staging, max_line=settings.max_line)
+        return legacy.stage_logs(settings.storage, staging, max_line=settings.max_line, zone=legacy_zone)
     except (apsw.Error, OSError) as exc:
         raise StoreError(f"reading the legacy step logs failed: {exc}") from exc
 
@@ -282,7 +225,7 @@ def _remove(staging: Path) -> None:
 
 
 def _change(conn: apsw.Connection, settings: Settings, found: probe.Probe, report: MigrationReport,
-            staging: Path | None, *, wait: float) -> None:
+            has_logs: bool, zone_name: str, legacy_zone: tzinfo, *, wait: float) -> None:
     """Steps 5-6 under the maintenance lock: switch to WAL, migrate in one transaction."""
     db = settings.database
     switched = False
@@ -293,9 +236,10 @@ def _change(conn: apsw.Connection, settings: Settings, found: probe.Probe, repor
         except StoreError as exc:
             raise StoreError(f"{exc} ({describe_holders(db)})") from exc
         switched = True
+    report.holders = legacy_status.holders([db, wal_path(db)], settings.storage)
     try:
         with _phase(report, "transaction"):
-            _transaction(conn, db, report, staging)
+            _transaction(conn, settings, report, has_logs, zone_name, legacy_zone)
     except BaseException:
         if switched:
             with contextlib.suppress(StepflowError):
@@ -304,10 +248,14 @@ def _change(conn: apsw.Connection, settings: Settings, found: probe.Probe, repor
     report.journal_after = str(scalar(conn, "PRAGMA journal_mode"))
 
 
-def _transaction(conn: apsw.Connection, db: Path, report: MigrationReport, staging: Path | None) -> None:
-    """Step 6: everything that changes rows, in one IMMEDIATE transaction, or nothing."""
-    if staging is not None:
-        conn.execute("ATTACH DATABASE ? AS staged", (str(staging),))
+def _transaction(conn: apsw.Connection, settings: Settings, report: MigrationReport, has_logs: bool,
+                 zone_name: str, legacy_zone: tzinfo) -> None:
+    """Step 6: every schema change and status in one IMMEDIATE transaction, or nothing.
+
+    The log lines come afterwards, in short transactions (see _import); until they are all
+    in, `stepflow_meta` says so, `health` says unhealthy and `migrate` finishes the job.
+    """
+    db = settings.database
     # The commit would checkpoint the whole migration's WAL itself; _after does it beside quick_check.
     autocheckpoint = int(scalar(conn, "PRAGMA wal_autocheckpoint"))
     conn.execute("PRAGMA wal_autocheckpoint=0").fetchall()
@@ -315,16 +263,23 @@ def _transaction(conn: apsw.Connection, db: Path, report: MigrationReport, stagi
         with immediate(conn):
             before = probe.counts(conn)
             version = schema.user_version(conn)
-            was_legacy = version == 0 and schema.has_table(conn, "executions")
-            for number, migration in enumerate(schema.MIGRATIONS, start=1):
-                if number > version:
-                    migration(conn)
-                    report.migrations.append(migration.__name__)
+            was_legacy = report.was_legacy = version == 0 and schema.has_table(conn, "executions")
+            token = schema.DEFER_CREATED_TS.set(was_legacy)  # _rest fills it, in short transactions
+            try:
+                for number, migration in enumerate(schema.MIGRATIONS, start=1):
+                    if number > version:
+                        migration(conn)
+                        report.migrations.append(migration.__name__)
+            finally:
+                schema.DEFER_CREATED_TS.reset(token)
+            report.repaired = schema.add_missing_legacy_columns(conn)
             conn.execute(f"PRAGMA user_version={schema.CURRENT_VERSION}")
             if was_legacy:
-                report.abandoned = legacy.abandon_running(conn)
-            if staging is not None:
-                report.log_runs, report.log_lines = legacy.import_staged(conn)
+                schema.set_meta(conn, zone.LEGACY_TZ_KEY, zone_name)
+                report.legacy_tz = zone_name
+            _settle(conn, settings, report)
+            if was_legacy or has_logs:
+                schema.set_meta(conn, IMPORT_KEY, "pending")
             after = probe.counts(conn)
             if after != before:
                 raise StoreError(f"row counts changed during the migration ({before} -> {after})")
@@ -334,9 +289,101 @@ def _transaction(conn: apsw.Connection, db: Path, report: MigrationReport, stagi
         raise store_error(exc, db) from exc
     finally:
         conn.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}").fetchall()
-        if staging is not None:
-            with contextlib.suppress(apsw.Error):
-                conn.execute("DETACH DATABASE staged")
+
+
+def _rest(conn: apsw.Connection, settings: Settings, report: MigrationReport, staging: Path | None,
+          legacy_zone: tzinfo, *, chunk_seconds: float) -> None:
+    """After the schema transaction, with the lock released: created_ts in the legacy zone,
+    then the staged log lines, each in short transactions; then the `pending` mark goes."""
+    with _phase(report, "settle_steps"):
+        migrate_chunks.settle_steps(conn, settings, report, chunk_seconds=chunk_seconds)
+    with _phase(report, "fill_times"):
+        migrate_chunks.fill_times(conn, settings, report, legacy_zone, chunk_seconds=chunk_seconds)
+    if staging is not None:
+        with _phase(report, "import_logs"):
+            migrate_chunks.import_logs(conn, settings, report, staging, chunk_seconds=chunk_seconds)
+    with immediate(conn):
+        conn.execute("DELETE FROM stepflow_meta WHERE key = ?", (IMPORT_KEY,))
+
+
+def _settle(conn: apsw.Connection, settings: Settings, report: MigrationReport) -> None:
+    """Legacy runs nothing can finish become `abandoned` (stepflow.maintenance.legacy_status);
+    the steps are settled afterwards, in short transactions (migrate_chunks.settle_steps)."""
+    name = schema.meta(conn, zone.LEGACY_TZ_KEY)
+    if name is None:
+        return  # not a store that came from StepFlow Monitor
+    legacy_zone = zone.parse_zone(name)
+    report.abandoned += legacy_status.abandon_open_runs(conn, settings.database, settings.storage, zone=legacy_zone,
+                                                        others=report.holders)
+
+
+def _finish(conn: apsw.Connection, settings: Settings, found: probe.Probe, work: str,
+            pool: concurrent.futures.ThreadPoolExecutor, stack: contextlib.ExitStack, staging: Path,
+            started: float, *, chunk_seconds: float) -> MigrationReport:
+    """A current store that lacks columns, or whose log import a kill interrupted: finish it.
+
+    Nothing is rewritten, so no backup is taken: columns are added, statuses settled, and the
+    legacy log lines not yet imported are imported.
+    """
+    db = settings.database
+    report = MigrationReport(db, found.kind, version_before=found.version, journal_before=found.journal_mode,
+                             journal_after=found.journal_mode, resumed=work)
+    name = schema.meta(conn, zone.LEGACY_TZ_KEY)
+    legacy_zone = zone.parse_zone(name) if name else zone.parse_zone(zone.host_zone_name())
+    report.holders = legacy_status.holders([db, wal_path(db)], settings.storage)
+    with immediate(conn):
+        report.counts_before = report.counts_after = probe.counts(conn)
+        report.repaired = schema.add_missing_legacy_columns(conn)
+        _settle(conn, settings, report)
+    report.version_after = schema.user_version(conn)
+    fs_modes.private(settings)
+    migrate_chunks.settle_steps(conn, settings, report, chunk_seconds=chunk_seconds)
+    if work == RESUME:
+        scan = _stage_logs(settings, probe.Probe(probe.LEGACY, 0, "wal"), staging, legacy_zone)
+        report.log_files = scan.files
+        _rest(conn, settings, report, staging if scan.files else None, legacy_zone, chunk_seconds=chunk_seconds)
+    _after(conn, settings, report, pool)
+    report.changed = True
+    report.seconds = time.monotonic() - started
+    return report
+
+
+MIGRATE, REPAIR, RESUME, CATCH_UP = "migrate", "repair", "resume", "catch-up"
+IMPORT_KEY = "legacy_import"
+
+
+def _work(conn: apsw.Connection, found: probe.Probe) -> str | None:
+    """What the store needs: a migration, a schema repair, the end of a log import, or nothing."""
+    if found.kind != probe.CURRENT or found.journal_mode != "wal":
+        return MIGRATE
+    if schema.meta(conn, IMPORT_KEY) == "pending":
+        return RESUME
+    if schema.missing_columns(conn):
+        return REPAIR
+    if schema.meta(conn, zone.LEGACY_TZ_KEY) is not None and (
+            legacy_status.unsettled_steps(conn) or legacy_status.stale_runs(conn, Path(conn.filename))):
+        return CATCH_UP  # an old server went on after the migration
+    return None
+
+
+STAGING_PREFIX = ".{name}-import-"
+
+
+def remove_leftovers(db: Path) -> list[Path]:
+    """Staging files of a migrate that was killed (their pid is gone); the paths removed."""
+    removed = []
+    prefix = STAGING_PREFIX.format(name=db.name)
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(db.parent):
+            if not entry.name.startswith(prefix):
+                continue
+            pid = entry.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and procs.is_alive(int(pid), None):
+                continue  # another migrate at work right now
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def _after(conn: apsw.Connection, settings: Settings, report: MigrationReport,

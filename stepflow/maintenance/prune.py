@@ -22,7 +22,7 @@ from stepflow.errors import UsageError
 from stepflow.maintenance import fs, probe
 from stepflow.maintenance.legacy import EXECUTIONS_FOLDER
 from stepflow.store import open_store
-from stepflow.store.base import OPEN_STATUSES, RUN_STATUSES, RunQuery
+from stepflow.store.base import OPEN_STATUSES, RUN_STATUSES, RunQuery, Store
 
 BATCH = 500
 
@@ -106,7 +106,38 @@ def prune(
                     result.file_bytes += fs.tree_size(folder)
                     if not dry_run:
                         shutil.rmtree(folder, ignore_errors=True)
+        if not dry_run:
+            result.file_bytes += remove_orphans(settings, store)
     finally:
         store.close()
     result.seconds = time.monotonic() - started
     return result
+
+
+ORPHAN_AGE = 3600.0  # a folder this old with no run row: a prune killed between rows and files
+
+
+def remove_orphans(settings: Settings, store: Store, *, now: float | None = None) -> int:
+    """Run folders (`artifacts/<id>/`, `executions/<id>/`) whose run is gone; bytes freed.
+
+    What a prune killed after deleting a batch's rows leaves: the next prune removes it. A
+    folder younger than ORPHAN_AGE is left alone (its run may be being recorded right now).
+    """
+    now = time.time() if now is None else now
+    freed = 0
+    for name in ("artifacts", EXECUTIONS_FOLDER):
+        root = settings.storage / name
+        try:
+            entries = [e for e in root.iterdir() if e.is_dir() and not e.is_symlink()]
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                young = now - entry.stat().st_mtime < ORPHAN_AGE
+            except OSError:
+                continue
+            if young or store.get_run(entry.name) is not None:
+                continue
+            freed += fs.tree_size(entry)
+            shutil.rmtree(entry, ignore_errors=True)
+    return freed

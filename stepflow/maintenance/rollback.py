@@ -21,12 +21,13 @@ from typing import Any
 
 import apsw
 
+from stepflow import procs
 from stepflow.config import Settings
 from stepflow.errors import StepflowError, StoreError
 from stepflow.maintenance import backup, fs, probe
 from stepflow.maintenance.journal import journal_mode, switch_journal_mode
 from stepflow.maintenance.lock import database_files, describe_holders, holders, maintenance_lock
-from stepflow.store.connection import connect, store_error
+from stepflow.store.connection import connect, intent_path, store_error
 
 
 @dataclass(slots=True)
@@ -113,8 +114,23 @@ def to_backup(
                             journal_after=backup.header_journal_mode(source))
     db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with maintenance_lock(db, what="rollback --backup", wait=wait):
+        _remove_restore_leftovers(db)
+        interrupted = read_intent(db)
         if db.exists():
-            result.journal_before, result.set_aside = _set_aside(db, settings, wait=wait)
+            # The intent names the set-aside file before it exists: a kill at any moment
+            # after leaves a store that says how to finish, never an empty one.
+            aside = backup.unique_path(db.parent, backup.backup_name("before-rollback"))
+            _write_intent(db, aside)
+            try:
+                result.journal_before, result.set_aside = _set_aside(db, settings, wait=wait, aside=aside)
+            except BaseException:
+                if db.exists():
+                    _clear_intent(db)  # nothing was set aside
+                raise
+        elif interrupted is not None:
+            # Killed between setting the database aside and putting the backup in place: the
+            # intent file says where the old one went; finish what it began.
+            result.set_aside = interrupted if interrupted.exists() else None
         try:
             _put_in_place(source, db, like=result.set_aside)
             found = backup.verify(db, full=False)
@@ -124,14 +140,62 @@ def to_backup(
             if result.set_aside is not None:
                 os.replace(result.set_aside, db)
                 fs.fsync_dir(db.parent)
+            _clear_intent(db)
             if isinstance(exc, StepflowError | OSError):
                 raise StoreError(f"restoring {source} failed: {exc}; the database is as it was") from exc
             raise
+        _clear_intent(db)
     result.seconds = time.monotonic() - started
     return result
 
 
-def _set_aside(db: Path, settings: Settings, *, wait: float) -> tuple[str, Path]:
+def _write_intent(db: Path, aside: Path | None) -> None:
+    """Say, durably, that a restore is under way and where the old database was set aside.
+
+    While it exists and the database does not, stepflow refuses to create an empty store in
+    its place (store.connection.connect) and `health` says unhealthy.
+    """
+    marker = intent_path(db)
+    temp = marker.with_name(marker.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (str(aside) if aside is not None else "").encode("utf-8", "surrogateescape"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, marker)
+    fs.fsync_dir(db.parent)
+
+
+def read_intent(db: Path) -> Path | None:
+    """The set-aside database an interrupted `rollback --backup` left, if its intent file exists."""
+    try:
+        text = intent_path(db).read_bytes().decode("utf-8", "surrogateescape").strip()
+    except OSError:
+        return None
+    return Path(text) if text else db.with_name(db.name + ".none")
+
+
+def _clear_intent(db: Path) -> None:
+    with contextlib.suppress(OSError):
+        intent_path(db).unlink()
+        fs.fsync_dir(db.parent)
+
+
+def _remove_restore_leftovers(db: Path) -> None:
+    """Temporary copies a killed `rollback --backup` left beside the database."""
+    prefix = f".{db.name}-restore-"
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(db.parent):
+            pid = entry.name[len(prefix):]
+            if entry.name.startswith(prefix) and pid.isdigit() and not procs.is_alive(int(pid), None):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+    with contextlib.suppress(OSError):
+        intent_path(db).with_name(intent_path(db).name + ".tmp").unlink()
+
+
+def _set_aside(db: Path, settings: Settings, *, wait: float, aside: Path) -> tuple[str, Path]:
     """Rename the current database beside itself, alone and in one file; returns its mode and new path.
 
     Switching to DELETE first proves no other connection uses it (and folds the WAL in);
@@ -155,7 +219,6 @@ def _set_aside(db: Path, settings: Settings, *, wait: float) -> tuple[str, Path]
     for leftover in ("-wal", "-journal"):
         if fs.file_size(db.with_name(db.name + leftover)) > 0:
             raise StoreError(f"{db}{leftover} still holds changes; open the store once and try again (nothing changed)")
-    aside = backup.unique_path(db.parent, backup.backup_name("before-rollback"))
     os.replace(db, aside)
     try:
         with contextlib.suppress(OSError):

@@ -104,9 +104,27 @@ def check(settings: Settings) -> CheckResult:
     with probe.existing(settings, readonly=True) as conn:
         try:
             rows = conn.execute(f"PRAGMA integrity_check({MAX_PROBLEMS})").fetchall()
+            problems = [" ".join(str(r[0]).split()) for r in rows]
+            incomplete = schema_problem(conn)
         except apsw.Error as exc:
             raise store_error(exc, db) from exc
-    return CheckResult(db, [" ".join(str(r[0]).split()) for r in rows], time.monotonic() - started)
+    if incomplete:
+        problems = [p for p in problems if p != "ok"] + [incomplete]
+    return CheckResult(db, problems, time.monotonic() - started)
+
+
+def schema_problem(conn: apsw.Connection) -> str | None:
+    """Why the schema is not the one this stepflow makes (missing columns), or None. Read-only.
+
+    Only for stepflow stores: a StepFlow Monitor store is expected to lack them until migrated.
+    """
+    if schema.user_version(conn) == 0:
+        return None
+    missing = schema.missing_columns(conn)
+    if not missing:
+        return None
+    shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+    return f"schema incomplete: missing {shown}; run \"stepflow migrate --to-wal\" to repair it"
 
 
 @dataclass(slots=True)

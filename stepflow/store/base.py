@@ -54,6 +54,7 @@ class Run:
     max_processes: int | None = None
     line_count: int = 0
     lost_lines: int = 0
+    legacy_status: str | None = None  # what a StepFlow Monitor server wrote, when shown otherwise
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ class Step:
     cpu_seconds: float | None = None
     peak_rss: int | None = None
     max_processes: int | None = None
+    legacy_status: str | None = None
 
 
 @dataclass(slots=True)

@@ -64,6 +64,8 @@ def connect(
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     try:
         is_new = not readonly and (not path.exists() or path.stat().st_size == 0)
+        if is_new and intent_path(path).exists():
+            raise missing_store_error(path)
         conn = apsw.Connection(str(path), flags=flags)
         conn.setbusytimeout(settings.busy_timeout_ms)
         # Double-quoted strings are identifiers only: catch typos instead of reading them as text.
@@ -124,6 +126,23 @@ def immediate(conn: apsw.Connection) -> Iterator[apsw.Connection]:
 
 
 MAINTENANCE_SUFFIX = ".maint"
+RESTORE_INTENT_SUFFIX = ".restoring"
+
+
+def missing_store_error(db: Path) -> StoreError:
+    """What to say when there is no database at `db`: how to finish a restore, else how to start."""
+    if intent_path(db).exists():
+        return StoreError(
+            f"store {db}: a \"stepflow rollback --backup\" was interrupted before the backup was in place;"
+            " run the same \"stepflow rollback --backup\" again to finish it (the database it set aside is"
+            f" named in {intent_path(db)})"
+        )
+    return StoreError(f"no store at {db}; record a run with \"stepflow run -- CMD\"")
+
+
+def intent_path(db: Path) -> Path:
+    """The file `rollback --backup` keeps beside `db` while the database is being replaced."""
+    return db.with_name(db.name + RESTORE_INTENT_SUFFIX)
 
 
 def maintenance_lock_path(db: Path) -> Path:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import apsw
 
 from stepflow.errors import StoreError
-from stepflow.store import schema
+from stepflow.store import schema, zone
 from stepflow.store.base import (
     ALL_RUNS,
     OPEN_STATUSES,
@@ -447,6 +447,8 @@ def open_sqlite(
                 )
             if not readonly:
                 schema.apply_migrations(conn)
+            zone.set_legacy_zone(schema.meta(conn, zone.LEGACY_TZ_KEY))
+            zone.set_storage(db.parent.parent)  # <storage>/database/stepflow.db
         except apsw.Error as exc:
             conn.close()
             raise store_error(exc, db) from exc
