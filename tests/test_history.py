@@ -276,17 +276,17 @@ def test_follow_ctrl_c_and_a_run_abandoned_by_kill_9(stepflow: StepflowRunner, d
         assert wait_for(lambda: query(db_path, "SELECT count(*) FROM logs") == [(1,)])
         kids = psutil.Process(run.pid).children(recursive=True)
         first = start_follow("--step", "wait")
-        time.sleep(0.5)  # let it print what there is and start polling
+        assert first.stdout is not None and first.stdout.readline() == b"waiting\n"  # it has printed what there is
         first.send_signal(signal.SIGINT)
         out, err = first.communicate(timeout=20)
-        assert (first.returncode, out, err) == (130, b"waiting\n", b"")  # Ctrl-C: quietly, 130
+        assert (first.returncode, out, err) == (130, b"", b"")  # Ctrl-C: quietly, 130
 
         second = start_follow()
-        time.sleep(0.3)
+        assert second.stdout is not None and second.stdout.readline() == b"waiting\n"
         os.kill(run.pid, signal.SIGKILL)  # stepflow dies; nothing will ever finish this run
         run.wait()
         out, err = second.communicate(timeout=20)
-        assert (second.returncode, out, err) == (0, b"waiting\n", b"")  # it noticed and stopped
+        assert (second.returncode, out, err) == (0, b"", b"")  # it noticed and stopped
     finally:
         if run.poll() is None:
             run.kill()
