@@ -143,6 +143,17 @@ class StepDuration:
 
 
 @dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How one run ended, lightly: what statistics and /metrics count, as `run_outcomes` returns it."""
+
+    name: str
+    status: str
+    created_ts: float | None
+    seconds: float | None  # completed_at - started_at; None unless both are set
+    completed_ts: float | None  # completed_at as Unix time; None when not set
+
+
+@dataclass(frozen=True, slots=True)
 class RunQuery:
     """Which runs `find_runs` returns, newest first (by created_ts)."""
 
@@ -342,6 +353,8 @@ class Store(Protocol):
     ) -> Iterator[LogLine]: ...
     def step_durations(self, name: str, *, runs: int = 20) -> list[StepDuration]: ...
     def job_counts(self) -> dict[str, int]: ...
+    def status_counts(self) -> dict[str, int]: ...
+    def run_outcomes(self, query: RunQuery = ...) -> list[RunOutcome]: ...
     def mark_abandoned(self, run_ids: Sequence[str], *, message: str, wait: float = 0.25) -> int: ...
     def watch(self) -> Watch: ...
     def delete_runs(
