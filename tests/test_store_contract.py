@@ -9,8 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from datetime import datetime
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest

@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from stepflow.errors import NotFoundError, StepflowError, UsageError
 from stepflow.serve import data, prom
 from stepflow.serve.live import Hub, line_dict
-from stepflow.store.models import RUN_STATUSES
+from stepflow.store.base import RUN_STATUSES
 from stepflow.timeparse import since_timestamp
 
 MAX_LIMIT = 1000
@@ -220,7 +220,7 @@ class Api:
             raise ApiError(400, f"stream={stream!r} is not stdout or stderr")
         limit = integer(query, "limit", MAX_LOG_LIMIT, low=1, high=MAX_LOG_LIMIT)
         lines = data.log_lines(
-            self.src, run.id, step_index=data.find_step(self.src, run.id, step) if step is not None else None,
+            self.src, run.id, step_index=data.find_step(self.src, run, step) if step is not None else None,
             stream=STREAMS[stream] if stream else None, after=integer(query, "after", -1, low=-1, high=2**62),
             limit=limit + 1)
         more = len(lines) > limit
