@@ -258,7 +258,7 @@ def main() -> None:
                       f" {r['rss_after_mb']:.0f} MB after")
             print("target: line-to-client p99 <= 500 ms; 200 clients: all lines to all")
             m = asyncio.run(fetch(port, "/api/health/metrics"))
-            print(f"watcher: {m['watch_polls']} data_version polls, {m['watch_reads']} reads of followed runs"
+            print(f"hub: {m['watch_polls']} wake-ups from its one Watch, {m['watch_reads']} reads of followed runs"
                   f" in {m['uptime_s']:.0f} s, for every client together")
         finally:
             stop(proc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ ARTIFACT_MAX_SIZE = "STEPFLOW_ARTIFACT_MAX_SIZE"
 RAISE_ERRORS = "STEPFLOW_RAISE_ERRORS"
 MASK_ENV = "STEPFLOW_MASK_ENV"
 ENV_ALLOW = "STEPFLOW_ENV_ALLOW"
+API_KEY = "STEPFLOW_API_KEY"
 
 DEFAULT_MASK_ENV = (  # not *SESSION*: XDG_SESSION_TYPE=tty would hide every "tty"
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*_KEY_*", "*APIKEY*",
@@ -52,6 +53,7 @@ class Settings:
     mask_env: tuple[str, ...] = DEFAULT_MASK_ENV  # names whose values are hidden in output
     env_allow: tuple[str, ...] = ()  # names whose values are stored with a run (others: name only)
     url: DatabaseURL | None = None  # --database / STEPFLOW_DATABASE_URL; None: the file in `storage`
+    api_key: str | None = field(default=None, repr=False)  # `stepflow serve`'s key; never shown
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -148,6 +150,7 @@ def load_settings(
         artifact_max_size=size(ARTIFACT_MAX_SIZE, 1024 * 1024 * 1024, 0),
         mask_env=_patterns(env[MASK_ENV]) if MASK_ENV in env else DEFAULT_MASK_ENV,
         env_allow=_patterns(env.get(ENV_ALLOW, "")),
+        api_key=env.get(API_KEY) or None,
     )
 
 

@@ -185,6 +185,15 @@ def test_with_a_key_every_path_needs_it_but_health_says_only_healthy(recorded: d
             assert client.get(f"/runs/{recorded['job']}").status_code == 200
 
 
+def test_the_api_key_is_a_setting_never_shown() -> None:
+    from stepflow.config import API_KEY, load_settings
+
+    settings = load_settings({API_KEY: "s3cret-key", "HOME": "/tmp"})
+    assert API_KEY == "STEPFLOW_API_KEY" and settings.api_key == "s3cret-key"
+    assert "s3cret-key" not in repr(settings)
+    assert load_settings({API_KEY: "", "HOME": "/tmp"}).api_key is None
+
+
 def test_loopback_refuses_foreign_host_and_cross_site_posts(recorded: dict[str, str]) -> None:
     with serving() as server:
         assert server.get("/api/executions", headers={"Host": "evil.example"}).status_code == 403

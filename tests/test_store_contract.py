@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,23 @@ def test_queries_filter_order_and_limit(store: Store) -> None:
     assert ids(limit=2, offset=1) == ["b", "a"] and ids(offset=3) == ["d"]
     assert ids(status="failed", name_glob="deploy*", tag="prod", since_ts=T0, limit=5) == ["a"]
     assert store.job_counts() == {"deploy-web": 2, "deploy-api": 1, "backup": 1}
+
+
+def test_status_counts_and_run_outcomes_for_statistics(store: Store) -> None:
+    store.write([
+        NewRun(run("a", name="deploy", status="failed", created_ts=T0 + 1)),
+        NewRun(run("b", name="deploy", status="completed", created_ts=T0 + 2, started_at="2025-06-15T12:00:00+00:00",
+                   completed_at="2025-06-15T12:01:30+00:00")),
+        NewRun(run("c", name="backup", status="running", created_ts=T0 + 3, started_at="2025-06-15T12:00:00+00:00")),
+    ])
+    assert store.status_counts() == {"failed": 1, "completed": 1, "running": 1}
+    rows = store.run_outcomes()
+    assert [(r.name, r.status) for r in rows] == [("backup", "running"), ("deploy", "completed"), ("deploy", "failed")]
+    assert rows[0].seconds is None and rows[0].completed_ts is None and rows[0].created_ts == T0 + 3
+    assert rows[1].seconds == pytest.approx(90.0, abs=0.01)
+    assert rows[1].completed_ts == pytest.approx(datetime.fromisoformat("2025-06-15T12:01:30+00:00").timestamp(), abs=0.01)
+    assert [r.status for r in store.run_outcomes(RunQuery(name_glob="deploy", since_ts=T0 + 2))] == ["completed"]
+    assert [r.status for r in store.run_outcomes(RunQuery(status="failed"))] == ["failed"]
 
 
 def test_runs_with_prefix_and_step_durations(store: Store) -> None:

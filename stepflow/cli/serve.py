@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
@@ -22,7 +21,7 @@ def serve(
     storage: Storage = None,
 ) -> None:
     """Serve the store over HTTP: dashboard at /, JSON API under /api/, Prometheus at /metrics."""
-    from stepflow.serve import API_KEY, INSTALL_HINT
+    from stepflow.serve import INSTALL_HINT
 
     try:
         import starlette  # noqa: F401
@@ -34,7 +33,7 @@ def serve(
     from stepflow.serve.auth import check_bind, is_loopback
 
     settings = settings_for(ctx, storage)
-    key = os.environ.get(API_KEY) or None
+    key = settings.api_key
     check_bind(host, key=key, no_auth=no_auth)
     sock = server.bind(host, port)
     bound = sock.getsockname()

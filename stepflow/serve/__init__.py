@@ -8,4 +8,3 @@ imported only here, never by `stepflow run`.
 from __future__ import annotations
 
 INSTALL_HINT = "stepflow serve needs its extra: pip install 'stepflow[serve]'"
-API_KEY = "STEPFLOW_API_KEY"  # the lead may move this beside the other STEPFLOW_* names in config.py

@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from stepflow.errors import NotFoundError, StepflowError, UsageError
 from stepflow.serve import data, prom
 from stepflow.serve.live import Hub, line_dict
-from stepflow.store.models import RUN_STATUSES
+from stepflow.store.base import RUN_STATUSES
 from stepflow.timeparse import since_timestamp
 
 MAX_LIMIT = 1000
@@ -127,7 +127,7 @@ class Api:
 
     def cached(self, key: str, stamp: Any, compute: Callable[[], Any]) -> Any:
         hit = self._cache.get(key)
-        if hit is not None and hit[0] == stamp:
+        if hit is not None and stamp is not None and hit[0] == stamp:  # None: freshness unknown
             return hit[1]
         value = compute()
         self._cache[key] = (stamp, value)
@@ -136,8 +136,8 @@ class Api:
     async def respond(self, key: Any, compute: Callable[[], Any], *, media_type: str = "application/json") -> Response:
         """`compute()` on the thread pool, as JSON (or text); the body is kept until the store changes.
 
-        The watcher's data_version says when: a body is reused only while no connection has
-        committed since it was made (at most one watch interval stale).
+        The hub's Watch cursor says when: a body is reused only while no connection has
+        committed since it was made (stale at most until the Watch notices: 0.15 s on SQLite).
         """
         stamp = self.hub.version
         hit = self._responses.get(key) if stamp is not None else None
@@ -171,7 +171,7 @@ class Api:
             "active_runs": counts.get("running", 0) + counts.get("pending", 0),
             "live_clients": self.hub.clients, "followed_runs": len(self.hub.channels),
             "watch_polls": self.hub.polls, "watch_reads": self.hub.reads, "watch_interval_s": self.hub.interval,
-            "uptime_s": round(time.time() - self.hub.started, 3), "data_version": self.hub.version,
+            "uptime_s": round(time.time() - self.hub.started, 3), "watch_cursor": self.hub.version,
         })
 
     def health_database(self, request: Request) -> Response:
@@ -220,7 +220,7 @@ class Api:
             raise ApiError(400, f"stream={stream!r} is not stdout or stderr")
         limit = integer(query, "limit", MAX_LOG_LIMIT, low=1, high=MAX_LOG_LIMIT)
         lines = data.log_lines(
-            self.src, run.id, step_index=data.find_step(self.src, run.id, step) if step is not None else None,
+            self.src, run.id, step_index=data.find_step(self.src, run, step) if step is not None else None,
             stream=STREAMS[stream] if stream else None, after=integer(query, "after", -1, low=-1, high=2**62),
             limit=limit + 1)
         more = len(lines) > limit

@@ -72,8 +72,8 @@ class Gate:
 
 
 def create_app(settings: Settings, *, key: str | None = None, loopback_only: bool = True,
-               interval: float = 0.1, heartbeat: float = 15.0) -> Starlette:
-    """The whole server over the store of `settings`. The watcher runs while the app does."""
+               interval: float = 1.0, heartbeat: float = 15.0) -> Starlette:
+    """The whole server over the store of `settings`. The hub waits on the store's Watch while the app runs."""
     src = data.Source(settings)
     hub = Hub(src, interval=interval, heartbeat=heartbeat)
     policy = Policy(key=key or None, loopback_only=loopback_only)

@@ -1,19 +1,23 @@
 """Every read (and the one upkeep write) the server makes of the store, in one module.
 
 The rest of stepflow/serve/ never touches a store: it calls these functions and gets plain
-values (dicts as `--json` prints them, LogLine rows). When the read path becomes the
-`stepflow.history` library over a backend-neutral store, only this module is re-pointed.
+values (dicts as `--json` prints them, LogLine rows). Everything here goes through the `Store`
+protocol (stepflow.store.base) and the history library (stepflow.history), never SQL, so the
+server works on any backend.
 
-Connections: APSW connections are cheap and SQLite in WAL mode lets readers run beside the
-writer, so each server thread keeps one connection of its own (`Source.store()`).
+Stores: each server thread keeps one store of its own (`Source.store()`); SQLite in WAL mode
+lets those readers run beside the writer. Change notification is one `Watch` per server
+(`Source.watch()`), shared by the live hub and never one per client.
 
 Read-only, except `sweep_abandoned` (runs whose stepflow process is gone are stored as
-`abandoned`, as `stepflow ls` does; best effort) and `optimize` (POST /api/health/optimize).
+`abandoned`, as `stepflow ls` does; best effort), `run_detail` (the same check for one run, as
+`stepflow show` does) and `optimize` (POST /api/health/optimize).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import mimetypes
 import statistics as pystats
 import threading
@@ -21,39 +25,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stepflow import abandoned, history
 from stepflow.config import Settings
 from stepflow.errors import NotFoundError, StoreError
+from stepflow.history import abandoned
+from stepflow.history import logs as history_logs
+from stepflow.history import runs as history_runs
+from stepflow.history.detail import run_summary, step_detail
 from stepflow.maintenance import health as health_mod
 from stepflow.maintenance import stats as stats_mod
-from stepflow.store import RunQuery, SqliteStore, StepDuration, open_store
-from stepflow.store.models import OPEN_STATUSES, LogLine, Run, Step
+from stepflow.store import RunQuery, StepDuration, Store, Watch, exists, open_store
+from stepflow.store.base import OPEN_STATUSES, LogLine, Run, RunOutcome, Step
 
 MAX_OFFSET = 100_000
-CACHE_PAGES = 1000  # per connection; a server has one per thread (up to 40), the OS caches the file anyway
+CACHE_PAGES = 1000  # per SQLite connection; a server has one per thread (up to 40), the OS caches the file anyway
 FAILED = ("failed", "timed_out", "abandoned", "cancelled")
 
 
 class Source:
-    """The store the server reads, one connection per thread, opened on first use."""
+    """The store the server reads, one per thread, opened on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._local = threading.local()
-        self._all: list[SqliteStore] = []
+        self._all: list[Store] = []
         self._lock = threading.Lock()
 
-    def store(self) -> SqliteStore:
-        store: SqliteStore | None = getattr(self._local, "store", None)
+    def store(self) -> Store:
+        store: Store | None = getattr(self._local, "store", None)
         if store is None:
-            if not self.settings.database.exists():
-                raise StoreError(f"no store at {self.settings.database}; record a run with \"stepflow run -- CMD\"")
+            if not exists(self.settings):
+                raise StoreError(f"no store at {self.settings.database_url}; record a run with \"stepflow run -- CMD\"")
             store = open_store(dataclasses.replace(
                 self.settings, cache_size=min(self.settings.cache_size, CACHE_PAGES)))
             self._local.store = store
             with self._lock:
                 self._all.append(store)
         return store
+
+    def watch(self) -> Watch:
+        """A new Watch over the store: the hub opens one for the whole server (close it when done)."""
+        return self.store().watch()
 
     def close(self) -> None:
         with self._lock:
@@ -63,7 +74,7 @@ class Source:
 
 
 def glob_literal(name: str) -> str:
-    """A job name as a GLOB pattern that matches only itself."""
+    """A job name as a RunQuery.name_glob that matches only itself."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
@@ -72,11 +83,14 @@ def glob_literal(name: str) -> str:
 
 def list_runs(src: Source, *, status: str | None = None, name: str | None = None, tag: str | None = None,
               since_ts: float | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-    """`ls --json` rows, newest first. store.find_runs + history.run_summary."""
-    offset = min(offset, MAX_OFFSET)
-    runs = src.store().find_runs(RunQuery(status=status, name_glob=name, tag=tag, since_ts=since_ts,
-                                          limit=limit + offset))
-    return [history.run_summary(r) for r in runs[offset:]]
+    """`ls --json` rows, newest first, `offset` skipped by the store (RunQuery.offset).
+
+    Not history.list_runs: its abandoned sweep reads every open run on each call, and the hub
+    already sweeps every few seconds for the whole server (`sweep_abandoned`).
+    """
+    query = RunQuery(status=status, name_glob=name, tag=tag, since_ts=since_ts, limit=limit,
+                     offset=min(offset, MAX_OFFSET))
+    return [run_summary(r) for r in src.store().find_runs(query)]
 
 
 def job_runs(src: Source, name: str, *, limit: int = 100) -> list[dict[str, Any]]:
@@ -87,21 +101,19 @@ def job_runs(src: Source, name: str, *, limit: int = 100) -> list[dict[str, Any]
 def active_runs(src: Source) -> list[dict[str, Any]]:
     """Runs still running or pending, newest first."""
     store = src.store()
-    runs = [*store.find_runs(RunQuery(status="running")), *store.find_runs(RunQuery(status="pending"))]
+    runs = [run for status in OPEN_STATUSES for run in store.find_runs(RunQuery(status=status))]
     runs.sort(key=lambda r: r.created_ts or 0.0, reverse=True)
-    return [history.run_summary(r) for r in runs]
+    return [run_summary(r) for r in runs]
 
 
 def resolve(src: Source, ref: str) -> Run:
-    """A run by id, unique prefix or `last`. Raises NotFoundError / UsageError (store.resolve)."""
-    return src.store().resolve(ref)
+    """A run by id, unique prefix or `last`. Raises NotFoundError / UsageError (history.resolve)."""
+    return history_runs.resolve(src.store(), ref)
 
 
 def run_detail(src: Source, ref: str) -> dict[str, Any]:
-    """`show --json` of one run: store.resolve/steps/artifacts + history.run_detail."""
-    store = src.store()
-    run = store.resolve(ref)
-    return history.run_detail(run, store.steps(run.id), store.artifacts(run.id))
+    """`show --json` of one run (history.show_run: resolve, the abandoned check, run_detail)."""
+    return history_runs.show_run(src.store(), ref)
 
 
 def artifact_ids(src: Source, run_id: str) -> list[str]:
@@ -110,43 +122,33 @@ def artifact_ids(src: Source, run_id: str) -> list[str]:
 
 
 def run_state(src: Source, run_id: str) -> tuple[Run | None, list[Step]]:
-    """A run row and its steps as they are now (the watcher's view of a followed run)."""
+    """A run row and its steps as they are now (the hub's view of a followed run)."""
     store = src.store()
     return store.get_run(run_id), store.steps(run_id)
 
 
 def log_lines(src: Source, run_id: str, *, step_index: int | None = None, stream: int | None = None,
               after: int = -1, limit: int | None = None) -> list[LogLine]:
-    """Output lines after line number `after`, in order, at most `limit`. store.log_lines."""
+    """Output lines after line number `after`, in order, at most `limit` (history.lines)."""
     out: list[LogLine] = []
-    for line in src.store().log_lines(run_id, step_index=step_index, stream=stream, after_line=after):
+    for line in history_logs.lines(src.store(), run_id, step_index=step_index, stream=stream, after_line=after):
         out.append(line)
         if limit is not None and len(out) >= limit:
             break
     return out
 
 
-def find_step(src: Source, run_id: str, step: str) -> int:
-    """A step's index from its name, or its number as `show` lists it (1 = first).
+def find_step(src: Source, run: Run, step: str) -> int:
+    """A step's index from its name, or its number as `show` lists it (1 = first) (history.find_step).
 
     Raises:
         NotFoundError: the run has no such step.
     """
-    steps = src.store().steps(run_id)
-    named = [s for s in steps if s.name == step]
-    if named:
-        return named[0].step_index
-    if step.isascii() and step.isdigit() and any(s.step_index == int(step) - 1 for s in steps):
-        return int(step) - 1
-    raise NotFoundError(f"run {run_id[:8]} has no step {step!r}")
+    return history_logs.find_step(src.store(), run, step)
 
 
 def step_summaries(steps: list[Step]) -> list[dict[str, Any]]:
-    return [history.step_detail(s) for s in steps]
-
-
-def run_summary(run: Run) -> dict[str, Any]:
-    return history.run_summary(run)
+    return [step_detail(s) for s in steps]
 
 
 def step_history(src: Source, name: str, *, runs: int = 50) -> list[StepDuration]:
@@ -191,13 +193,8 @@ def artifact_file(src: Source, run_id: str, artifact_id: str) -> tuple[Path, str
 # -- changes -----------------------------------------------------------------------------------
 
 
-def data_version(src: Source) -> int:
-    """Changes when another connection commits (store.data_version): what the watcher polls."""
-    return src.store().data_version()
-
-
 def sweep_abandoned(src: Source) -> set[str]:
-    """Store as `abandoned` the runs whose stepflow process is gone (abandoned.sweep). Best effort."""
+    """Store as `abandoned` the runs whose stepflow process is gone (history's sweep). Best effort."""
     try:
         return abandoned.sweep(src.store())
     except StoreError:
@@ -208,7 +205,7 @@ def sweep_abandoned(src: Source) -> set[str]:
 
 
 def health_report(src: Source, *, integrity: bool = True) -> dict[str, Any]:
-    """The facts of `stepflow health --json` (maintenance.health.health)."""
+    """The facts of `stepflow health --json` (maintenance.health.health, over Store.health)."""
     return health_mod.health(src.settings, integrity=integrity).to_dict()
 
 
@@ -218,11 +215,11 @@ def database_facts(src: Source) -> dict[str, Any]:
 
 
 def optimize(src: Source) -> dict[str, Any]:
-    """`stepflow db optimize --json` (maintenance.stats.optimize): ANALYZE and PRAGMA optimize."""
+    """`stepflow db optimize --json` (maintenance.stats.optimize, over Store.optimize)."""
     return stats_mod.optimize(src.settings).to_dict()
 
 
-# -- aggregates (SQL of their own: the lead ports these to the history library's stats) ---------
+# -- aggregates: Store.status_counts and Store.run_outcomes, counted here ------------------------
 
 
 @dataclass(slots=True)
@@ -238,44 +235,31 @@ class JobFacts:
 
 
 def counts_by_status(src: Source) -> dict[str, int]:
-    rows: list[Any] = src.store().conn.execute("SELECT status, count(*) FROM executions GROUP BY status").fetchall()
-    return {str(s): int(n) for s, n in rows}
+    """Runs in the store by status (Store.status_counts)."""
+    return src.store().status_counts()
 
 
 def job_facts(src: Source) -> list[JobFacts]:
     """Per job name: last status and duration, last success time, failures since it, runs by status.
 
-    Three grouped queries over the executions table (the (name, created_ts) index serves them).
+    One pass over Store.run_outcomes (newest first): a name's first row is its latest run, its
+    first completed row its latest success, and the failures counted before that are its streak.
     """
-    conn = src.store().conn
-    totals: dict[str, dict[str, int]] = {}
-    for name, status, n in conn.execute("SELECT name, status, count(*) FROM executions GROUP BY name, status"):
-        totals.setdefault(str(name), {})[str(status)] = int(n)
-    last = {
-        str(r[0]): r[1:] for r in conn.execute(
-            "SELECT name, status, (julianday(completed_at) - julianday(started_at)) * 86400.0 FROM"
-            " (SELECT name, status, started_at, completed_at, ROW_NUMBER() OVER"
-            " (PARTITION BY name ORDER BY created_ts DESC, rowid DESC) AS k FROM executions) WHERE k = 1")
-    }
-    success = {
-        str(r[0]): (r[1], r[2]) for r in conn.execute(
-            "SELECT name, max(created_ts), (julianday(max(completed_at)) - 2440587.5) * 86400.0"
-            " FROM executions WHERE status = 'completed' GROUP BY name")
-    }
-    placeholders = ", ".join("?" * len(FAILED))
-    streaks = {
-        str(r[0]): int(r[1]) for r in conn.execute(
-            "SELECT e.name, count(*) FROM executions e LEFT JOIN"
-            " (SELECT name, max(created_ts) AS ts FROM executions WHERE status = 'completed' GROUP BY name) s"
-            f" ON s.name = e.name WHERE e.status IN ({placeholders}) AND e.created_ts > COALESCE(s.ts, -1e300)"
-            " GROUP BY e.name", FAILED)
-    }
-    out = []
-    for name, by_status in sorted(totals.items()):
-        status, seconds = last.get(name, ("unknown", None))
-        out.append(JobFacts(name, str(status), seconds, success.get(name, (None, None))[1],
-                            streaks.get(name, 0), by_status))
-    return out
+    facts: dict[str, JobFacts] = {}
+    succeeded: set[str] = set()
+    for row in src.store().run_outcomes():
+        job = facts.get(row.name)
+        if job is None:
+            job = facts[row.name] = JobFacts(row.name, row.status, row.seconds, None, 0, {})
+        job.runs_by_status[row.status] = job.runs_by_status.get(row.status, 0) + 1
+        if row.name in succeeded:
+            continue
+        if row.status == "completed":
+            succeeded.add(row.name)
+            job.last_success_ts = row.completed_ts
+        elif row.status in FAILED:
+            job.consecutive_failures += 1
+    return [facts[name] for name in sorted(facts)]
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -288,23 +272,12 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 def run_statistics(src: Source, *, since_ts: float | None = None, name: str | None = None) -> dict[str, Any]:
-    """Success rate and run durations (mean, p50, p95) overall and by job name."""
-    sql = ("SELECT name, status, (julianday(completed_at) - julianday(started_at)) * 86400.0 FROM executions"
-           " WHERE 1 = 1")
-    params: list[Any] = []
-    if since_ts is not None:
-        sql += " AND created_ts >= ?"
-        params.append(since_ts)
-    if name is not None:
-        sql += " AND name = ?"
-        params.append(name)
+    """Success rate and run durations (mean, p50, p95) overall and by job name (Store.run_outcomes)."""
+    query = RunQuery(since_ts=since_ts, name_glob=glob_literal(name) if name is not None else None)
     jobs: dict[str, dict[str, Any]] = {}
-    for job, status, seconds in src.store().conn.execute(sql, params):
-        entry = jobs.setdefault(str(job), {"runs": 0, "by_status": {}, "durations": []})
-        entry["runs"] += 1
-        entry["by_status"][status] = entry["by_status"].get(status, 0) + 1
-        if status == "completed" and seconds is not None:
-            entry["durations"].append(float(seconds))
+    for row in src.store().run_outcomes(query):
+        entry = jobs.setdefault(row.name, {"runs": 0, "by_status": {}, "durations": []})
+        _count(entry, row)
     everything: dict[str, Any] = {"runs": 0, "by_status": {}, "durations": []}
     for entry in jobs.values():
         everything["runs"] += entry["runs"]
@@ -312,6 +285,13 @@ def run_statistics(src: Source, *, since_ts: float | None = None, name: str | No
         for status, n in entry["by_status"].items():
             everything["by_status"][status] = everything["by_status"].get(status, 0) + n
     return {**_summarise(everything), "jobs": [{"name": job, **_summarise(e)} for job, e in sorted(jobs.items())]}
+
+
+def _count(entry: dict[str, Any], row: RunOutcome) -> None:
+    entry["runs"] += 1
+    entry["by_status"][row.status] = entry["by_status"].get(row.status, 0) + 1
+    if row.status == "completed" and row.seconds is not None and math.isfinite(row.seconds):
+        entry["durations"].append(float(row.seconds))
 
 
 def _summarise(entry: dict[str, Any]) -> dict[str, Any]:

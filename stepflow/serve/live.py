@@ -1,7 +1,8 @@
-"""Live events for every client from ONE watcher per server process.
+"""Live events for every client from ONE Watch per server process.
 
-One asyncio task polls the store's change counter (`data.data_version`) once per interval.
-When it moves, the watcher reads what changed once, for all clients: new lines, steps and
+The hub opens one `Watch` of the store (Store.watch: SQLite polls PRAGMA data_version for all
+its waiters, PostgreSQL listens on one connection) and waits on it on a thread of its own.
+When a commit moves it, the hub reads what changed once, for all clients: new lines, steps and
 status of each followed run (one read per followed run, not per client), and the newest runs
 for the runs list. Each event is encoded once as server-sent-event bytes and put on the queue
 of every subscriber. A client too slow to keep up is dropped; its browser reconnects with
@@ -15,12 +16,14 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from stepflow.history.detail import run_summary
 from stepflow.serve import data
 from stepflow.serve.ansi import segments
-from stepflow.store.models import OPEN_STATUSES, STREAM_NAMES, LogLine
+from stepflow.store.base import OPEN_STATUSES, STREAM_NAMES, LogLine, Watch
 
 CATCH_UP_PAGE = 2000
 QUEUE_SIZE = 256  # events waiting for one client before it is dropped
@@ -61,9 +64,13 @@ class Channel:
 
 
 class Hub:
-    """The watcher and its subscribers. Start with `run()` as a task; stop by cancelling it."""
+    """The watcher and its subscribers. Start with `run()` as a task; stop by cancelling it.
 
-    def __init__(self, src: data.Source, *, interval: float = 0.1, heartbeat: float = 15.0,
+    `interval`: the longest one wait on the Watch lasts before the hub looks at its own clock
+    (the abandoned sweep every `sweep_every` seconds); a commit wakes it at once.
+    """
+
+    def __init__(self, src: data.Source, *, interval: float = 1.0, heartbeat: float = 15.0,
                  sweep_every: float = 5.0) -> None:
         self.src = src
         self.interval = interval
@@ -71,32 +78,54 @@ class Hub:
         self.sweep_every = sweep_every
         self.channels: dict[str, Channel] = {}
         self.list_subscribers: set[asyncio.Queue[Event]] = set()
-        self.version: int | None = None
-        self.polls = 0  # data_version reads: one per interval, however many clients
+        self.version: int | None = None  # the Watch cursor last acted on; None until the watch starts
+        self.polls = 0  # waits on the Watch that returned: about one per commit, however many clients
         self.reads = 0  # reads of a followed run after a change: one per run, however many clients
         self.started = time.time()
 
     # -- the watcher -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        swept = 0.0
-        while True:
-            try:
-                await self.tick(sweep=time.monotonic() - swept >= self.sweep_every)
-            except Exception:  # noqa: BLE001 - a store hiccup must not end live updates for good
-                await asyncio.sleep(1.0)
-            if time.monotonic() - swept >= self.sweep_every:
-                swept = time.monotonic()
-            await asyncio.sleep(self.interval)
+        """Wait on the store's Watch and act on each change, until cancelled."""
+        loop = asyncio.get_running_loop()
+        waiter = ThreadPoolExecutor(1, thread_name_prefix="stepflow-watch")  # a wait never holds a pool thread
+        watch: Watch | None = None
+        try:
+            swept, seen = 0.0, 0
+            while True:
+                try:
+                    if watch is None:
+                        watch = await loop.run_in_executor(waiter, self.src.watch)
+                        seen = self.version = await loop.run_in_executor(waiter, watch.cursor)
+                    if time.monotonic() - swept >= self.sweep_every:
+                        swept = time.monotonic()
+                        await asyncio.to_thread(data.sweep_abandoned, self.src)
+                    cursor = await loop.run_in_executor(waiter, watch.wait, seen, self.interval)
+                    self.polls += 1
+                    if cursor != seen:
+                        seen = self.version = cursor
+                        await self.changed()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - a store hiccup (no store yet, locked) must not end live updates
+                    self.version = None  # nothing kept is known fresh now (api.respond)
+                    if watch is not None:
+                        with contextlib.suppress(Exception):
+                            await loop.run_in_executor(waiter, watch.close)
+                        watch = None
+                    await asyncio.sleep(1.0)
+        finally:
+            waiter.shutdown(wait=False, cancel_futures=True)
+            if watch is not None:
+                await asyncio.to_thread(self._close_after, waiter, watch)
 
-    async def tick(self, *, sweep: bool = False) -> None:
-        if sweep:
-            await asyncio.to_thread(data.sweep_abandoned, self.src)
-        version = data.data_version(self.src)
-        self.polls += 1
-        if version == self.version:
-            return
-        self.version = version
+    @staticmethod
+    def _close_after(waiter: ThreadPoolExecutor, watch: Watch) -> None:
+        waiter.shutdown(wait=True)  # the wait in progress ends within `interval`
+        watch.close()
+
+    async def changed(self) -> None:
+        """Something was committed: read each followed run and the runs list once, for everyone."""
         for channel in list(self.channels.values()):
             if channel.subscribers:
                 await self._advance(channel)
@@ -121,9 +150,9 @@ class Hub:
             events.append(Event(sse("steps", data.step_summaries(steps), event_id=channel.cursor)))
         ended = run is None or run.status not in OPEN_STATUSES
         if run is not None:
-            events.append(Event(sse("run", data.run_summary(run), event_id=channel.cursor)))
+            events.append(Event(sse("run", run_summary(run), event_id=channel.cursor)))
         if ended:
-            events.append(Event(sse("end", data.run_summary(run) if run else {}, event_id=channel.cursor)))
+            events.append(Event(sse("end", run_summary(run) if run else {}, event_id=channel.cursor)))
         for event in events:
             self._fan_out(channel.subscribers, event)
         if ended:
@@ -151,21 +180,27 @@ class Hub:
         return len(self.list_subscribers) + sum(len(c.subscribers) for c in self.channels.values())
 
     async def run_events(self, run_id: str, *, after: int = -1) -> AsyncIterator[bytes]:
-        """The event stream of one run from line `after` on: catch-up from the store, then live."""
+        """The event stream of one run from line `after` on: catch-up from the store, then live.
+
+        The client joins the run's channel BEFORE its last read of the store: a commit after
+        the join reaches it through the hub, one before through that read (lines sent twice
+        are skipped by number), so none falls between.
+        """
         queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
         sent = after
         channel: Channel | None = None
         try:
             yield b": stepflow\nretry: 2000\n\n"
-            while True:  # catch up until the watcher has published nothing beyond what we sent
+            while True:  # the bulk of the catch-up, a page at a time
                 lines = await asyncio.to_thread(data.log_lines, self.src, run_id, after=sent, limit=CATCH_UP_PAGE)
-                if lines:
-                    sent = lines[-1].number
-                    yield sse("lines", [line_dict(x) for x in lines], event_id=sent)
-                    continue
-                channel = self.channels.get(run_id)
-                if channel is None or channel.cursor <= sent:
+                if not lines:
                     break
+                sent = lines[-1].number
+                yield sse("lines", [line_dict(x) for x in lines], event_id=sent)
+            channel = self.channels.get(run_id)
+            if channel is None:
+                channel = self.channels[run_id] = Channel(run_id, sent)
+            channel.subscribers.add(queue)
             run, steps = await asyncio.to_thread(data.run_state, self.src, run_id)
             rest = await asyncio.to_thread(data.log_lines, self.src, run_id, after=sent)
             if rest:
@@ -173,18 +208,14 @@ class Hub:
                 yield sse("lines", [line_dict(x) for x in rest], event_id=sent)
             yield sse("steps", data.step_summaries(steps), event_id=sent)
             if run is None or run.status not in OPEN_STATUSES:
-                yield sse("end", data.run_summary(run) if run else {}, event_id=sent)
+                yield sse("end", run_summary(run) if run else {}, event_id=sent)
                 return
-            yield sse("run", data.run_summary(run), event_id=sent)
-            channel = self.channels.get(run_id)
-            if channel is None:
-                channel = self.channels[run_id] = Channel(run_id, sent)
-            channel.subscribers.add(queue)
+            yield sse("run", run_summary(run), event_id=sent)
             async for event in self._drain(queue):
                 if event.lines is None:
                     yield event.body
                     continue
-                # Joined while the watcher was behind what we read ourselves: skip lines sent.
+                # Lines this client read itself before the hub published them: skip those.
                 fresh = event.lines if event.lines[0]["n"] > sent else [x for x in event.lines if x["n"] > sent]
                 if fresh:
                     sent = fresh[-1]["n"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stepflow import __version__
-from stepflow.store.models import RUN_STATUSES
+from stepflow.store.base import RUN_STATUSES
 
 ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 JSON_OBJ = {"application/json": {"schema": {"type": "object"}}}

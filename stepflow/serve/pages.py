@@ -17,13 +17,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from stepflow import fmt, history
+from stepflow import fmt
 from stepflow.errors import UsageError
+from stepflow.history.detail import parse_time
 from stepflow.serve import data
 from stepflow.serve.ansi import to_html
 from stepflow.serve.charts import history_chart, timeline_bar
 from stepflow.serve.live import Hub
-from stepflow.store.models import OPEN_STATUSES, RUN_STATUSES, STDERR
+from stepflow.store.base import OPEN_STATUSES, RUN_STATUSES, STDERR
 from stepflow.timeparse import since_timestamp
 
 PAGE_LINES = 5000  # lines of a run's log put in the page; the API has them all
@@ -39,12 +40,12 @@ def status_badge(status: str | None) -> str:
 
 
 def ts_of(text: str | None) -> float | None:
-    value = history.parse_time(text)
+    value = parse_time(text)
     return value.timestamp() if value else None
 
 
 def when(text: str | None) -> str:
-    value = history.parse_time(text)
+    value = parse_time(text)
     if value is None:
         return "-"
     local = value.astimezone()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from stepflow.serve.data import JobFacts
-from stepflow.store.models import RUN_STATUSES
+from stepflow.store.base import RUN_STATUSES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -27,6 +27,7 @@ from stepflow.store.base import (
     NewStep,
     Run,
     RunChange,
+    RunOutcome,
     RunQuery,
     Step,
     StepChange,
@@ -102,8 +103,8 @@ def exists(settings: Settings) -> bool:
 __all__ = [
     "BACKENDS", "OPEN_STATUSES", "RUN_STATUSES", "STDERR", "STDOUT", "STREAM_NAMES", "Artifact", "Backend",
     "DatabaseURL", "Deleted", "Health", "LogBlock", "LogLine", "NewArtifact", "NewRun", "NewStep", "Run",
-    "RunChange", "RunQuery", "Step", "StepChange", "StepDuration", "Store", "Watch", "Write", "backend_for",
-    "exists", "mask_password", "open_store", "parse_url",
+    "RunChange", "RunOutcome", "RunQuery", "Step", "StepChange", "StepDuration", "Store", "Watch", "Write",
+    "backend_for", "exists", "mask_password", "open_store", "parse_url",
 ]
 
 
