@@ -17,6 +17,7 @@ from stepflow.config import Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus, StepflowError
 from stepflow.fmt import valid_text
 from stepflow.run import resources
+from stepflow.run.ci_sink import ci_sink
 from stepflow.run.lines import LineSplitter
 from stepflow.run.options import RunOptions, RunResult, default_name, dialects
 from stepflow.run.recorder import Recorder, new_id
@@ -83,7 +84,8 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None)
     supervisor = Supervisor(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
                             kill_grace=options.kill_grace)
-    recorder = Recorder(state, [StoreSink(writer), view], artifacts_dir=settings.artifacts,
+    ci = ci_sink(options.ci, env, on_problem=view.problem)  # the CLI asks for one in plain output only
+    recorder = Recorder(state, [StoreSink(writer), *([ci] if ci else []), view], artifacts_dir=settings.artifacts,
                         artifact_max_size=settings.artifact_max_size, cwd=cwd,
                         on_critical_failure=supervisor.request_stop)
     splitter = LineSplitter(recorder, max_line=settings.max_line, dialects=readers,
