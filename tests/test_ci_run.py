@@ -179,3 +179,18 @@ def test_export_junit_of_no_run_is_a_clear_error(stepflow: StepflowRunner, tmp_p
     assert missing.returncode != 0 and missing.stderr.startswith(b"stepflow: error: ")
     blocked = stepflow("export", "junit", "last", "-o", str(tmp_path / "nope" / "x.xml"))
     assert blocked.returncode == 2 and b"cannot write" in blocked.stderr and b"Traceback" not in blocked.stderr
+
+
+def test_a_plain_run_outside_ci_imports_no_emitter(storage: Path) -> None:
+    """--ci auto decides "no CI" without importing stepflow.ci; under a CI only its emitter loads."""
+    import subprocess
+
+    code = ("import sys\nfrom stepflow.cli import main\n"
+            "status = main(['run', '-o', 'plain', '--', 'true'])\n"
+            "print(' '.join(sorted(sys.modules)))\nsys.exit(status)")
+    outside = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, timeout=60,
+                             env=ci_env()).stdout.decode().split()
+    assert "stepflow.run.execute" in outside and not {m for m in outside if m.startswith("stepflow.ci")}
+    inside = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, timeout=60,
+                            env=ci_env(GITLAB_CI="true")).stdout.decode().split()
+    assert "stepflow.ci.gitlab" in inside and "stepflow.ci.github" not in inside
