@@ -22,7 +22,7 @@ import subprocess
 from typing import IO, Any, Protocol
 
 from stepflow import ptyio
-from stepflow.run.supervisor import FORWARDED, Outcome, OutputHandler, Supervisor, _signals_to_fd, _watchdog
+from stepflow.run.supervisor import FORWARDED, READ_SIZE, Outcome, OutputHandler, Supervisor, _signals_to_fd, _watchdog
 
 DEFAULT_SIZE = (24, 80)  # the size a pty gets when stepflow runs on no terminal (cron, CI)
 
@@ -70,6 +70,20 @@ class PtySupervisor(Supervisor):
         assert self._master is not None
         master = self._master
         return {master: 1}, {master: open(master, "rb", buffering=0)}  # noqa: SIM115  (closed by _loop)
+
+    def _read(self, fd: int) -> bytes:
+        """As much as is there, up to READ_SIZE: a pty hands out at most 4 KiB a read, and each
+        chunk costs the same Python work whatever its size."""
+        data = os.read(fd, READ_SIZE)  # BlockingIOError, EIO: the loop's to handle
+        chunks, total = [data], len(data)
+        while data and total < READ_SIZE:
+            try:
+                data = os.read(fd, READ_SIZE - total)
+            except OSError:  # nothing more now (EAGAIN), or the end (EIO, seen again next read)
+                break
+            chunks.append(data)
+            total += len(data)
+        return b"".join(chunks) if len(chunks) > 1 else chunks[0]
 
     def run(self, on_output: OutputHandler) -> Outcome:
         """As Supervisor.run, with the pty; the user's terminal stays stepflow's."""

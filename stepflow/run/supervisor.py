@@ -125,6 +125,9 @@ class Supervisor:
         return ({proc.stdout.fileno(): 1, proc.stderr.fileno(): 2},
                 {proc.stdout.fileno(): proc.stdout, proc.stderr.fileno(): proc.stderr})
 
+    def _read(self, fd: int) -> bytes:
+        return os.read(fd, READ_SIZE)
+
     def run(self, on_output: OutputHandler) -> Outcome:
         """Spawn, hand every chunk read to `on_output` until the command exits and its pipes
         drain, and return its Outcome. An exception from `on_output` ends the loop (the command
@@ -173,7 +176,7 @@ class Supervisor:
                         self._drain_wakeups(wake_fd)
                         continue
                     try:
-                        data = os.read(fd, READ_SIZE)
+                        data = self._read(fd)
                     except BlockingIOError:
                         continue
                     except OSError as exc:  # a pty's master reads EIO once the command closed it
