@@ -194,3 +194,18 @@ def test_a_plain_run_outside_ci_imports_no_emitter(storage: Path) -> None:
     inside = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, timeout=60,
                             env=ci_env(GITLAB_CI="true")).stdout.decode().split()
     assert "stepflow.ci.gitlab" in inside and "stepflow.ci.github" not in inside
+
+
+def test_steps_the_command_opens_in_the_cis_language_are_not_printed_twice(stepflow: StepflowRunner,
+                                                                           tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    script = ("print('STEP_START:mine'); print('::group::theirs'); print('inside'); print('::endgroup::');"
+              "print('STEP_START:last')")
+    code, out, err = run_clean(stepflow, "run", "--", *py(script),
+                               env=ci_env(GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary)))
+    assert code == 0
+    assert out.count(b"::group::theirs") == 1  # the command's own, passed through
+    lines = err.decode().splitlines()
+    assert "::group::mine" in lines and "::group::last" in lines and "::group::theirs" not in lines
+    assert lines.count("::endgroup::") == 2
+    assert "| theirs |" in summary.read_text()  # the step is still in the summary

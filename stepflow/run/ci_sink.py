@@ -12,12 +12,13 @@ plain run outside CI.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from stepflow import events as ev
 
 if TYPE_CHECKING:
     from stepflow.ci import Emitter, StepFinished
+    from stepflow.dialects.base import Dialect, Marker
 
 SUMMARY_ROWS = 1000  # a run of a million steps must not write a million-row summary
 
@@ -34,12 +35,23 @@ class CiSink:
         self.finished: list[StepFinished] = []
         self.more_steps = 0
         self.gone = False
+        self.native_starts = 0  # steps the command opened in the CI's own language, not yet started
+        self.silent: set[str] = set()  # ... and started: the CI has their lines already
+
+    def reading(self, readers: list[Dialect]) -> list[Dialect]:
+        """`readers` with the CI's own dialect (if read) telling this sink which steps the command
+        opened in that language itself: printing those again would show each group twice."""
+        return [cast("Dialect", NativeReader(d, self)) if d.name == self.emitter.name else d for d in readers]
 
     def handle(self, event: ev.Event) -> None:
         from stepflow.ci import RunFinished, StepBegan, StepFinished
 
         match event:
             case ev.StepStarted(_, step):
+                if self.native_starts:
+                    self.native_starts -= 1
+                    self.silent.add(step.id)
+                    return
                 self._print(self.emitter.step_started(StepBegan(step.name, step.index + 1, step.started)))
             case ev.StepEnded(_, step, status, error):
                 done = StepFinished(step.name, step.index + 1, status, step.ended or step.started,
@@ -48,6 +60,9 @@ class CiSink:
                     self.finished.append(done)
                 else:
                     self.more_steps += 1
+                if step.id in self.silent:
+                    self.silent.discard(step.id)
+                    return
                 self._print(self.emitter.step_ended(done))
             case ev.RunFinished(run, exit_code):
                 end = RunFinished(run.status, exit_code, run.ended or run.started,
@@ -80,6 +95,26 @@ class CiSink:
                 out.write(text + "\n")
         except OSError as exc:
             self.on_problem(f"step summary not written to {self.summary_path}: {exc.strerror or exc}")
+
+
+class NativeReader:
+    """A dialect as it is, but that counts the steps it opens for `CiSink.native_starts`."""
+
+    def __init__(self, dialect: Dialect, sink: CiSink) -> None:
+        self._dialect = dialect
+        self._sink = sink
+        self.name = dialect.name
+        self.needles = dialect.needles
+
+    def __getattr__(self, attr: str) -> object:  # `gate` and whatever else the dialect has
+        return getattr(self._dialect, attr)
+
+    def parse(self, line: str) -> list[Marker]:
+        from stepflow.dialects.base import StepStart
+
+        markers = self._dialect.parse(line)
+        self._sink.native_starts += sum(isinstance(m, StepStart) for m in markers)
+        return markers
 
 
 def ci_sink(option: str, env: Mapping[str, str], *, on_problem: Callable[[str], None]) -> CiSink | None:

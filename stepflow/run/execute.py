@@ -85,6 +85,8 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     supervisor = _supervisor(options)(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
                                       kill_grace=options.kill_grace)
     ci = ci_sink(options.ci, env, on_problem=view.problem)  # the CLI asks for one in plain output only
+    if ci is not None:
+        readers = ci.reading(readers)
     recorder = Recorder(state, [StoreSink(writer), *([ci] if ci else []), view], artifacts_dir=settings.artifacts,
                         artifact_max_size=settings.artifact_max_size, cwd=cwd,
                         on_critical_failure=supervisor.request_stop)
