@@ -5,9 +5,11 @@ Arms, round-robin, each on a fresh copy of an empty store:
   pipe   bash -c 'GEN | cat > /dev/null'          (the baseline: what the output costs anyway)
   plain  stepflow run --output plain -- GEN        (stdout passed through to /dev/null)
   quiet  stepflow run --output quiet -- GEN
+With --pty, two more arms in the same rounds: plain+pty and quiet+pty (`run --pty`: the command
+writes to a pseudo-terminal, the store gets the text with escapes stripped).
 Lines persisted are counted in the store after each run (SUM(line_count) FROM logs).
 
-    python benchmarks/bench_ingest.py [--runs 5] [--quick] [--lines N] [--every K] [--per-line]
+    python benchmarks/bench_ingest.py [--runs 5] [--quick] [--lines N] [--every K] [--per-line] [--pty]
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ def main() -> int:
     p.add_argument("--every", type=int, default=10_000, help="a marker every K lines (default 10,000)")
     p.add_argument("--per-line", action="store_true",
                    help="the generator writes line by line (an ordinary, slower command) instead of 64 KiB blocks")
+    p.add_argument("--pty", action="store_true", help="also the plain and quiet arms with `run --pty`")
     args = p.parse_args()
+    arms = ["plain", "quiet", *(["plain+pty", "quiet+pty"] if args.pty else [])]
     total = args.lines or (100_000 if args.quick else 1_000_000)
     expected = total - common.markers_in(total, args.every)
     cmd, how = common.stepflow_command(args.module)
@@ -47,9 +51,9 @@ def main() -> int:
         print(f"command  : {shlex.join(gen)}")
         print()
 
-        persisted: dict[str, list[int]] = {"plain": [], "quiet": []}
-        rates: dict[str, list[float]] = {"plain": [], "quiet": []}
-        cpu: dict[str, list[float]] = {"pipe": [], "plain": [], "quiet": []}
+        persisted: dict[str, list[int]] = {name: [] for name in arms}
+        rates: dict[str, list[float]] = {name: [] for name in arms}
+        cpu: dict[str, list[float]] = {name: [] for name in ["pipe", *arms]}
         problems: list[str] = []
 
         def pipe() -> float:
@@ -57,26 +61,26 @@ def main() -> int:
             cpu["pipe"].append(r.cpu)
             return r.wall
 
-        def arm(output: str) -> float:
+        def arm(name: str) -> float:
+            output, _, pty = name.partition("+")
             common.fresh_store(template, storage)
-            errfile = work / f"stderr-{output}.txt"
+            errfile = work / f"stderr-{name}.txt"
             with open(errfile, "wb") as err:
-                r = common.reaped([*cmd, "run", "--output", output, "--", *gen], env=env,
+                r = common.reaped([*cmd, "run", "--output", output, *(["--pty"] if pty else []), "--", *gen], env=env,
                                   stdout=subprocess.DEVNULL, stderr=err)
             (lines,) = common.query(common.database(storage), "SELECT COALESCE(SUM(line_count), 0) FROM logs")[0]
             stderr = errfile.read_text(errors="replace")
             if r.returncode != 0 or lines != expected:
-                problems.append(f"{output}: exit {r.returncode}, {lines:,} lines persisted of {expected:,};"
+                problems.append(f"{name}: exit {r.returncode}, {lines:,} lines persisted of {expected:,};"
                                 f" stderr tail: {stderr[-300:]!r}")
             elif "stepflow:" in stderr and ("error" in stderr or "not fully recorded" in stderr):
-                problems.append(f"{output}: stepflow complained: {stderr[-300:]!r}")
-            persisted[output].append(lines)
-            rates[output].append(lines / r.wall)
-            cpu[output].append(r.cpu)
+                problems.append(f"{name}: stepflow complained: {stderr[-300:]!r}")
+            persisted[name].append(lines)
+            rates[name].append(lines / r.wall)
+            cpu[name].append(r.cpu)
             return r.wall
 
-        walls = common.interleaved({"pipe": pipe, "plain": lambda: arm("plain"), "quiet": lambda: arm("quiet")},
-                                   args.runs)
+        walls = common.interleaved({"pipe": pipe, **{name: (lambda n=name: arm(n)) for name in arms}}, args.runs)
         for name in cpu:  # the warm-up round is not a figure
             cpu[name] = cpu[name][-args.runs:]
         for name in rates:
@@ -88,10 +92,11 @@ def main() -> int:
         "GEN | cat > /dev/null", common.median(walls["pipe"]), common.spread(walls["pipe"]), 1.0, "-",
         total / base, common.median(cpu["pipe"]),
     ]]
-    for name in ("plain", "quiet"):
+    for name in arms:
         med = common.median(walls[name])
+        output, _, pty = name.partition("+")
         rows.append([
-            f"stepflow run --output {name}", med, common.spread(walls[name]), med / base,
+            f"stepflow run --output {output}{' --pty' if pty else ''}", med, common.spread(walls[name]), med / base,
             min(persisted[name]), common.median(rates[name]), common.median(cpu[name]),
         ])
     common.table(["arm", "wall s (median)", "min-max", "x pipe", "lines persisted", "lines/s", "CPU s"], rows)
@@ -107,6 +112,14 @@ def main() -> int:
             ["wall, quiet / pipe", f"{common.median(walls['quiet']) / base:.2f}x", *TARGETS["ratio"]],
         ],
     )
+    if args.pty:
+        print()
+        common.table(
+            ["figure (--pty)", "measured"],
+            [[f"wall, {o}+pty / {o}", f"{common.median(walls[o + '+pty']) / common.median(walls[o]):.2f}x"]
+             for o in ("plain", "quiet")]
+            + [[f"lines/s persisted, {o}+pty", common.median(rates[o + "+pty"])] for o in ("plain", "quiet")],
+        )
     for problem in problems:
         common.warn(problem)
     if not problems:

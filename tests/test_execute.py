@@ -126,7 +126,8 @@ def test_a_plain_run_imports_nothing_heavy(storage: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, timeout=60)
     loaded = set(out.stdout.decode().split())
     heavy = {"typer", "click", "rich", "uuid", "hashlib", "mimetypes", "platform", "stepflow.hints",
-             "stepflow.views.live", "stepflow.views.render", "stepflow.dialects.github"}
+             "stepflow.views.live", "stepflow.views.render", "stepflow.dialects.github",
+             "stepflow.ci", "stepflow.run.pty", "stepflow.export.report", "stepflow.export.junit"}
     assert "stepflow.run.execute" in loaded and not heavy & loaded
 
 

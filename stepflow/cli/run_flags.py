@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 OUTPUTS = ("auto", "live", "plain", "quiet", "json")
+CI_CHOICES = ("none", "auto", "github", "gitlab", "buildkite", "teamcity")  # stepflow.ci's, unimported
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,15 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("mask", ("--mask",), str, None, "Hide VALUE as *** in everything stored or shown; repeatable.",
          repeat=True),
     Flag("no_color", ("--no-color",), bool, False, "No colours in the live view (also: NO_COLOR set)."),
+    Flag("ci", ("--ci",), str, "auto",
+         "Print stepflow's steps in a CI's language on stderr, in plain output: auto (the CI the"
+         " environment names, none outside CI), none, github (also $GITHUB_STEP_SUMMARY), gitlab,"
+         " buildkite, teamcity.", choices=CI_CHOICES),
+    Flag("junit", ("--junit",), Path, None,
+         "Write the run as a JUnit XML report to FILE at its end (also when it failed)."),
+    Flag("pty", ("--pty",), bool, False,
+         "Give the command a pseudo-terminal, so it line-buffers and keeps its colours; its stdout"
+         " and stderr become one stream (on stdout); the store keeps the text without escapes."),
     Flag("storage", ("--storage",), Path, None,
          "Store folder (default: $STEPFLOW_STORAGE_PATH or the XDG data folder)."),
 )
@@ -130,16 +140,23 @@ def run_command(
         raise UsageError(f"--timeout {values['timeout']!r} must be more than 0 seconds")
     if cwd is not None and not cwd.is_dir():
         raise UsageError(f"--cwd {cwd}: no such folder")
+    terminal = Terminal.detect(no_color=values["no_color"])
+    mode = resolve_output(str(values["output"]), terminal)
     options = RunOptions(
         argv=list(command), name=values["name"], tags=tuple(values["tag"] or ()),
         cwd=str(cwd) if cwd else None, timeout=timeout, kill_grace=grace,
         markers=str(values["markers"]), stderr_markers=values["stderr_markers"],
         masks=tuple(values["mask"] or ()),
+        ci=str(values["ci"]) if mode == "plain" else "none", pty=bool(values["pty"]),
     )
-    terminal = Terminal.detect(no_color=values["no_color"])
-    view = make_view(resolve_output(str(values["output"]), terminal), terminal,
+    view = make_view(mode, terminal,
                      hints=lambda name: _hints(settings, name), artifacts=settings.artifacts)
     result = execute(options, settings, view)
+    if values["junit"] is not None:
+        from stepflow.export.report import write_junit
+
+        if problem := write_junit(settings, result.run_id, values["junit"]):
+            print(f"stepflow: warning: {problem}", file=sys.stderr)
     if result.error is not None:
         print(f"stepflow: error: {result.error}", file=sys.stderr)
     if settings.log_level in ("info", "debug"):

@@ -17,6 +17,7 @@ from stepflow.config import Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus, StepflowError
 from stepflow.fmt import valid_text
 from stepflow.run import resources
+from stepflow.run.ci_sink import ci_sink
 from stepflow.run.lines import LineSplitter
 from stepflow.run.options import RunOptions, RunResult, default_name, dialects
 from stepflow.run.recorder import Recorder, new_id
@@ -81,14 +82,17 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     writer = Writer(lambda: open_store(settings, appending=True), buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None)
-    supervisor = Supervisor(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
-                            kill_grace=options.kill_grace)
-    recorder = Recorder(state, [StoreSink(writer), view], artifacts_dir=settings.artifacts,
+    supervisor = _supervisor(options)(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
+                                      kill_grace=options.kill_grace)
+    ci = ci_sink(options.ci, env, on_problem=view.problem)  # the CLI asks for one in plain output only
+    if ci is not None:
+        readers = ci.reading(readers)
+    recorder = Recorder(state, [StoreSink(writer), *([ci] if ci else []), view], artifacts_dir=settings.artifacts,
                         artifact_max_size=settings.artifact_max_size, cwd=cwd,
                         on_critical_failure=supervisor.request_stop)
     splitter = LineSplitter(recorder, max_line=settings.max_line, dialects=readers,
                             marker_streams=frozenset({1, 2} if options.stderr_markers else {1}))
-    fork = OutputFork(masker, view, splitter, supervisor.close_stream)
+    fork = OutputFork(masker, view, _stored(options, splitter), supervisor.close_stream)
     sampler = Sampler(state, lambda: supervisor.pid)
     outcome: Outcome | None = None
     error: StepflowError | None = None
@@ -135,6 +139,23 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     # the command still exited 0 (it finished first, or trapped the SIGTERM).
     status = outcome.exit_status or (ExitStatus.ERROR if state.status != "completed" else ExitStatus.OK)
     return RunResult(state.id, status, state, error, writer.written)
+
+
+def _supervisor(options: RunOptions) -> type[Supervisor]:
+    if not options.pty:
+        return Supervisor
+    from stepflow.run.pty import PtySupervisor
+
+    return PtySupervisor
+
+
+def _stored(options: RunOptions, splitter: LineSplitter) -> LineSplitter:
+    """What the store reads: under --pty, the text without the terminal's escapes."""
+    if not options.pty:
+        return splitter
+    from stepflow.run.pty import Stripped
+
+    return Stripped(splitter)  # type: ignore[return-value]
 
 
 def _facts(options: RunOptions, cwd: str, env: dict[str, str], settings: Settings,

@@ -34,6 +34,8 @@ class RunOptions:
     metadata: dict[str, str] = field(default_factory=dict)
     masks: tuple[str, ...] = ()  # --mask values, hidden like secrets from the environment
     env: dict[str, str] | None = None  # the command's environment (default: stepflow's own)
+    ci: str = "auto"  # --ci: none, auto or an emitter name (stepflow.run.ci_sink)
+    pty: bool = False  # --pty: the command's output goes through a pseudo-terminal (stepflow.run.pty)
 
 
 @dataclass(slots=True)

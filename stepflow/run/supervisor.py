@@ -18,6 +18,7 @@ import termios
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import IO, Any
 
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus
 
@@ -102,8 +103,7 @@ class Supervisor:
     def _spawn(self) -> subprocess.Popen[bytes]:
         try:
             return subprocess.Popen(
-                self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.cwd,
-                env=self.env, process_group=0, bufsize=0,
+                self.argv, **self._stdio(), cwd=self.cwd, env=self.env, process_group=0, bufsize=0,
             )
         except FileNotFoundError as exc:
             raise CommandNotFoundError(f"command not found: {self.argv[0]}") from exc
@@ -114,6 +114,19 @@ class Supervisor:
                 raise CommandNotExecutableError(
                     f"{self.argv[0]}: cannot execute: {exc.strerror}") from exc
             raise
+
+    def _stdio(self) -> dict[str, Any]:
+        """The command's stdio (stepflow.run.pty gives it a pseudo-terminal instead)."""
+        return {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+
+    def _outputs(self, proc: subprocess.Popen[bytes]) -> tuple[dict[int, int], dict[int, IO[bytes]]]:
+        """The fds to read, each with its stream number (1, 2) and its file object (to close)."""
+        assert proc.stdout is not None and proc.stderr is not None
+        return ({proc.stdout.fileno(): 1, proc.stderr.fileno(): 2},
+                {proc.stdout.fileno(): proc.stdout, proc.stderr.fileno(): proc.stderr})
+
+    def _read(self, fd: int) -> bytes:
+        return os.read(fd, READ_SIZE)
 
     def run(self, on_output: OutputHandler) -> Outcome:
         """Spawn, hand every chunk read to `on_output` until the command exits and its pipes
@@ -130,10 +143,8 @@ class Supervisor:
                 return self._loop(proc, wake_fd, on_output)
 
     def _loop(self, proc: subprocess.Popen[bytes], wake_fd: int, on_output: OutputHandler) -> Outcome:
-        assert proc.stdout is not None and proc.stderr is not None
         sel = selectors.DefaultSelector()
-        streams = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
-        pipes = {proc.stdout.fileno(): proc.stdout, proc.stderr.fileno(): proc.stderr}
+        streams, pipes = self._outputs(proc)
         for fd in streams:
             os.set_blocking(fd, False)
             _widen_pipe(fd)
@@ -165,9 +176,13 @@ class Supervisor:
                         self._drain_wakeups(wake_fd)
                         continue
                     try:
-                        data = os.read(fd, READ_SIZE)
+                        data = self._read(fd)
                     except BlockingIOError:
                         continue
+                    except OSError as exc:  # a pty's master reads EIO once the command closed it
+                        if exc.errno != errno.EIO:
+                            raise
+                        data = b""
                     if not data:
                         sel.unregister(fd)
                         del streams[fd]
@@ -181,7 +196,7 @@ class Supervisor:
                         pipes[fd].close()  # through its file object: closing twice is harmless
         finally:
             sel.close()
-            for pipe in (proc.stdout, proc.stderr):
+            for pipe in pipes.values():
                 pipe.close()
         returncode, cpu = status
         proc.returncode = returncode  # reaped here with wait4, so Popen must not wait again
