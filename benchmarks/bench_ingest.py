@@ -14,9 +14,11 @@ Lines persisted are counted in the store after each run (SUM(line_count) FROM lo
 
 from __future__ import annotations
 
+import functools
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
 
 import common
 
@@ -80,7 +82,10 @@ def main() -> int:
             cpu[name].append(r.cpu)
             return r.wall
 
-        walls = common.interleaved({"pipe": pipe, **{name: (lambda n=name: arm(n)) for name in arms}}, args.runs)
+        runners: dict[str, Callable[[], float]] = {"pipe": pipe}
+        for name in arms:
+            runners[name] = functools.partial(arm, name)
+        walls = common.interleaved(runners, args.runs)
         for name in cpu:  # the warm-up round is not a figure
             cpu[name] = cpu[name][-args.runs:]
         for name in rates:

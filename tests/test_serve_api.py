@@ -58,8 +58,8 @@ def test_one_run_is_show_json_with_download_links(recorded: dict[str, str], step
     shown = json.loads(stepflow("show", run_id, "--json").stdout)
     with serving() as server:
         got = server.get(f"/api/executions/{run_id[:8]}").json()
-        for artifact in got["artifacts"]:
-            assert artifact.pop("id") and artifact.pop("url").startswith(f"/api/executions/{run_id}/artifacts/")
+        for artifact in got["artifacts"]:  # `show --json` has each artifact's id; the API adds where to get it
+            assert artifact.pop("url") == f"/api/executions/{run_id}/artifacts/{artifact['id']}"
         assert got == shown
         download = server.get(server.get(f"/api/executions/{run_id}").json()["artifacts"][0]["url"])
         assert download.status_code == 200 and download.content == b"artifact body"
