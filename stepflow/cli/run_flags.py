@@ -29,6 +29,30 @@ class Flag:
     choices: tuple[str, ...] = ()
 
 
+# The cron options (issue 15; stepflow.run.cron wires them, stepflow.cron holds the parts). Each
+# dest is stepflow.cron.settings.cron_options' keyword, and each has a STEPFLOW_* setting there.
+# --lock always takes a NAME (an optional value would make `--lock ./job.sh` mean a lock named
+# ./job.sh and no command): `--on-overlap MODE` alone locks on the run's name.
+CRON_FLAGS: tuple[Flag, ...] = (
+    Flag("lock", ("--lock",), str, None,
+         "Hold the overlap lock NAME while running (STEPFLOW_LOCK); --on-overlap alone locks on the run's name."),
+    Flag("overlap", ("--on-overlap",), str, None,
+         "When the lock is held: skip (exit 0, recorded skipped), wait, wait=BOUND, kill, kill=GRACE."),
+    Flag("retry", ("--retry",), str, None, "Try a failed command up to N more times, within one run."),
+    Flag("retry_delay", ("--retry-delay",), str, None, "Pause between attempts (30s, 1m)."),
+    Flag("retry_on", ("--retry-on",), str, None, "Retry only these exit statuses (1,2,75-78)."),
+    Flag("on_failure", ("--on-failure",), str, None, "Run CMD (sh -c, the run as JSON on stdin) if the run fails."),
+    Flag("on_success", ("--on-success",), str, None, "Run CMD if the run completes."),
+    Flag("on_finish", ("--on-finish",), str, None, "Run CMD after every run."),
+    Flag("on_streak", ("--on-streak",), str, None,
+         "N:CMD: run CMD when the job has now failed N times in a row (once per streak)."),
+    Flag("on_recover", ("--on-recover",), str, None, "Run CMD on the first success after such a streak."),
+    Flag("hook_timeout", ("--hook-timeout",), str, None, "Stop a hook after this long (default 30s)."),
+    Flag("ping_url", ("--ping",), str, None, "Ping URL healthchecks.io-style: /start, then /<exit status>."),
+    Flag("prom_textfile", ("--prom-textfile",), str, None,
+         "Rewrite DIR/stepflow.prom (node_exporter textfile metrics) after the run."),
+)
+
 RUN_FLAGS: tuple[Flag, ...] = (
     Flag("name", ("--name", "-n"), str, None, "Name of the run (default: the script's name)."),
     Flag("tag", ("--tag", "-t"), str, None, "A tag; repeat for more.", repeat=True),
@@ -47,6 +71,7 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("no_color", ("--no-color",), bool, False, "No colours in the live view (also: NO_COLOR set)."),
     Flag("storage", ("--storage",), Path, None,
          "Store folder (default: $STEPFLOW_STORAGE_PATH or the XDG data folder)."),
+    *CRON_FLAGS,
 )
 _BY_NAME = {name: flag for flag in RUN_FLAGS for name in flag.names}
 
@@ -112,6 +137,7 @@ def run_command(
     Raises:
         StepflowError: a bad option or setting (nothing was run).
     """
+    import os
     import sys
 
     from stepflow.config import load_settings
@@ -136,10 +162,22 @@ def run_command(
         markers=str(values["markers"]), stderr_markers=values["stderr_markers"],
         masks=tuple(values["mask"] or ()),
     )
+    from stepflow.run.cron import options_from
+
+    cron = options_from(values, os.environ)  # before anything runs: a bad value is a usage error
     terminal = Terminal.detect(no_color=values["no_color"])
-    view = make_view(resolve_output(str(values["output"]), terminal), terminal,
-                     hints=lambda name: _hints(settings, name), artifacts=settings.artifacts)
-    result = execute(options, settings, view)
+    output = resolve_output(str(values["output"]), terminal)
+    view = make_view(output, terminal, hints=lambda name: _hints(settings, name), artifacts=settings.artifacts)
+    if cron is None:
+        result = execute(options, settings, view)
+    else:
+        from stepflow.run.cron import execute_cron
+
+        result, warnings = execute_cron(options, cron, settings, view, hook_stdout=2 if output == "json" else None)
+        if result.state.status == "skipped" and output != "quiet":
+            print(f"stepflow: run {result.run_id[:8]} {result.state.errors[0]}", file=sys.stderr)
+        for warning in warnings:
+            print(f"stepflow: warning: {warning}", file=sys.stderr)
     if result.error is not None:
         print(f"stepflow: error: {result.error}", file=sys.stderr)
     if settings.log_level in ("info", "debug"):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from stepflow.errors import StepflowError, UsageError
 
 if TYPE_CHECKING:
+    from stepflow.cron.retry import RetryPolicy
     from stepflow.dialects.base import Dialect
     from stepflow.run.writer import Written
     from stepflow.state import RunState
@@ -34,6 +35,8 @@ class RunOptions:
     metadata: dict[str, str] = field(default_factory=dict)
     masks: tuple[str, ...] = ()  # --mask values, hidden like secrets from the environment
     env: dict[str, str] | None = None  # the command's environment (default: stepflow's own)
+    run_id: str | None = None  # chosen before the run (the --lock holder names it); default: a new one
+    retry: RetryPolicy | None = None  # --retry: attempts of this one run (stepflow.run.attempts)
 
 
 @dataclass(slots=True)
