@@ -77,12 +77,18 @@ def execute_cron(options: RunOptions, cron: CronOptions, settings: Settings, vie
         job.start()
     except LockBusy as busy:
         result = record_skipped(options, settings, busy, env=env)
-        return result, [*result.state.warnings, *_after(job, settings, result, env, hook_stdout)]
+        after = _after(job, settings, result, env, hook_stdout) if _reports(cron) else []
+        return result, [*result.state.warnings, *after]
     try:
         result = execute(options, settings, view, on_spawn=job.command_started)
     finally:
         job.release()  # before the textfile, pings and hooks: the next run need not wait for them
-    return result, _after(job, settings, result, env, hook_stdout)
+    return result, _after(job, settings, result, env, hook_stdout) if _reports(cron) else []
+
+
+def _reports(cron: CronOptions) -> bool:
+    """Whether anything runs after the run (a ping, a hook, the textfile): only then is it read back."""
+    return bool(cron.ping_url or cron.any_hook or cron.prom_textfile is not None)
 
 
 def record_skipped(options: RunOptions, settings: Settings, busy: Any, *, env: Mapping[str, str]) -> RunResult:
