@@ -284,3 +284,30 @@ def test_both_parsers_know_the_cron_flags(stepflow: StepflowRunner, tmp_path: Pa
     assert result.returncode == 2
     assert len(show(stepflow)["metadata"]["attempts"]) == 2 and (tmp_path / "hooked").exists()
     assert b"--on-overlap" in stepflow("run", "--help").stdout
+
+
+def test_a_lock_that_cannot_be_opened_is_an_error_and_nothing_runs(stepflow: StepflowRunner, storage: Path,
+                                                                   tmp_path: Path) -> None:
+    storage.mkdir(parents=True)
+    (storage / "locks").write_text("not a folder")
+    result = stepflow("run", "--lock", "job", "--", "touch", str(tmp_path / "ran"))
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith("stepflow: error: cannot open the lock file")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_skipped_run_pings_log_and_runs_no_hook(stepflow: StepflowRunner, storage: Path, tmp_path: Path,
+                                                  server: Server) -> None:
+    gate = tmp_path / "gate"
+    holder = start_holder(storage, gate, "--lock", "job")
+    try:
+        result = stepflow("run", "-n", "job", "--lock", "job", "--ping", server.url, "--on-finish",
+                          f"touch {tmp_path}/hooked", "--", "true")
+        assert result.returncode == 0
+    finally:
+        gate.touch()
+        holder.wait(timeout=60)
+    assert [p.split("?")[0] for _, p, _ in server.seen] == [f"/{UUID}/log"]
+    assert b"is held by run" in server.seen[0][2]
+    assert not (tmp_path / "hooked").exists()
