@@ -236,7 +236,7 @@ def test_settings_from_a_cron_like_environment(storage: Path, tmp_path: Path, se
     """env -i with a minimal PATH, no HOME, no TERM: what cron gives a job, plus the crontab's settings."""
     hook = tmp_path / "hook.json"
     base = {"PATH": "/usr/bin:/bin", "STEPFLOW_STORAGE_PATH": str(storage), "STEPFLOW_ON_OVERLAP": "skip",
-            "STEPFLOW_RETRY": "1", "STEPFLOW_ON_FAILURE": f"cat > {hook}", "STEPFLOW_PING_URL": server.url,
+            "STEPFLOW_RETRY": "1", "STEPFLOW_ON_FAILURE": f"cat > {hook}; env > {hook}.env", "STEPFLOW_PING_URL": server.url,
             "STEPFLOW_PROM_TEXTFILE": str(tmp_path), "STEPFLOW_ON_STREAK": "1 echo paged"}
 
     def cron(*command: str) -> subprocess.CompletedProcess[bytes]:
@@ -251,6 +251,8 @@ def test_settings_from_a_cron_like_environment(storage: Path, tmp_path: Path, se
     assert b"bad row" in failed.stdout and b"paged" in failed.stdout  # the mail: the failure, the hook's words
     given = json.loads(hook.read_text())
     assert given["status"] == "failed" and len(given["metadata"]["attempts"]) == 2
+    hook_env = Path(f"{hook}.env").read_text()
+    assert "STEPFLOW_RUN_STATUS=failed" in hook_env and "STEPFLOW_RETRY=" not in hook_env  # no hook loops
     assert (tmp_path / "stepflow.prom").exists()
     assert [p.split("?")[0].rsplit("/", 1)[-1] for _, p, _ in server.seen] == ["start", "0", "start", "7"]
 

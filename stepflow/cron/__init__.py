@@ -15,6 +15,7 @@ plain arguments) and returns values, or does its one I/O job within a bound:
   query      the store reads stats, metrics and streaks need                    read-only
   finish     CronRun: all of the above in the order a run needs them (4 calls)  I/O
 
-Durations are read by stepflow.timeparse, the one parser every option uses.
+stepflow.run.cron wires them into `stepflow run`. Durations are read by stepflow.timeparse,
+the one parser every option uses.
 Nothing here imports typer or prints.
 """

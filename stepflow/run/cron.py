@@ -149,7 +149,10 @@ def _after(job: Any, settings: Settings, result: RunResult, env: Mapping[str, st
         run = _from_state(result)
     else:
         warnings = []
-    warnings += job.finish(run, store=store, env=env, stdout=hook_stdout)
+    # A hook is no cron job: the cron settings stay out of its environment, so a hook that runs
+    # `stepflow run` itself does not retry, lock, ping or run hooks of its own (no hook loops).
+    hook_env = {k: v for k, v in env.items() if k not in NAMES}
+    warnings += job.finish(run, store=store, env=hook_env, stdout=hook_stdout)
     if store is not None:
         try:
             if warnings and run.get("status") is not None:
