@@ -1,7 +1,18 @@
-"""What each cron option will add to `stepflow run -- true`, measured on its parts in-process
-until the options are wired (then: the same arms through the CLI against no option).
+"""What each cron option adds to `stepflow run -- true`: through the real CLI against no option
+(the figure users see), then on its parts in-process.
 
-Arms, round-robin after one warm-up, medians of --runs:
+Through the CLI (`--cli-only` stops after it), round-robin after one warm-up, medians of --runs,
+each arm a fresh `stepflow run ... -- true` into one small store (a few hundred runs):
+  (no option)                      the floor of this benchmark run
+  --lock job / --on-overlap skip   the flock and its holder record
+  --retry 2                        nothing to retry (true succeeds): the policy's cost
+  --on-finish true                 one hook, /bin/sh, the run JSON on stdin
+  --on-streak 3:true               the job's recent statuses read (the hook does not fire)
+  --ping URL                       start + finish POSTs to a server on 127.0.0.1
+  --prom-textfile DIR              metrics of every job in that store, written atomically
+  STEPFLOW_ON_OVERLAP=skip         the same lock, set from the environment (a crontab)
+
+In-process arms:
   import stepflow.cron.finish      a fresh `python -c` importing it beside stepflow.run.execute (the floor)
   --lock (acquire + release)       flock on <storage>/locks/job.lock, holder record written
   --on-failure 'true'              one hook: /bin/sh, the run JSON on stdin, STEPFLOW_* set
@@ -10,7 +21,7 @@ Arms, round-robin after one warm-up, medians of --runs:
   --on-streak (statuses query)     the job's recent statuses from that store
   CronRun.finish (all of them)     lock, ping, textfile, streak and three hooks after one run
 
-    python benchmarks/bench_cron.py [--runs 15] [--quick] [--store-runs 100000]
+    python benchmarks/bench_cron.py [--runs 15] [--quick] [--store-runs 100000] [--cli-only]
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ class Quiet(http.server.BaseHTTPRequestHandler):
 def main() -> int:
     p = common.parser(__doc__.split("\n\n")[0], runs=15)
     p.add_argument("--store-runs", type=int, default=100_000, help="runs in the store the textfile and streak read")
+    p.add_argument("--cli-only", action="store_true", help="only the arms through the CLI")
     args = p.parse_args()
     store_runs = 5_000 if args.quick else args.store_runs
     cmd, how = common.stepflow_command(args.module)
@@ -57,8 +69,16 @@ def main() -> int:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/5f0c1d2e-aaaa-4bbb-8ccc-123456789abc"
+    with common.workdir("cron-cli") as work:
+        common.header("the cron options through `stepflow run -- true`", args, cmd, how, where=work)
+        cli_arms(cmd, work, url, args.runs)
+    if args.cli_only:
+        httpd.shutdown()
+        common.footer(started)
+        return 0
     with common.workdir("cron") as work:
         storage = work / "store"
+        print()
         common.header("the cron options' parts, in-process", args, cmd, how, where=work)
         took = bench_stats.build(storage, store_runs)
         print(f"store    : {store_runs:,} runs of 8 jobs built in {took:.1f} s\n")
@@ -116,6 +136,46 @@ def main() -> int:
     httpd.shutdown()
     common.footer(started)
     return 0
+
+
+def cli_arms(cmd: list[str], work: object, url: str, runs: int) -> None:
+    """Each option on `run -- true` through the CLI, against no option, in one round-robin."""
+    from pathlib import Path
+
+    work = Path(str(work))
+    storage = work / "store"
+    prom = work / "prom"
+    prom.mkdir()
+    env = common.bench_env(storage)
+    for name in [n for n in env if n.startswith("STEPFLOW_") and n != "STEPFLOW_STORAGE_PATH"]:
+        del env[name]
+    options: dict[str, tuple[list[str], dict[str, str]]] = {
+        "(no option)": ([], {}),
+        "--lock job": (["--lock", "job"], {}),
+        "--on-overlap skip": (["--on-overlap", "skip"], {}),
+        "--retry 2": (["--retry", "2"], {}),
+        "--on-finish true": (["--on-finish", "true"], {}),
+        "--on-streak 3:true": (["--on-streak", "3:true"], {}),
+        "--ping URL (loopback)": (["--ping", url], {}),
+        "--prom-textfile DIR": (["--prom-textfile", str(prom)], {}),
+        "STEPFLOW_ON_OVERLAP=skip": ([], {"STEPFLOW_ON_OVERLAP": "skip"}),
+    }
+
+    def arm(flags: list[str], extra: dict[str, str]):  # type: ignore[no-untyped-def]
+        def once() -> float:
+            took, done = common.timed([*cmd, "run", "-o", "quiet", "-n", "job", *flags, "--", "true"],
+                                      env={**env, **extra}, capture_output=True)
+            if done.returncode != 0 or done.stderr:
+                raise SystemExit(f"stepflow run {' '.join(flags)} -- true: exit {done.returncode} {done.stderr!r}")
+            return took
+
+        return once
+
+    results = common.interleaved({name: arm(*spec) for name, spec in options.items()}, runs)
+    floor = common.median(results["(no option)"])
+    rows = [[name, common.median(v) * 1000, (common.median(v) - floor) * 1000, common.spread([x * 1000 for x in v])]
+            for name, v in results.items()]
+    common.table(["option on run -- true", "median ms", "over none ms", "min-max ms"], rows)
 
 
 if __name__ == "__main__":

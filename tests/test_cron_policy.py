@@ -1,4 +1,4 @@
-"""Pure parts of the cron options: durations, retries, streaks, settings from a crontab."""
+"""Pure parts of the cron options: retries, streaks, settings from a crontab."""
 
 from __future__ import annotations
 
@@ -7,29 +7,9 @@ from pathlib import Path
 import pytest
 
 from stepflow.cron import settings as cs
-from stepflow.cron.durations import parse_duration
 from stepflow.cron.retry import RetryPolicy, parse_codes, parse_policy, run_attempts
 from stepflow.cron.streak import failure_streak, statuses_needed, streak_news
 from stepflow.errors import UsageError
-
-
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90", 90), ("90s", 90), ("10m", 600), ("1h30m", 5400), ("2d", 172800), ("1.5s", 1.5), ("250ms", 0.25),
-    ("1w", 604800), (" 5M ", 300), ("0", 0), ("1h0m30s", 3630),
-])
-def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "m", "1x", "1h30", "-5", "1..2s", ".", "5 m s", "١٢"])
-def test_durations_rejected_with_the_option_named(text: str) -> None:
-    with pytest.raises(UsageError, match=r"^--retry-delay .* is not a duration"):
-        parse_duration(text, option="--retry-delay")
-
-
-def test_duration_minimum() -> None:
-    with pytest.raises(UsageError, match="less than 1 seconds"):
-        parse_duration("0.5", option="--x", minimum=1)
 
 
 def test_retry_codes_and_ranges() -> None:

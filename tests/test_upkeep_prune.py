@@ -90,7 +90,7 @@ def test_prune_refuses_bad_options(stepflow: StepflowRunner, storage: Path, db_p
         (("--older-than", "30 days"), "--older-than '30 days' is not a duration (90, 90s, 10m, 1h30m, 2d) or a date (2025-08-01)"),
         (("--older-than", "1d", "--status", "running"), "--status running: runs still running or pending are never pruned"),
         (("--older-than", "1d", "--status", "done"), "--status 'done' is not one of pending, running, completed, failed,"
-                                                       " cancelled, timed_out, abandoned"),
+                                                       " cancelled, timed_out, abandoned, skipped"),
     ]:
         result = stepflow("prune", *args)
         assert result.returncode == 2

@@ -232,6 +232,9 @@ def print_run_report(d: dict[str, Any], *, printer: Printer, now: float) -> None
     if resources:
         p.line("  resources  ", resources)
     for key, value in _items(d["metadata"]):
+        if key == "attempts" and isinstance(value, list):  # --retry (stepflow.run.attempts)
+            p.line("  attempts   ", _attempts(value))
+            continue
         p.line("  meta       ", safe(str(key)), "=", safe(str(value)))
     if d.get("metadata_raw"):
         p.line("  meta       ", safe(d["metadata_raw"]), ("  (not JSON, kept as it was)", "dim"))
@@ -271,6 +274,13 @@ def print_run_report(d: dict[str, Any], *, printer: Printer, now: float) -> None
         p.line(("warnings", "bold yellow"))
         for warning in warnings:
             p.line("  ", (safe(str(warning)), "yellow"))
+
+
+def _attempts(attempts: list[Any]) -> str:
+    """`3: exit 1 (2.0s), exit 1 (2.1s), exit 0 (1.9s)`: each attempt of a --retry run."""
+    told = [f"exit {a.get('exit_code')} ({fmt.duration(a.get('duration_s'))})" + (" interrupted" if a.get("interrupted") else "")
+            if isinstance(a, dict) else fmt.safe_text(str(a)) for a in attempts]
+    return f"{len(attempts)}: " + ", ".join(told)
 
 
 def _items(value: Any) -> list[tuple[Any, Any]]:

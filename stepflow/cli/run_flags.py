@@ -30,6 +30,30 @@ class Flag:
     choices: tuple[str, ...] = ()
 
 
+# The cron options (issue 15; stepflow.run.cron wires them, stepflow.cron holds the parts). Each
+# dest is stepflow.cron.settings.cron_options' keyword, and each has a STEPFLOW_* setting there.
+# --lock always takes a NAME (an optional value would make `--lock ./job.sh` mean a lock named
+# ./job.sh and no command): `--on-overlap MODE` alone locks on the run's name.
+CRON_FLAGS: tuple[Flag, ...] = (
+    Flag("lock", ("--lock",), str, None,
+         "Hold the overlap lock NAME while running (STEPFLOW_LOCK); --on-overlap alone locks on the run's name."),
+    Flag("overlap", ("--on-overlap",), str, None,
+         "When the lock is held: skip (exit 0, recorded skipped), wait, wait=BOUND, kill, kill=GRACE."),
+    Flag("retry", ("--retry",), str, None, "Try a failed command up to N more times, within one run."),
+    Flag("retry_delay", ("--retry-delay",), str, None, "Pause between attempts (30s, 1m)."),
+    Flag("retry_on", ("--retry-on",), str, None, "Retry only these exit statuses (1,2,75-78)."),
+    Flag("on_failure", ("--on-failure",), str, None, "Run CMD (sh -c, the run as JSON on stdin) if the run fails."),
+    Flag("on_success", ("--on-success",), str, None, "Run CMD if the run completes."),
+    Flag("on_finish", ("--on-finish",), str, None, "Run CMD after every run."),
+    Flag("on_streak", ("--on-streak",), str, None,
+         "N:CMD: run CMD when the job has now failed N times in a row (once per streak)."),
+    Flag("on_recover", ("--on-recover",), str, None, "Run CMD on the first success after such a streak."),
+    Flag("hook_timeout", ("--hook-timeout",), str, None, "Stop a hook after this long (default 30s)."),
+    Flag("ping_url", ("--ping",), str, None, "Ping URL healthchecks.io-style: /start, then /<exit status>."),
+    Flag("prom_textfile", ("--prom-textfile",), str, None,
+         "Rewrite DIR/stepflow.prom (node_exporter textfile metrics) after the run."),
+)
+
 RUN_FLAGS: tuple[Flag, ...] = (
     Flag("name", ("--name", "-n"), str, None, "Name of the run (default: the script's name)."),
     Flag("tag", ("--tag", "-t"), str, None, "A tag; repeat for more.", repeat=True),
@@ -57,6 +81,7 @@ RUN_FLAGS: tuple[Flag, ...] = (
          " and stderr become one stream (on stdout); the store keeps the text without escapes."),
     Flag("storage", ("--storage",), Path, None,
          "Store folder (default: $STEPFLOW_STORAGE_PATH or the XDG data folder)."),
+    *CRON_FLAGS,
 )
 _BY_NAME = {name: flag for flag in RUN_FLAGS for name in flag.names}
 
@@ -122,6 +147,7 @@ def run_command(
     Raises:
         StepflowError: a bad option or setting (nothing was run).
     """
+    import os
     import sys
 
     from stepflow.config import load_settings
@@ -149,9 +175,20 @@ def run_command(
         masks=tuple(values["mask"] or ()),
         ci=str(values["ci"]) if mode == "plain" else "none", pty=bool(values["pty"]),
     )
-    view = make_view(mode, terminal,
-                     hints=lambda name: _hints(settings, name), artifacts=settings.artifacts)
-    result = execute(options, settings, view)
+    from stepflow.run.cron import options_from
+
+    cron = options_from(values, os.environ)  # before anything runs: a bad value is a usage error
+    view = make_view(mode, terminal, hints=lambda name: _hints(settings, name), artifacts=settings.artifacts)
+    if cron is None:
+        result = execute(options, settings, view)
+    else:
+        from stepflow.run.cron import execute_cron
+
+        result, warnings = execute_cron(options, cron, settings, view, hook_stdout=2 if mode == "json" else None)
+        if result.state.status == "skipped" and mode != "quiet":
+            print(f"stepflow: run {result.run_id[:8]} {result.state.errors[0]}", file=sys.stderr)
+        for warning in warnings:
+            print(f"stepflow: warning: {warning}", file=sys.stderr)
     if values["junit"] is not None:
         from stepflow.export.report import write_junit
 

@@ -3,7 +3,6 @@
 Each module takes plain values (a finished run as the dict `stepflow show --json` prints, or
 plain arguments) and returns values, or does its one I/O job within a bound:
 
-  durations  `90`, `90s`, `10m`, `1h30m`, `2d` as seconds                     pure
   settings   the STEPFLOW_* names a crontab sets, the --on-overlap grammar      pure
   lock       the overlap lock: flock on <storage>/locks/<name>.lock             I/O
   retry      RetryPolicy and --retry-on CODES                                   pure
@@ -16,5 +15,7 @@ plain arguments) and returns values, or does its one I/O job within a bound:
   query      the store reads stats, metrics and streaks need                    read-only
   finish     CronRun: all of the above in the order a run needs them (4 calls)  I/O
 
+stepflow.run.cron wires them into `stepflow run`. Durations are read by stepflow.timeparse,
+the one parser every option uses.
 Nothing here imports typer or prints.
 """

@@ -11,28 +11,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stepflow.cron.durations import parse_duration
 from stepflow.cron.lock import DEFAULT_KILL_GRACE, OnOverlap
+from stepflow.cron.names import (  # noqa: F401 - the names are settings' public API too
+    HOOK_TIMEOUT,
+    LOCK,
+    NAMES,
+    ON_FAILURE,
+    ON_FINISH,
+    ON_OVERLAP,
+    ON_RECOVER,
+    ON_STREAK,
+    ON_SUCCESS,
+    PING_TIMEOUT,
+    PING_URL,
+    PROM_TEXTFILE,
+    RETRY,
+    RETRY_DELAY,
+    RETRY_ON,
+)
 from stepflow.cron.retry import RetryPolicy, parse_policy
 from stepflow.errors import UsageError
-
-LOCK = "STEPFLOW_LOCK"  # --lock NAME
-ON_OVERLAP = "STEPFLOW_ON_OVERLAP"  # --on-overlap skip|wait[=BOUND]|kill[=GRACE]
-RETRY = "STEPFLOW_RETRY"  # --retry N
-RETRY_DELAY = "STEPFLOW_RETRY_DELAY"  # --retry-delay S
-RETRY_ON = "STEPFLOW_RETRY_ON"  # --retry-on CODES
-ON_FAILURE = "STEPFLOW_ON_FAILURE"  # --on-failure CMD
-ON_SUCCESS = "STEPFLOW_ON_SUCCESS"  # --on-success CMD
-ON_FINISH = "STEPFLOW_ON_FINISH"  # --on-finish CMD
-ON_STREAK = "STEPFLOW_ON_STREAK"  # --on-streak N CMD, as "N CMD"
-ON_RECOVER = "STEPFLOW_ON_RECOVER"  # --on-recover CMD
-HOOK_TIMEOUT = "STEPFLOW_HOOK_TIMEOUT"  # --hook-timeout S (default 30 s per hook)
-PING_URL = "STEPFLOW_PING_URL"  # --ping URL
-PING_TIMEOUT = "STEPFLOW_PING_TIMEOUT"  # total bound of one ping with its retries (default 10 s)
-PROM_TEXTFILE = "STEPFLOW_PROM_TEXTFILE"  # --prom-textfile DIR
-
-NAMES = (LOCK, ON_OVERLAP, RETRY, RETRY_DELAY, RETRY_ON, ON_FAILURE, ON_SUCCESS, ON_FINISH, ON_STREAK,
-         ON_RECOVER, HOOK_TIMEOUT, PING_URL, PING_TIMEOUT, PROM_TEXTFILE)
+from stepflow.timeparse import parse_duration
 
 FLAGS = {"overlap": "--on-overlap", "ping_url": "--ping"}  # CronOptions fields not named as their flag
 
@@ -66,15 +65,19 @@ def parse_overlap(text: str, *, option: str = "--on-overlap") -> Overlap:
 
 
 def parse_streak(text: str, *, option: str = ON_STREAK) -> tuple[int, str]:
-    """`3 mail -s down ops@example.com` as (3, 'mail -s down ops@example.com').
+    """`3:mail -s down ops@example.com` (the flag's form) or `3 mail -s down ops@example.com`
+    (as a crontab variable reads best) as (3, 'mail -s down ops@example.com').
 
     Raises:
         UsageError: no count from 1 up, or no command.
     """
-    count, _, command = text.strip().partition(" ")
-    if not count.isdigit() or int(count) < 1 or not command.strip():
-        raise UsageError(f"{option}={text!r} is not a count from 1 and a command (e.g. \"3 notify-ops\")")
-    return int(count), command.strip()
+    body = text.strip()
+    digits = len(body) - len(body.lstrip("0123456789"))
+    count, rest = body[:digits], body[digits:]
+    command = rest[1:].strip() if rest[:1] == ":" or rest[:1].isspace() else ""
+    if not count or int(count) < 1 or not command:
+        raise UsageError(f"{option}={text!r} is not a count from 1 and a command (e.g. \"3:notify-ops\")")
+    return int(count), command
 
 
 @dataclass(frozen=True, slots=True)

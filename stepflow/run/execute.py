@@ -61,11 +61,14 @@ class OutputFork:
         self.splitter.close()
 
 
-def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
+def execute(options: RunOptions, settings: Settings, view: View, *,
+            on_spawn: Callable[[int], None] = lambda _pid: None) -> RunResult:
     """Run the command to its end, recording it; the command's exit status is the result's.
 
     Never raises because of the store: problems go to `view.problem` and the run goes on.
     An unexpected exception (a bug) is raised once the run is recorded and closed as failed.
+    `on_spawn` is told the command's pid (its process group) each time it starts (the --lock
+    holder record); `options.retry` runs it again within this one run (stepflow.run.attempts).
 
     Raises:
         UsageError: `options.markers` names no known dialect (nothing was run).
@@ -77,13 +80,14 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     masker = Masker([*options.masks, *matching(env, settings.mask_env).values()])
     # What is stored and shown is text; arguments, folders and names may hold bytes that are
     # not UTF-8 (the command itself still gets them exactly as given).
-    state = RunState(id=new_id(), name=masker.mask_text(valid_text(options.name or default_name(options.argv))),
+    state = RunState(id=options.run_id or new_id(),
+                     name=masker.mask_text(valid_text(options.name or default_name(options.argv))),
                      command=masker.mask_text(valid_text(shlex.join(options.argv))), started=started)
     writer = Writer(lambda: open_store(settings, appending=True), buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None)
     supervisor = _supervisor(options)(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
-                                      kill_grace=options.kill_grace)
+                                      kill_grace=options.kill_grace, on_spawn=on_spawn)
     ci = ci_sink(options.ci, env, on_problem=view.problem)  # the CLI asks for one in plain output only
     if ci is not None:
         readers = ci.reading(readers)
@@ -129,7 +133,12 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
         stack.callback(sampler.stop)
         stack.callback(fork.close)
         try:
-            outcome = supervisor.run(fork)
+            if options.retry is not None and options.retry.count:
+                from stepflow.run.attempts import run_attempts
+
+                outcome = run_attempts(options.retry, supervisor, fork, recorder)
+            else:
+                outcome = supervisor.run(fork)
         except (CommandNotFoundError, CommandNotExecutableError) as exc:
             error = exc
             outcome = Outcome(returncode=exc.exit_status, exit_status=exc.exit_status)

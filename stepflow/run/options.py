@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from stepflow.errors import StepflowError, UsageError
 
 if TYPE_CHECKING:
+    from stepflow.cron.retry import RetryPolicy
     from stepflow.dialects.base import Dialect
     from stepflow.run.writer import Written
     from stepflow.state import RunState
@@ -36,6 +37,8 @@ class RunOptions:
     env: dict[str, str] | None = None  # the command's environment (default: stepflow's own)
     ci: str = "auto"  # --ci: none, auto or an emitter name (stepflow.run.ci_sink)
     pty: bool = False  # --pty: the command's output goes through a pseudo-terminal (stepflow.run.pty)
+    run_id: str | None = None  # chosen before the run (the --lock holder names it); default: a new one
+    retry: RetryPolicy | None = None  # --retry: attempts of this one run (stepflow.run.attempts)
 
 
 @dataclass(slots=True)

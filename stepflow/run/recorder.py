@@ -123,6 +123,19 @@ class Recorder:
         cpu = s.cpu_seconds if s.cpu_seconds is not None else outcome.cpu_seconds
         self.emit(RunFinished(s, outcome.exit_status, error, cpu))
 
+    def end_attempt(self, reason: str) -> list[str]:
+        """An attempt of a retried run ended failed and another follows (stepflow.run.attempts):
+        its open steps end failed with `reason`, the run goes on; returns the attempt's errors,
+        which are the attempt's, not the run's, and are cleared."""
+        s = self.state
+        now = self.clock()
+        while s.open_steps:
+            self._end_step(s.open_steps[-1], "failed", reason, now)
+        if s.status == "failed":  # a stop_on_error step failed in this attempt
+            s.status = "running"
+        errors, s.errors[:] = list(s.errors), []
+        return errors
+
     # -- LineSink --------------------------------------------------------------------------
 
     def lines(self, stream: int, data: bytes, count: int, cut: int) -> None:

@@ -64,8 +64,10 @@ class Supervisor:
         timeout: float | None = None,
         kill_grace: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        on_spawn: Callable[[int], None] = lambda _pid: None,
     ) -> None:
         self.argv = list(argv)
+        self.on_spawn = on_spawn  # told the command's pid (= its process group) once it runs
         self.cwd = cwd
         self.env = env
         self.timeout = timeout
@@ -136,9 +138,13 @@ class Supervisor:
         Raises:
             CommandNotFoundError, CommandNotExecutableError: nothing was started.
         """
+        # Each call is one attempt (--retry runs the command again through the same supervisor).
+        self._stop_at = self._kill_at = self._interrupted = None
+        self._stopped = self._timed_out = False
         with _signals_to_fd(FORWARDED + (signal.SIGCHLD,), self._signals.append) as wake_fd:
             proc = self._spawn()
             self.pid = proc.pid
+            self.on_spawn(proc.pid)
             with _terminal_foreground(proc.pid), _watchdog(proc.pid, self.kill_grace):
                 return self._loop(proc, wake_fd, on_output)
 

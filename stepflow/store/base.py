@@ -16,7 +16,8 @@ STDOUT = 1
 STDERR = 2
 STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
-RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "timed_out", "abandoned")
+RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "timed_out", "abandoned",
+                "skipped")  # skipped: --lock found the job still running (stepflow.cron.lock)
 OPEN_STATUSES = ("running", "pending")  # a run that may still change; prune and ls leave it be
 
 
