@@ -182,6 +182,21 @@ def test_queries_filter_order_and_limit(store: Store) -> None:
     assert store.job_counts() == {"deploy-web": 2, "deploy-api": 1, "backup": 1}
 
 
+def test_runs_of_one_host_and_the_row_counts(store: Store) -> None:
+    store.write([
+        NewRun(run("a", host="web-1", created_ts=T0 + 1)),
+        NewRun(run("b", host="web-2", created_ts=T0 + 2)),
+        NewRun(run("c", host="web-1", status="failed", created_ts=T0 + 3)),
+        NewRun(run("d", host=None, created_ts=T0 + 4)),  # a legacy row: no host recorded
+        NewStep(step("s1", "a", 0)),
+        LogBlock("a", 0, 1, 0, 3, T0, b"x\ny\nz"),
+    ])
+    assert [r.id for r in store.find_runs(RunQuery(host="web-1"))] == ["c", "a"]
+    assert [r.id for r in store.find_runs(RunQuery(host="web-1", status="failed"))] == ["c"]
+    assert store.find_runs(RunQuery(host="web-")) == []  # a name, not a prefix
+    assert store.counts() == {"executions": 4, "steps": 1, "artifacts": 0, "logs": 1, "log_lines": 3}
+
+
 def test_runs_with_prefix_and_step_durations(store: Store) -> None:
     store.write([
         NewRun(run("abcd-1", created_ts=T0)), NewRun(run("abcd-2", created_ts=T0 + 1)),
