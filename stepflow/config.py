@@ -26,6 +26,7 @@ ARTIFACT_MAX_SIZE = "STEPFLOW_ARTIFACT_MAX_SIZE"
 RAISE_ERRORS = "STEPFLOW_RAISE_ERRORS"
 MASK_ENV = "STEPFLOW_MASK_ENV"
 ENV_ALLOW = "STEPFLOW_ENV_ALLOW"
+HOST = "STEPFLOW_HOST"  # the host name a run records (default: the node name); a fleet's containers set it
 
 DEFAULT_MASK_ENV = (  # not *SESSION*: XDG_SESSION_TYPE=tty would hide every "tty"
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*_KEY_*", "*APIKEY*",
@@ -52,6 +53,7 @@ class Settings:
     mask_env: tuple[str, ...] = DEFAULT_MASK_ENV  # names whose values are hidden in output
     env_allow: tuple[str, ...] = ()  # names whose values are stored with a run (others: name only)
     url: DatabaseURL | None = None  # --database / STEPFLOW_DATABASE_URL; None: the file in `storage`
+    host: str | None = None  # STEPFLOW_HOST; None: os.uname().nodename
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -148,6 +150,7 @@ def load_settings(
         artifact_max_size=size(ARTIFACT_MAX_SIZE, 1024 * 1024 * 1024, 0),
         mask_env=_patterns(env[MASK_ENV]) if MASK_ENV in env else DEFAULT_MASK_ENV,
         env_allow=_patterns(env.get(ENV_ALLOW, "")),
+        host=env.get(HOST, "").strip() or None,
     )
 
 

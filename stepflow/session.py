@@ -21,6 +21,7 @@ from stepflow.runner import FORWARDED, Outcome, Supervisor
 from stepflow.secrets import Masker, matching
 from stepflow.state import RunState
 from stepflow.store import open_store
+from stepflow.store.url import url_secrets
 from stepflow.writer import Writer, Written
 
 INTERPRETERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "python", "python3", "node", "perl",
@@ -70,7 +71,8 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     cwd = os.path.abspath(options.cwd or os.getcwd())
     started = time.time()
     env = dict(os.environ if options.env is None else options.env)
-    masker = Masker([*options.masks, *matching(env, settings.mask_env).values()])
+    masker = Masker([*options.masks, *matching(env, settings.mask_env).values(),
+                     *url_secrets(settings.database_url.text)])  # the store's password, never stored
     # What is stored and shown is text; arguments, folders and names may hold bytes that are
     # not UTF-8 (the command itself still gets them exactly as given).
     state = RunState(id=new_id(), name=masker.mask_text(valid_text(options.name or default_name(options.argv))),
@@ -108,7 +110,7 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     recorder.start({
         "working_directory": valid_text(cwd), "tags": [masker.mask_text(valid_text(t)) for t in options.tags],
         "user_name": _user(),
-        "host": os.uname().nodename, "pid": os.getpid(),
+        "host": settings.host or os.uname().nodename, "pid": os.getpid(),
         "pid_started": procs.start_time(os.getpid()),
         "metadata": {valid_text(k): masker.mask_text(valid_text(v)) for k, v in options.metadata.items()},
         "environment": _environment(env, settings.env_allow, masker),
