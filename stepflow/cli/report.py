@@ -180,7 +180,7 @@ def print_run_table(runs: list[Run], *, printer: Printer, now: float) -> None:
         print("no runs", file=sys.stderr)
         return
     with_tags = any(isinstance(r.tags, list) and r.tags for r in runs)
-    with_host = len({r.host for r in runs}) > 1  # a fleet's history: say where each ran
+    with_host = len({r.host for r in runs if r.host}) > 1  # a fleet's history: say where each ran
     headers = (["ID", "NAME", "STATUS", "STEPS", "DURATION", "STARTED"] + (["HOST"] if with_host else [])
                + (["TAGS"] if with_tags else []))
     rows: list[list[Cell]] = []
