@@ -170,7 +170,9 @@ def test_the_password_is_masked_in_every_error(stepflow: StepflowRunner, tmp_pat
     assert len(message.strip().splitlines()) == 1
     ran = stepflow("run", "--", "bash", "-c", "echo still ran; exit 4", env=env)
     assert ran.returncode == 4 and ran.stdout == b"still ran\n"  # the command never waits for the store
-    for done in (listed, ran, stepflow("health", env=env), stepflow("db", "stats", env=env)):
+    health = stepflow("health", env=env)
+    assert health.returncode == 1 and "store unreadable: store postgresql://ops:***@/stepflow" in out(health)
+    for done in (listed, ran, health, stepflow("db", "stats", env=env)):
         assert SECRET not in out(done)
         assert "Traceback" not in out(done)
 
