@@ -204,3 +204,15 @@ def test_postgres_globs_match_as_sqlite_glob_does(pg: Store) -> None:
         ([n for _, n in pairs], [glob_regex(p) for p, _ in pairs])).fetchall()]
     wrong = [(p, n, w) for (p, n), w, g in zip(pairs, want, got, strict=True) if w != g]
     assert wrong[:10] == []
+
+
+def test_postgres_status_counts_and_run_outcomes_ahead_of_main(pg: Store) -> None:
+    """main's protocol has status_counts and run_outcomes (its contract suite checks them on
+    every backend once merged); here, that PostgreSQL answers them as SQLite's julianday does."""
+    pg.write([NewRun(run(1, status="failed", started_at="2026-01-01T00:00:00", completed_at="2026-01-01T00:00:02.5")),
+              NewRun(run(2, status="running", started_at="2026-01-01T00:00:00+00:00"))])
+    assert pg.status_counts() == {"failed": 1, "running": 1}  # type: ignore[attr-defined]
+    newest, oldest = pg.run_outcomes()  # type: ignore[attr-defined]
+    assert (newest.status, newest.seconds, newest.completed_ts) == ("running", None, None)
+    assert (oldest.name, oldest.seconds, oldest.completed_ts) == ("job1", 2.5, 1767225602.5)
+    assert [o.status for o in pg.run_outcomes(RunQuery(status="failed"))] == ["failed"]  # type: ignore[attr-defined]

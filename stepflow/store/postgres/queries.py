@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from stepflow.store.base import OPEN_STATUSES, Artifact, Run, RunQuery, Step
 
@@ -57,6 +57,16 @@ def decode(column: str, value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+class Outcome(NamedTuple):
+    """How one run ended (run_outcomes): main's stepflow.store.base.RunOutcome, field for field."""
+
+    name: str
+    status: str
+    created_ts: float | None
+    seconds: float | None  # completed_at - started_at; None unless both are set
+    completed_ts: float | None  # completed_at as Unix time; None when not set
 
 
 NEVER = "^(?!)"  # a regex nothing matches
@@ -155,6 +165,12 @@ def _moment(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def moment_ts(value: str | None) -> float | None:
+    """A stored time as Unix time, naive read as UTC (SQLite's julianday), or None."""
+    moment = _moment(value)
+    return None if moment is None else moment.timestamp()
 
 
 def epoch_of(created_at: str | None) -> float | None:

@@ -91,10 +91,18 @@ EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
 END $$;
 """
 
+# main's Run and Step gained `legacy_status` (what a StepFlow Monitor server wrote): the
+# column is here before the field, so the merge needs no new migration.
+M004_LEGACY_STATUS = """
+ALTER TABLE executions ADD COLUMN IF NOT EXISTS legacy_status TEXT;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS legacy_status TEXT;
+"""
+
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("m001_tables", M001_TABLES),
     ("m002_tag_function", M002_TAG_FUNCTION),
     ("m003_logs_lz4", M003_LOGS_LZ4),
+    ("m004_legacy_status", M004_LEGACY_STATUS),
 )
 CURRENT_VERSION = len(MIGRATIONS)
 TABLES = ("executions", "steps", "artifacts", "logs")

@@ -40,10 +40,12 @@ from stepflow.store.postgres.queries import (
     INSERT_SQL,
     OPEN_SQL,
     SELECT_SQL,
+    Outcome,
     columns,
     decode,
     encode,
     epoch_of,
+    moment_ts,
     runs_clause,
     seconds_between,
     text,
@@ -206,6 +208,21 @@ class PostgresStore:
     def job_counts(self) -> dict[str, int]:
         """How many runs each name has, by name. Read-only."""
         return {str(name): int(n) for name, n in self._fetch("SELECT name, COUNT(*) FROM executions GROUP BY name")}
+
+    def status_counts(self) -> dict[str, int]:
+        """How many runs have each status. Read-only."""
+        return {str(s): int(n) for s, n in self._fetch("SELECT status, COUNT(*) FROM executions GROUP BY status")}
+
+    def run_outcomes(self, query: RunQuery = ALL_RUNS) -> list[Outcome]:
+        """Name, status, created_ts, seconds taken and completed_ts of the runs matching `query`,
+        newest first (as find_runs), times worked out as SQLite's julianday does. Read-only.
+
+        Outcome is main's base.RunOutcome field for field: use that type once it is here.
+        """
+        clause, params = runs_clause(query)
+        rows = self._fetch(f"SELECT name, status, created_ts, started_at, completed_at FROM executions {clause}",
+                           params)
+        return [Outcome(str(r[0]), str(r[1]), r[2], seconds_between(r[3], r[4]), moment_ts(r[4])) for r in rows]
 
     # -- capabilities ----------------------------------------------------------------------
 
