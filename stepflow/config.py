@@ -27,6 +27,7 @@ RAISE_ERRORS = "STEPFLOW_RAISE_ERRORS"
 MASK_ENV = "STEPFLOW_MASK_ENV"
 ENV_ALLOW = "STEPFLOW_ENV_ALLOW"
 API_KEY = "STEPFLOW_API_KEY"
+HOST = "STEPFLOW_HOST"  # the host name a run records (default: the node name); a fleet's containers set it
 
 DEFAULT_MASK_ENV = (  # not *SESSION*: XDG_SESSION_TYPE=tty would hide every "tty"
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*_KEY_*", "*APIKEY*",
@@ -54,6 +55,7 @@ class Settings:
     env_allow: tuple[str, ...] = ()  # names whose values are stored with a run (others: name only)
     url: DatabaseURL | None = None  # --database / STEPFLOW_DATABASE_URL; None: the file in `storage`
     api_key: str | None = field(default=None, repr=False)  # `stepflow serve`'s key; never shown
+    host: str | None = None  # STEPFLOW_HOST; None: os.uname().nodename
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -151,6 +153,7 @@ def load_settings(
         mask_env=_patterns(env[MASK_ENV]) if MASK_ENV in env else DEFAULT_MASK_ENV,
         env_allow=_patterns(env.get(ENV_ALLOW, "")),
         api_key=env.get(API_KEY) or None,
+        host=env.get(HOST, "").strip() or None,
     )
 
 

@@ -30,13 +30,14 @@ def list_runs(
     status: Annotated[RunStatus | None, typer.Option("--status", help="Only runs with this status.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Only runs whose name matches this glob, e.g. 'deploy*'.")] = None,
     tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag.")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Only runs recorded on this host (its name as `show` gives it).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only runs started since 2h, 3d, 1w ago or a date (2025-08-01).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many runs.", min=1)] = 20,
     json_out: JsonFlag = False,
     no_color: NoColor = False,
     storage: Storage = None,
 ) -> None:
-    """List recorded runs, newest first: status, steps done/total, duration, start."""
+    """List recorded runs, newest first: status, steps done/total, duration, start (and host, when several)."""
     import time
 
     from stepflow.cli.report import Printer, print_json, print_run_table
@@ -46,7 +47,7 @@ def list_runs(
     from stepflow.timeparse import since_timestamp
 
     query = RunQuery(status=status.value if status else None, name_glob=name, tag=tag,
-                     since_ts=since_timestamp(since), limit=limit)
+                     since_ts=since_timestamp(since), host=host or None, limit=limit)
     with open_reader(settings_for(ctx, storage)) as store:
         runs = find(store, query)
     if json_out:

@@ -180,7 +180,9 @@ def print_run_table(runs: list[Run], *, printer: Printer, now: float) -> None:
         print("no runs", file=sys.stderr)
         return
     with_tags = any(isinstance(r.tags, list) and r.tags for r in runs)
-    headers = ["ID", "NAME", "STATUS", "STEPS", "DURATION", "STARTED"] + (["TAGS"] if with_tags else [])
+    with_host = len({r.host for r in runs if r.host}) > 1  # a fleet's history: say where each ran
+    headers = (["ID", "NAME", "STATUS", "STEPS", "DURATION", "STARTED"] + (["HOST"] if with_host else [])
+               + (["TAGS"] if with_tags else []))
     rows: list[list[Cell]] = []
     for run in runs:
         started = _started_ts(run)
@@ -192,6 +194,8 @@ def print_run_table(runs: list[Run], *, printer: Printer, now: float) -> None:
             f"{run.completed_steps}/{run.total_steps}", fmt.duration(took),
             ago(started, now) if printer.rich else local_time(run.started_at or run.created_at),
         ]
+        if with_host:
+            row.append(fmt.safe_text(run.host or "-"))
         if with_tags:
             tags = run.tags if isinstance(run.tags, list) else []
             row.append((fmt.safe_text(", ".join(map(str, tags))), "dim"))

@@ -198,7 +198,7 @@ def run_command(
         print(f"stepflow: error: {result.error}", file=sys.stderr)
     if settings.log_level in ("info", "debug"):
         s = result.state
-        print(f"stepflow: run {result.run_id} recorded in {settings.database}: {s.lines} lines,"
+        print(f"stepflow: run {result.run_id} recorded in {settings.database_url}: {s.lines} lines,"
               f" {s.step_count} steps, {len(s.artifacts)} artifacts", file=sys.stderr)
     if settings.log_level == "debug" and result.written is not None:
         w = result.written

@@ -58,6 +58,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "started_at": iso_out(run.started_at),
         "completed_at": iso_out(run.completed_at),
         "duration_s": seconds_between(run.started_at, run.completed_at),
+        "host": run.host,
         **_typed("tags", run.tags, list),
         "total_steps": run.total_steps,
         "completed_steps": run.completed_steps,

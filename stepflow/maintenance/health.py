@@ -33,7 +33,7 @@ SHOWN_IDS = 5
 
 @dataclass(slots=True)
 class HealthReport:
-    database: Path
+    database: Path | str  # a file, or a server's URL with its password masked
     reasons: list[str] = field(default_factory=list)
     checks: dict[str, Any] = field(default_factory=dict)
     checked_at: float = field(default_factory=time.time)
@@ -45,6 +45,10 @@ class HealthReport:
     def lines(self) -> list[str]:
         if self.healthy:
             c = self.checks
+            if c.get("backend") == "postgresql":
+                return [f"healthy: {self.database} (PostgreSQL {c.get('server_version')}, schema"
+                        f" {c.get('schema_version')}, integrity {c.get('integrity', 'not checked')},"
+                        f" {fs.human_size(c.get('free_bytes', 0))} free for artifacts)"]
             return [f"healthy: {self.database} (journal mode {c.get('journal_mode')}, WAL"
                     f" {fs.human_size(c.get('wal_bytes', 0))}, integrity {c.get('integrity')},"
                     f" {fs.human_size(c.get('free_bytes', 0))} free)"]
@@ -60,13 +64,17 @@ def health(
     settings: Settings, *, max_wal: int = DEFAULT_MAX_WAL, min_free: int = DEFAULT_MIN_FREE, integrity: bool = True
 ) -> HealthReport:
     """Check the store; every problem found is one reason. Never raises for a store problem."""
+    served = settings.database_url.path is None  # on a server (PostgreSQL): no file, no WAL
     db = settings.database
-    report = HealthReport(db)
-    free = fs.free_bytes(settings.storage)
+    report = HealthReport(str(settings.database_url) if served else db)
+    free = fs.free_bytes(settings.storage)  # artifacts stay on each host, beside a server store too
     report.checks["free_bytes"] = free
     if free < min_free:
         report.reasons.append(f"low disk: {fs.human_size(free)} free for {settings.storage},"
                               f" under {fs.human_size(min_free)}")
+    if served:
+        _served(settings, report, integrity=integrity)
+        return report
     unfinished = unfinished_upkeep(db)
     if unfinished:
         report.reasons.append(unfinished)
@@ -92,6 +100,29 @@ def health(
     return report
 
 
+def _served(settings: Settings, report: HealthReport, *, integrity: bool) -> None:
+    """A server-backed store: its own facts and problems (Store.health), then abandoned runs."""
+    try:
+        store = open_store(settings, readonly=True)
+        try:
+            facts = store.health(integrity=integrity)
+            report.checks.update(facts.checks)
+            report.reasons += facts.problems
+            _abandoned(store, report)
+        finally:
+            store.close()
+    except StepflowError as exc:
+        report.reasons.append(f"store unreadable: {exc}")
+
+
+def _abandoned(store: Store, report: HealthReport) -> None:
+    gone = abandoned_runs(store)
+    report.checks["abandoned_runs"] = gone
+    if gone:
+        shown = ", ".join(i[:8] for i in gone[:SHOWN_IDS]) + (" ..." if len(gone) > SHOWN_IDS else "")
+        report.reasons.append(f"{fs.plural(len(gone), 'run')} left running by a process that is gone: {shown}")
+
+
 def _inspect(store: Store, found: probe.Probe, report: HealthReport, *, max_wal: int, integrity: bool) -> None:
     """The kind of store, then the backend's own facts (Store.health), the WAL's size, abandoned runs."""
     checks = report.checks
@@ -109,11 +140,7 @@ def _inspect(store: Store, found: probe.Probe, report: HealthReport, *, max_wal:
         report.reasons.append(f"WAL is {fs.human_size(wal)}, over {fs.human_size(max_wal)}: checkpoints do not keep"
                               " up (a long reader?); run \"stepflow checkpoint --mode truncate\"")
     if found.kind in (probe.CURRENT, probe.OLDER):
-        gone = abandoned_runs(store)
-        checks["abandoned_runs"] = gone
-        if gone:
-            shown = ", ".join(i[:8] for i in gone[:SHOWN_IDS]) + (" ..." if len(gone) > SHOWN_IDS else "")
-            report.reasons.append(f"{fs.plural(len(gone), 'run')} left running by a process that is gone: {shown}")
+        _abandoned(store, report)
 
 
 def _migration_reasons(conn: apsw.Connection, db: Path, found: probe.Probe) -> list[str]:

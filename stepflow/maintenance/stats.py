@@ -22,6 +22,8 @@ MAX_PROBLEMS = 20
 
 def stats(settings: Settings) -> dict[str, Any]:
     """Files, pages, tables, versions and the settings in force, as plain data. Read-only."""
+    if settings.database_url.path is None:  # on a server: no file to look at; the store says
+        return _served_stats(settings)
     db = settings.database
     with probe.existing(settings, readonly=True) as conn:
         try:
@@ -57,7 +59,34 @@ def stats(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _served_stats(settings: Settings) -> dict[str, Any]:
+    """`db stats` of a server-backed store: its facts (Store.health) and row counts (Store.counts)."""
+    store = open_store(settings, readonly=True)
+    try:
+        found = store.health(integrity=False)
+        tables = store.counts()
+    finally:
+        store.close()
+    facts = {("database_name" if k == "database" else k): v for k, v in found.checks.items() if k != "url"}
+    return {"database": str(settings.database_url), **facts, "schema_version_current": None, "tables": tables,
+            "problems": found.problems, "storage": str(settings.storage)}
+
+
+def _served_lines(data: dict[str, Any]) -> list[str]:
+    return [
+        f"database      {data['database']}",
+        f"backend       {data.get('backend')} {data.get('server_version', '')}".rstrip(),
+        f"schema        {data.get('schema_version')}",
+        f"size          {fs.human_size(data.get('database_bytes', 0))}, {data.get('connections', '?')} connections",
+        "tables        " + ", ".join(f"{t} {n}" for t, n in data["tables"].items()),
+        f"storage       {data['storage']} (artifacts)",
+        *(f"problem       {p}" for p in data.get("problems", [])),
+    ]
+
+
 def stats_lines(data: dict[str, Any]) -> list[str]:
+    if data.get("backend") not in (None, "sqlite"):
+        return _served_lines(data)
     files = data["files"]
     out = [
         f"database      {data['database']}",
@@ -79,9 +108,10 @@ def stats_lines(data: dict[str, Any]) -> list[str]:
 
 @dataclass(slots=True)
 class CheckResult:
-    database: Path
+    database: Path | str  # a file, or a server's URL with its password masked
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    what: str = "integrity_check"
 
     @property
     def ok(self) -> bool:
@@ -89,8 +119,8 @@ class CheckResult:
 
     def lines(self) -> list[str]:
         if self.ok:
-            return [f"{self.database}: integrity_check ok ({self.seconds:.2f} s)"]
-        return [f"{self.database}: integrity_check found problems:", *(f"  {p}" for p in self.problems)]
+            return [f"{self.database}: {self.what} ok ({self.seconds:.2f} s)"]
+        return [f"{self.database}: {self.what} found problems:", *(f"  {p}" for p in self.problems)]
 
     def to_dict(self) -> dict[str, Any]:
         return {"database": str(self.database), "ok": self.ok, "problems": [] if self.ok else self.problems,
@@ -98,9 +128,20 @@ class CheckResult:
 
 
 def check(settings: Settings) -> CheckResult:
-    """`PRAGMA integrity_check` on the live database (a read transaction: blocks no one in WAL mode)."""
+    """`PRAGMA integrity_check` on the live database (a read transaction: blocks no one in WAL mode).
+
+    On a server (PostgreSQL keeps its own pages): the store's integrity facts, Store.health.
+    """
     db = settings.database
     started = time.monotonic()
+    if settings.database_url.path is None:
+        store = open_store(settings, readonly=True)
+        try:
+            found = store.health(integrity=True)
+        finally:
+            store.close()
+        return CheckResult(str(settings.database_url), found.problems or ["ok"], time.monotonic() - started,
+                           "schema check")
     with probe.existing(settings, readonly=True) as conn:
         try:
             rows = conn.execute(f"PRAGMA integrity_check({MAX_PROBLEMS})").fetchall()
@@ -129,13 +170,17 @@ def schema_problem(conn: apsw.Connection) -> str | None:
 
 @dataclass(slots=True)
 class OptimizeResult:
-    database: Path
+    database: Path | str  # a file, or a server's URL with its password masked
     seconds: float
     size_before: int
     size_after: int
     wal_after: int
+    served: bool = False
 
     def lines(self) -> list[str]:
+        if self.served:
+            return [f"{self.database}: VACUUM (ANALYZE) done in {self.seconds:.2f} s; database"
+                    f" {fs.human_size(self.size_after)}"]
         return [f"{self.database}: ANALYZE and PRAGMA optimize done in {self.seconds:.2f} s; database"
                 f" {fs.human_size(self.size_after)}, WAL {fs.human_size(self.wal_after)}"]
 
@@ -150,6 +195,14 @@ def optimize(settings: Settings) -> OptimizeResult:
     Raises:
         StoreError: no store, a legacy store (migrate it first), or it cannot be written.
     """
+    if settings.database_url.path is None:  # on a server: the backend's own (PostgreSQL: VACUUM (ANALYZE))
+        started = time.monotonic()
+        store = open_store(settings)
+        try:
+            size = int(store.optimize().get("database_bytes", 0))
+        finally:
+            store.close()
+        return OptimizeResult(str(settings.database_url), time.monotonic() - started, size, size, 0, served=True)
     db = settings.database
     probe.require(db)
     before = fs.file_size(db)

@@ -77,7 +77,7 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
     cwd = os.path.abspath(options.cwd or os.getcwd())
     started = time.time()
     env = dict(os.environ if options.env is None else options.env)
-    masker = Masker([*options.masks, *matching(env, settings.mask_env).values()])
+    masker = Masker([*options.masks, *matching(env, settings.mask_env).values(), *_store_secrets(settings)])
     # What is stored and shown is text; arguments, folders and names may hold bytes that are
     # not UTF-8 (the command itself still gets them exactly as given).
     state = RunState(id=options.run_id or new_id(),
@@ -150,6 +150,15 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
     return RunResult(state.id, status, state, error, writer.written)
 
 
+def _store_secrets(settings: Settings) -> list[str]:
+    """The password of a store URL given (--database, STEPFLOW_DATABASE_URL): never stored or shown."""
+    if settings.url is None:  # the default file: no URL module on the start-up path
+        return []
+    from stepflow.store.url import url_secrets
+
+    return list(url_secrets(settings.url.text))
+
+
 def _supervisor(options: RunOptions) -> type[Supervisor]:
     if not options.pty:
         return Supervisor
@@ -173,7 +182,7 @@ def _facts(options: RunOptions, cwd: str, env: dict[str, str], settings: Setting
     return {
         "working_directory": valid_text(cwd), "tags": [masker.mask_text(valid_text(t)) for t in options.tags],
         "user_name": _user(),
-        "host": os.uname().nodename, "pid": os.getpid(),
+        "host": settings.host or os.uname().nodename, "pid": os.getpid(),
         "pid_started": procs.start_time(os.getpid()),
         "metadata": {valid_text(k): masker.mask_text(valid_text(v)) for k, v in options.metadata.items()},
         "environment": _environment(env, settings.env_allow, masker),

@@ -53,15 +53,8 @@ class Backend(Protocol):
 # scheme -> "module:function"; imported only when a store of that scheme is opened.
 BACKENDS: dict[str, str] = {
     "sqlite": "stepflow.store.sqlite:open_sqlite",
-    "postgresql": "stepflow.store:_postgresql_missing",
+    "postgresql": "stepflow.store.postgres:open_postgres",
 }
-
-
-def _postgresql_missing(
-    url: DatabaseURL, settings: Settings, *, appending: bool = False, readonly: bool = False
-) -> Store:
-    raise StoreError(f"database {url}: PostgreSQL support is not installed/available yet; use SQLite"
-                     " (a file path or sqlite:///PATH)")
 
 
 def backend_for(url: DatabaseURL) -> Backend:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -49,6 +50,23 @@ def parse_url(text: str) -> DatabaseURL:
     return DatabaseURL(scheme, stripped)
 
 
+QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)  # libpq takes ?password=... too
+
+
+def url_secrets(text: str) -> list[str]:
+    """The passwords a database URL carries (user:PASSWORD@ and ?password=), to mask wherever they show."""
+    found = [m.group(0).split("=", 1)[1] for m in QUERY_PASSWORD.finditer(text)]
+    if "://" in text and "@" in text:
+        try:
+            password = urlsplit(text).password
+        except ValueError:
+            password = None
+        if password:
+            found.append(password)
+    found += [unquote(p) for p in found if "%" in p]  # as typed, and as libpq reads it
+    return [p for p in dict.fromkeys(found) if p and p != "***"]
+
+
 def mask_password(text: str) -> str:
     """`text` with the password of a URL replaced by `***`; anything else as it is.
 
@@ -58,6 +76,9 @@ def mask_password(text: str) -> str:
     head, sep, rest = text.partition("://")
     if not sep:
         return text
+    if QUERY_PASSWORD.search(rest):
+        rest = QUERY_PASSWORD.sub(r"\1***", rest)
+        text = f"{head}://{rest}"
     cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
     at = rest.rfind("@", 0, cut)
     if at < 0:

@@ -49,6 +49,7 @@ T = TypeVar("T")
 JSON_COLUMNS = frozenset({"environment", "tags", "metadata", "warnings"})
 TABLES: dict[type, str] = {Run: "executions", Step: "steps", Artifact: "artifacts"}
 CHANGED_TABLES: dict[type, str] = {RunChange: "executions", StepChange: "steps"}
+COUNTED_TABLES = ("executions", "steps", "artifacts", "logs")
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"  # ('running', 'pending')
 
 __all__ = ["SqliteStore", "open_sqlite", "wal_path", "runs_clause", "encode", "decode"]
@@ -108,6 +109,9 @@ def runs_clause(query: RunQuery) -> tuple[str, list[Any]]:
     if query.since_ts is not None:
         where.append("created_ts >= ?")
         params.append(query.since_ts)
+    if query.host:
+        where.append("host = ?")
+        params.append(_text(query.host))
     sql = ("WHERE " + " AND ".join(where)) if where else ""
     sql += " ORDER BY created_ts DESC, rowid DESC"
     if query.limit is not None or query.offset:
@@ -309,6 +313,14 @@ class SqliteStore:
         except apsw.Error as exc:
             raise store_error(exc, self.path) from exc
         return [RunOutcome._make(row) for row in rows]
+    def counts(self) -> dict[str, int]:
+        """Rows in each table, and the output lines they hold (exact counts: `db stats`). Read-only."""
+        try:
+            found = {t: int(scalar(self.conn, f"SELECT COUNT(*) FROM {t}")) for t in COUNTED_TABLES}
+            found["log_lines"] = int(scalar(self.conn, "SELECT COALESCE(SUM(line_count), 0) FROM logs"))
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        return found
 
     # -- capabilities ----------------------------------------------------------------------
 

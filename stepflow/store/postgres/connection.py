@@ -1,0 +1,127 @@
+"""Connect to PostgreSQL through psycopg 3, with bounds that keep a slow server from holding anyone up.
+
+The URL (or libpq conninfo) goes to libpq unchanged, so PGPASSFILE, PGSERVICE, sslmode,
+sslrootcert, target_session_attrs and every other libpq setting work as in psql. stepflow only
+adds what libpq leaves unbounded: how long to wait for a connection and for a statement.
+
+Every failure becomes a StoreError naming the database with its password masked; the password
+itself never reaches a message, even when a libpq message quotes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from stepflow.errors import StoreError, StoreLockedError
+from stepflow.store.url import DatabaseURL, mask_password
+
+CHANNEL = "stepflow_changes"  # NOTIFY'd in every writing transaction; a Watch LISTENs on it
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """How long a connection may take, in seconds (0: no bound)."""
+
+    connect: int  # libpq connect_timeout (libpq waits at least 2 s whatever is asked)
+    statement: float  # server-side statement_timeout
+    lock: float  # lock_timeout: a write waiting for a row lock gives up
+    idle_in_transaction: float  # the server drops a session that holds a transaction open
+
+
+# The run's writer: a server that is down or slow must not hold up the command; the writer
+# keeps the batch and retries (stepflow.writer), so each try is short.
+WRITER = Bounds(connect=3, statement=5.0, lock=2.0, idle_in_transaction=10.0)
+# ls, show, logs, health, db ...: a person or a probe is waiting.
+READER = Bounds(connect=5, statement=30.0, lock=5.0, idle_in_transaction=60.0)
+# Keepalives and an unacknowledged-send bound, so a silent network is noticed in ~10 s.
+NETWORK = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2", "keepalives_count": "2",
+           "tcp_user_timeout": "10000"}
+
+
+def libpq_conninfo(url: DatabaseURL) -> str:
+    """What libpq is given: the URL as typed, with a SQLAlchemy-style driver suffix dropped."""
+    text = url.text.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.lower().startswith("postgresql+"):
+        return "postgresql://" + rest
+    return text
+
+
+def _password(conninfo: str) -> str | None:
+    try:
+        return psycopg.conninfo.conninfo_to_dict(conninfo).get("password")  # type: ignore[return-value]
+    except psycopg.Error:
+        return None
+
+
+def scrub(message: str, url: DatabaseURL) -> str:
+    """`message` without the URL's password, on one line."""
+    text = " ".join(mask_password(message).split())
+    password = _password(libpq_conninfo(url))
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def store_error(exc: BaseException, url: DatabaseURL) -> StoreError:
+    """A psycopg failure as a StoreError naming the (masked) database."""
+    if isinstance(exc, pg_errors.QueryCanceled):
+        reason = "the server did not answer in time (statement timeout)"
+    elif isinstance(exc, pg_errors.LockNotAvailable):
+        reason = "rows are locked by another session"
+    elif isinstance(exc, psycopg.OperationalError) and "timeout expired" in str(exc):
+        reason = "cannot connect: the server did not answer in time (connect_timeout)"
+    else:
+        reason = str(exc).strip() or type(exc).__name__
+    cls = StoreLockedError if isinstance(exc, pg_errors.LockNotAvailable) else StoreError
+    return cls(f"store {url}: {scrub(reason, url)}")
+
+
+def _given(given: Mapping[str, object], key: str, env: Mapping[str, str], env_name: str) -> bool:
+    """Whether the user set `key` themselves, in the URL or in libpq's environment variable."""
+    return bool(env.get(env_name) or given.get(key))
+
+
+def connect(url: DatabaseURL, bounds: Bounds, *, application: str = "stepflow") -> psycopg.Connection:
+    """An autocommit connection with `bounds` applied (the user's own connect_timeout wins).
+
+    Raises:
+        StoreError: the server cannot be reached, refuses us, or the URL is not one libpq takes.
+    """
+    conninfo = libpq_conninfo(url)
+    env = os.environ  # libpq's own variables (PGCONNECT_TIMEOUT...): libpq reads them anyway
+    extra: dict[str, str] = {"client_encoding": "UTF8"}
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(conninfo)
+        if not _given(given, "application_name", env, "PGAPPNAME"):
+            extra["application_name"] = application
+        if not _given(given, "connect_timeout", env, "PGCONNECT_TIMEOUT"):
+            extra["connect_timeout"] = str(bounds.connect)
+        for key, value in NETWORK.items():
+            if not _given(given, key, env, "PG" + key.upper()):
+                extra[key] = value
+        full = psycopg.conninfo.make_conninfo(conninfo, **extra)  # the user's settings kept as they are
+        conn = psycopg.connect(full, autocommit=True, prepare_threshold=None)
+    except psycopg.Error as exc:
+        raise store_error(exc, url) from None
+    try:
+        # set_config, not the startup `options`: a pooler (PgBouncer) refuses unknown startup options.
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),"
+            " set_config('idle_in_transaction_session_timeout', %s, false)",
+            [f"{int(s * 1000)}ms" for s in (bounds.statement, bounds.lock, bounds.idle_in_transaction)],
+        )
+    except psycopg.Error as exc:
+        conn.close()
+        raise store_error(exc, url) from None
+    return conn
+
+
+def usable(conn: psycopg.Connection) -> bool:
+    """Whether `conn` can still take a statement (not closed, not broken by a lost server)."""
+    return not conn.closed and conn.pgconn.status == psycopg.pq.ConnStatus.OK
