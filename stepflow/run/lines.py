@@ -55,6 +55,12 @@ class LineSplitter:
         if nl < 0:
             self._grow_tail(stream, data)
             return
+        other = 3 - stream
+        if self._tail.get(other) or self._cut.get(other):
+            # The other stream's partial line (a `read -p` prompt on stderr) was written before
+            # this line: it is stored first, so the logs keep the order a terminal showed.
+            self._emit_one(other, self._tail[other], self._cut[other])
+            self._tail[other], self._cut[other] = b"", 0
         tail, cut = self._tail[stream], self._cut[stream]
         first_nl = data.find(b"\n")
         if cut or len(tail) + first_nl > self.max_line:  # the line the tail began is too long

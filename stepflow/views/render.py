@@ -256,12 +256,14 @@ def render_run(
     width: int = 80,
     counts: Counter[str] | None = None,
     unicode: bool = True,
+    partial: tuple[int, bytes] | None = None,
 ) -> RenderableType:
     """The live frame: steps (state, elapsed, ETA), the last output lines, warnings, progress.
 
     Fits in a terminal of `height` lines and `width` columns: long step lists are folded into one line, and the output
     tail gets the lines left over. `counts` (steps per status) may be kept by the caller so a
-    run with a million steps is not counted again on every frame.
+    run with a million steps is not counted again on every frame. `partial` is the line the
+    command is writing (no newline yet: a prompt, a `\r` progress bar), shown as the tail's last.
     """
     sym = UNICODE if unicode else ASCII
     counts = tally(state.steps) if counts is None else counts
@@ -270,10 +272,14 @@ def render_run(
     avail -= len(warnings)
     pending = len(hints.plan) - state.step_count if state.status == "running" else 0
     step_rows_wanted = state.step_count + max(pending, 0)
-    tail_len = len(state.tail)
+    tail_len = len(state.tail) + (partial is not None)
     tail_share = min(tail_len, avail // 3)
     step_rows = max(min(step_rows_wanted, avail - tail_share), 1)
-    tail = _snapshot_tail(state, avail - min(step_rows, step_rows_wanted))
+    room = avail - min(step_rows, step_rows_wanted)
+    if partial is not None and room > 0:
+        tail = [*_snapshot_tail(state, room - 1), partial]
+    else:
+        tail = _snapshot_tail(state, room)
     parts: list[RenderableType] = []
     if step_rows_wanted:
         parts.extend(_steps_lines(state, hints, now, step_rows, counts, sym, width))

@@ -1,0 +1,71 @@
+"""What a person sees at a real terminal (a tmux pane read back as text): prompts in the live
+view, no stale frame lines, Ctrl-C on a script that traps INT (issue 11)."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import query, wait_for
+from tests.screen import Screen
+
+
+@pytest.fixture
+def screen(tmp_path: Path) -> Iterator[Screen]:
+    s = Screen(tmp_path)
+    yield s
+    s.close()
+
+
+def stored_lines(db: Path) -> list[bytes]:
+    blocks = query(db, "SELECT data FROM logs ORDER BY first_line")
+    return [line for (data,) in blocks for line in bytes(data).split(b"\n")]  # type: ignore[arg-type]
+
+
+def run_status(db: Path) -> tuple[object, ...] | None:
+    try:
+        rows = query(db, "SELECT status, exit_code FROM executions")
+    except Exception:  # noqa: BLE001 - not created yet
+        return None
+    return rows[0] if rows and rows[0][0] != "running" else None
+
+
+def test_a_prompt_reaches_the_screen_before_the_answer_and_the_store_in_order(
+        screen: Screen, db_path: Path) -> None:
+    script = ('echo STEP_START:confirm; read -p "Deploy to prod? [y/N] " x; echo "got $x"; read z;'
+              ' echo STEP_START:after')
+    screen.type(f"clear; stepflow run -- bash -c {shlex.quote(script)}")
+    # Nothing has been typed: the prompt is on the screen, on a line of its own, cursor after it.
+    shown = screen.wait_for(lambda s: any(line.startswith("Deploy to prod? [y/N]") for line in s.splitlines()),
+                            what="the prompt")
+    assert "got y" not in shown
+    screen.type("y")
+    # The bare `read z` (no prompt) reads the terminal: the frame gets out of the way (so the
+    # echo of the answer cannot push it a line off), leaving the latest output on the screen.
+    screen.wait_for(lambda s: "got y" in s.splitlines() and "━" not in s, what="`got y`, frame paused")
+    screen.type("")
+    final = screen.wait_for_text("stepflow logs ")
+    assert wait_for(lambda: run_status(db_path) == ("completed", 0))
+    lines = final.splitlines()
+    summary = next(i for i, line in enumerate(lines) if line.lstrip().startswith("#  Step"))
+    assert not any("running" in line or "━" in line for line in lines[:summary]), final  # no stale frame line
+    assert any(line.startswith("Deploy to prod? [y/N] y") for line in lines[:summary])  # as without stepflow
+    stored = stored_lines(db_path)
+    assert stored.index(b"Deploy to prod? [y/N] ") < stored.index(b"got y")
+
+
+def test_ctrl_c_on_a_script_that_traps_int_leaves_no_stale_line_and_is_cancelled(
+        screen: Screen, db_path: Path) -> None:
+    script = "trap 'echo caught; exit 130' INT; echo STEP_START:work; sleep 60 & wait"
+    screen.type(f"stepflow run -- bash -c {shlex.quote(script)}")
+    screen.wait_for_text("1. work")
+    screen.key("C-c")
+    final = screen.wait_for_text("stepflow logs ")
+    lines = final.splitlines()
+    summary = next(i for i, line in enumerate(lines) if line.lstrip().startswith("#  Step"))
+    assert not any("running" in line or "━" in line for line in lines[:summary]), final
+    assert wait_for(lambda: run_status(db_path) == ("cancelled", 130))
+    assert "interrupted" in query(db_path, "SELECT error_message FROM steps")[0][0]  # type: ignore[operator]
