@@ -35,3 +35,14 @@ def test_quiet_on_failure_prints_the_failing_step_and_everything_after_it(storag
 def test_quiet_on_success_says_nothing(storage: Path) -> None:
     result = cron(storage, "run", "--output", "quiet", "--", "bash", "-c", "echo STEP_START:a; echo hi")
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+
+def test_plain_with_both_streams_in_one_file_keeps_step_lines_in_order(storage: Path) -> None:
+    script = r"printf 'STEP_START:one\nout-one\nSTEP_START:two\nout-two\n'"  # one write, one read
+    result = cron(storage, "run", "--output", "plain", "--", "bash", "-c", script, merged=True)
+    assert result.returncode == 0
+    lines = [line.split("stepflow: ", 1)[-1] for line in result.stdout.decode().splitlines()]
+    order = [line for line in lines if line.startswith(("STEP_START", "out-", "step "))]
+    assert [line.split(" in ")[0] for line in order] == [
+        "STEP_START:one", "step 1 'one' started", "out-one", "STEP_START:two", "step 1 'one' completed",
+        "step 2 'two' started", "out-two", "step 2 'two' completed"]

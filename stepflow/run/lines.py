@@ -79,6 +79,24 @@ class LineSplitter:
                 self._region(stream, region)
         self._grow_tail(stream, data[nl + 1 :])
 
+    def pieces(self, stream: int, data: bytes) -> list[bytes]:
+        """`data` cut after each line that may hold a marker, so whoever passes the output on
+        can write each piece before the markers it carries are told (plain mode, where the
+        step lines and the output share one file). Pure; [data] when no line may hold one."""
+        if stream not in self.marker_streams:
+            return [data]
+        spans = self.prefilter.spans(data)
+        if not spans:
+            return [data]
+        out, pos = [], 0
+        for _start, end in spans:
+            if end < len(data) and end + 1 > pos:
+                out.append(data[pos : end + 1])
+                pos = end + 1
+        if pos < len(data):
+            out.append(data[pos:])
+        return out
+
     def close(self) -> None:
         """The streams ended: a last line without a newline is still a line."""
         for stream in (1, 2):
