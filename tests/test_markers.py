@@ -184,6 +184,7 @@ ANYWHERE: list[tuple[str, Marker | None]] = [
     ("Step 3/5 : RUN echo STEP_START:deps && pip install", None),
     ("+ echo 'META:k:v'", None),
     ("+ echo STEP_START:", None),
+    ("+ : STEP_START:x", StepStart("x")),  # `set -x; : STEP_START:x`: only the trace carries it
     # log prefixes: build step numbers, tags, timestamps, levels, compose services
     ("#5 0.12 STEP_START:x", StepStart("x")),
     ("#5 0.12 STEP_START:deps && pip install", StepStart("deps")),

@@ -154,7 +154,7 @@ def _is_prefix(text: str) -> bool:
     tokens = text.split()
     if not tokens:
         return True
-    if tokens[0].strip("+") == "" or any(t.lower().strip("'\"") in _COMMAND_WORDS for t in tokens):
+    if any(t.lower().strip("'\"") in _COMMAND_WORDS for t in tokens):
         return False
     if "|" in tokens:  # docker compose, `make -j` wrappers: `service_name | ...`
         tokens = tokens[tokens.index("|") + 1 :]
