@@ -69,3 +69,18 @@ def test_ctrl_c_on_a_script_that_traps_int_leaves_no_stale_line_and_is_cancelled
     assert not any("running" in line or "━" in line for line in lines[:summary]), final
     assert wait_for(lambda: run_status(db_path) == ("cancelled", 130))
     assert "interrupted" in query(db_path, "SELECT error_message FROM steps")[0][0]  # type: ignore[operator]
+
+
+def test_the_summary_shows_only_the_exit_status_that_is_known(tmp_path: Path) -> None:
+    wide = Screen(tmp_path, cols=200, rows=50)
+    try:
+        wide.type("clear; stepflow run -- bash -c 'echo STEP_START:a; echo STEP_ERROR:bad; echo STEP_START:b; exit 4'")
+        final = wide.wait_for_text("stepflow logs ")
+    finally:
+        wide.close()
+    rows = {words[1]: words for words in (line.split() for line in final.splitlines())
+            if len(words) > 2 and words[0] in ("1", "2") and words[1] in ("a", "b")}
+    run = next(line.split() for line in final.splitlines() if line.split()[:1] == ["run"])
+    assert rows["a"][2:] == ["failed", rows["a"][3], "bad"], final  # no made-up `1`
+    assert rows["b"][2:4] == ["failed", rows["b"][3]] and rows["b"][4:] == "command exited with status 4".split()
+    assert run[1] == "failed" and run[3] == "4", final  # the command's own, on the run's row

@@ -316,7 +316,9 @@ def render_summary(
         steps = [*failed, *last]
     for step in steps:
         word = step.status
-        exit_code = "0" if step.status == "completed" else "1" if step.status == "failed" else "-"
+        # A step has no exit status of its own (the command has one, on the run's row): a
+        # made-up 0 or 1 beside "command exited with status 4" would mislead.
+        exit_code = ""
         table.add_row(
             str(step.index + 1), Text(fmt.safe_text(step.name)), Text(word, style=STYLES.get(word, "")),
             fmt.duration(step.duration), exit_code,
