@@ -46,3 +46,30 @@ def test_plain_with_both_streams_in_one_file_keeps_step_lines_in_order(storage: 
     assert [line.split(" in ")[0] for line in order] == [
         "STEP_START:one", "step 1 'one' started", "out-one", "STEP_START:two", "step 1 'one' completed",
         "step 2 'two' started", "out-two", "step 2 'two' completed"]
+
+
+def test_after_kill_9_show_agrees_with_logs_and_the_step_is_not_running(storage: Path) -> None:
+    import signal
+    import time
+
+    script = "echo STEP_START:work; echo one; echo two; echo three; sleep 60"
+    proc = subprocess.Popen(["env", "-i", f"PATH={MINIMAL_PATH}", f"STEPFLOW_STORAGE_PATH={storage}",
+                             sys.executable, "-m", "stepflow", "run", "-n", "killed", "-o", "quiet", "--",
+                             "bash", "-c", script], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while cron(storage, "logs", "last").stdout.count(b"\n") < 3:  # written while it runs
+            assert time.monotonic() < deadline, "the output never reached the store"
+            time.sleep(0.1)
+        running = cron(storage, "show", "last").stdout.decode()
+        assert "3 lines" in running, running  # while the run goes on, as `logs` has them
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    shown = cron(storage, "show", "last").stdout.decode()
+    assert "abandoned" in shown and "3 lines" in shown, shown
+    assert not any("running" in line for line in shown.splitlines() if "work" in line), shown
+    assert cron(storage, "logs", "last").stdout == b"one\ntwo\nthree\n"

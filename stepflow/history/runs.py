@@ -56,4 +56,14 @@ def show_run(store: Store, ref: str) -> dict[str, Any]:
     """`show`: the run named by `ref` (see resolve), checked for abandonment, as a JSON-ready dict."""
     run = resolve(store, ref)
     abandoned.notice(store, [run])
-    return run_detail(run, store.steps(run.id), store.artifacts(run.id))
+    steps = store.steps(run.id)
+    if run.status not in OPEN_STATUSES:
+        # A step still `running` in a run that ended without closing it (stepflow was killed):
+        # it ended as its run did.
+        for step in steps:
+            if step.status in OPEN_STATUSES:
+                step.status = "abandoned" if run.status == "abandoned" else "failed"
+                step.error_message = step.error_message or run.error_message
+    if run.status in OPEN_STATUSES or run.status == "abandoned" or not run.line_count:
+        run.line_count = max(run.line_count, store.stored_lines(run.id))  # written only at the end
+    return run_detail(run, steps, store.artifacts(run.id))
