@@ -84,3 +84,16 @@ def test_the_summary_shows_only_the_exit_status_that_is_known(tmp_path: Path) ->
     assert rows["a"][2:] == ["failed", rows["a"][3], "bad"], final  # no made-up `1`
     assert rows["b"][2:4] == ["failed", rows["b"][3]] and rows["b"][4:] == "command exited with status 4".split()
     assert run[1] == "failed" and run[3] == "4", final  # the command's own, on the run's row
+
+
+def test_ls_at_80_columns_keeps_the_key_columns_and_names_sh_c_runs_well(screen: Screen, storage: Path) -> None:
+    long = "nightly-backup-of-the-production-database-to-the-offsite-bucket-with-verification"
+    screen.type(f"stepflow run -o quiet -n {long} -- true; stepflow run -o quiet -- sh -c 'cd /tmp && ./nope.sh';"
+                " clear; stepflow ls")
+    shown = screen.wait_for(lambda s: "nope.sh" in s and s.rstrip().endswith("$"), what="the list")
+    lines = [line for line in shown.splitlines() if line.strip() and line.strip() != "$"]
+    assert lines[0].split() == ["ID", "NAME", "STATUS", "STEPS", "DURATION", "STARTED"], shown
+    assert len(lines) == 3 and all(len(line) <= 80 for line in lines)
+    nope, nightly = lines[1].split(), lines[2].split()
+    assert nope[1:3] == ["nope.sh", "failed"] and nope[-1] in ("ago", "now")  # named after the script; STARTED kept
+    assert nightly[1].startswith("nightly-backup-of") and nightly[1].endswith("…") and nightly[2] == "completed"

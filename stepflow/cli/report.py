@@ -132,8 +132,10 @@ class Printer:
 
     def table(
         self, headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Collection[int] = (),
-        wrap: Collection[int] = (), indent: int = 0,
+        wrap: Collection[int] = (), indent: int = 0, shrink: int | None = None,
     ) -> None:
+        """`shrink`: the column that gives way (cut with an ellipsis) when the terminal is too
+        narrow; the others keep their full width."""
         rows = [[_safe_cell(c) for c in row] for row in rows]
         if self._console is None:
             self._plain_table(headers, rows, right=right, indent=indent)
@@ -143,6 +145,8 @@ class Printer:
         from rich.text import Text
 
         table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False, padding=(0, 2, 0, 0))
+        if shrink is not None:
+            rows = _fit(headers, rows, shrink, self._console.width - indent)
         for i, header in enumerate(headers):
             table.add_column(header, justify="right" if i in right else "left",
                              no_wrap=i not in wrap, overflow="fold" if i in wrap else "ellipsis")
@@ -159,6 +163,28 @@ class Printer:
         for r in texts:
             cells = [_pad(c, w, right=i in right) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
             print(pad + "  ".join(cells).rstrip(), file=self.file)
+
+
+def _fit(headers: Sequence[str], rows: list[list[Cell]], shrink: int, width: int) -> list[list[Cell]]:
+    """Cut column `shrink` (with an ellipsis) so the table fits in `width` columns."""
+    def text(c: Cell) -> str:
+        return c if isinstance(c, str) else c[0]
+
+    widths = [max([_width(h), *(_width(text(r[i])) for r in rows)]) for i, h in enumerate(headers)]
+    room = width - (sum(widths) - widths[shrink]) - 2 * (len(headers) - 1)
+    room = max(room, min(widths[shrink], 8))
+    if widths[shrink] <= room:
+        return rows
+    out = []
+    for row in rows:
+        cell = row[shrink]
+        value = text(cell)
+        if _width(value) > room:
+            while value and _width(value) > room - 1:
+                value = value[:-1]
+            value += "…"
+        out.append([*row[:shrink], value if isinstance(cell, str) else (value, cell[1]), *row[shrink + 1:]])
+    return out
 
 
 def _width(text: str) -> int:
@@ -196,7 +222,7 @@ def print_run_table(runs: list[Run], *, printer: Printer, now: float) -> None:
             tags = run.tags if isinstance(run.tags, list) else []
             row.append((fmt.safe_text(", ".join(map(str, tags))), "dim"))
         rows.append(row)
-    printer.table(headers, rows, right={3, 4})
+    printer.table(headers, rows, right={3, 4}, shrink=1)  # a long name never pushes ID or STATUS off
 
 
 # -- show ----------------------------------------------------------------------------------
