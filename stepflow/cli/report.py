@@ -146,7 +146,7 @@ class Printer:
 
         table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False, padding=(0, 2, 0, 0))
         if shrink is not None:
-            rows = _fit(headers, rows, shrink, self._console.width - indent)
+            rows = _fit(headers, [list(r) for r in rows], shrink, self._console.width - indent)
         for i, header in enumerate(headers):
             table.add_column(header, justify="right" if i in right else "left",
                              no_wrap=i not in wrap, overflow="fold" if i in wrap else "ellipsis")
