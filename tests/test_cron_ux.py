@@ -73,3 +73,11 @@ def test_after_kill_9_show_agrees_with_logs_and_the_step_is_not_running(storage:
     assert "abandoned" in shown and "3 lines" in shown, shown
     assert not any("running" in line for line in shown.splitlines() if "work" in line), shown
     assert cron(storage, "logs", "last").stdout == b"one\ntwo\nthree\n"
+
+
+def test_auto_in_cron_is_plain_and_never_loses_output(storage: Path) -> None:
+    # The decision README documents: `auto` off a terminal is plain (safe for pipes and CI);
+    # a crontab says -o quiet to mail only failures.
+    result = cron(storage, "run", "--", "bash", "-c", "echo STEP_START:a; echo hello")
+    assert result.returncode == 0 and result.stdout == b"STEP_START:a\nhello\n"
+    assert b"step 1 'a' completed" in result.stderr and b"\x1b[" not in result.stderr
