@@ -81,3 +81,25 @@ def test_auto_in_cron_is_plain_and_never_loses_output(storage: Path) -> None:
     result = cron(storage, "run", "--", "bash", "-c", "echo STEP_START:a; echo hello")
     assert result.returncode == 0 and result.stdout == b"STEP_START:a\nhello\n"
     assert b"step 1 'a' completed" in result.stderr and b"\x1b[" not in result.stderr
+
+
+def test_history_ergonomics_last_by_default_by_name_failed_and_the_cut(storage: Path) -> None:
+    jobs = [("nightly", "echo night-1"), ("hourly", "echo hour-1; exit 3"), ("nightly", "echo night-2; exit 1"),
+            ("hourly", "echo hour-2")]
+    for name, script in jobs:
+        cron(storage, "run", "-o", "quiet", "-n", name, "--", "bash", "-c", script)
+    assert cron(storage, "logs").stdout == b"hour-2\n"  # no id: the last run
+    assert cron(storage, "show").stdout.split(b"\n")[0].endswith(b"hourly")
+    assert cron(storage, "logs", "last", "-n", "nightly").stdout == b"night-2\n"  # last of a name
+    shown = cron(storage, "show", "last", "--name", "nightly").stdout.decode()
+    assert "nightly" in shown.splitlines()[0] and "exit 1" in shown
+    missing = cron(storage, "show", "last", "-n", "weekly")
+    assert missing.returncode != 0 and b"no run named 'weekly'" in missing.stderr
+    failed = cron(storage, "ls", "--failed", "--json")
+    import json
+
+    assert [r["name"] for r in json.loads(failed.stdout)] == ["nightly", "hourly"]
+    cut = cron(storage, "ls", "--limit", "3")
+    assert cut.returncode == 0 and cut.stdout.count(b"\n") == 4  # the header and 3 runs
+    assert b"the newest 3 runs shown; more match (--limit 6 for more)" in cut.stderr
+    assert cron(storage, "ls", "--limit", "4").stderr == b""

@@ -148,7 +148,13 @@ def test_run_ids_full_prefix_and_last(stepflow: StepflowRunner, many_runs: list[
 
 
 def test_no_store_yet(stepflow: StepflowRunner, storage: Path) -> None:
-    result = stepflow("ls")
+    # ls on a fresh machine: no runs, nothing to say, success (`git log` in a new repository)
+    empty = stepflow("ls")
+    assert (empty.returncode, empty.stdout, empty.stderr) == (0, b"", b"")
+    listed = stepflow("ls", "--json")
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, b"[]\n", b"")
+    assert not storage.exists()  # looking created nothing
+    result = stepflow("show")
     assert result.returncode == 1
     assert result.stderr.decode() == (f"stepflow: error: no store at {storage}/database/stepflow.db;"
                                       " record a run with \"stepflow run -- CMD\"\n")

@@ -16,8 +16,9 @@ from stepflow.cli.common import JsonFlag, Storage, StreamName, app, open_reader,
 from stepflow.errors import ExitStatus
 from stepflow.store.base import OPEN_STATUSES, RUN_STATUSES
 
-RunId = Annotated[str, typer.Argument(metavar="ID", help="Run id, a unique prefix of it (4+ characters), or 'last'.",
-                                      show_default=False)]
+RunId = Annotated[str, typer.Argument(metavar="[ID]", help="Run id, a unique prefix of it (4+ characters), or 'last'"
+                                      " (the default).", show_default=False)]
+LastName = Annotated[str | None, typer.Option("--name", "-n", help="With 'last': the newest run of this name (or glob).")]
 NoColor = Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR set).")]
 
 
@@ -32,45 +33,63 @@ def list_runs(
     tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only runs started since 2h, 3d, 1w ago or a date (2025-08-01).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many runs.", min=1)] = 20,
+    failed: Annotated[bool, typer.Option("--failed", help="Only runs that did not succeed: failed, timed_out,"
+                                         " cancelled, abandoned.")] = False,
     json_out: JsonFlag = False,
     no_color: NoColor = False,
     storage: Storage = None,
 ) -> None:
     """List recorded runs, newest first: status, steps done/total, duration, start."""
+    import sys
     import time
 
-    from stepflow.cli.report import Printer, print_json, print_run_table
+    from stepflow.cli.report import Printer, print_json, print_run_table, store_exists
     from stepflow.history.detail import run_summary
+    from stepflow.history.runs import list_failed
     from stepflow.history.runs import list_runs as find
     from stepflow.store.base import RunQuery
     from stepflow.timeparse import since_timestamp
 
+    if failed and status is not None:
+        from stepflow.errors import UsageError
+
+        raise UsageError("--failed and --status choose statuses both; give one")
     query = RunQuery(status=status.value if status else None, name_glob=name, tag=tag,
-                     since_ts=since_timestamp(since), limit=limit)
-    with open_reader(settings_for(ctx, storage)) as store:
-        runs = find(store, query)
+                     since_ts=since_timestamp(since), limit=limit + 1)  # one more: was the list cut?
+    settings = settings_for(ctx, storage)
+    runs = []
+    # A fresh machine's store file is not there yet: no runs, an empty list, not an error
+    # (a database URL that cannot be reached still is one).
+    if settings.url is not None or store_exists(settings):
+        with open_reader(settings) as store:
+            runs = list_failed(store, query) if failed else find(store, query)
+    cut = len(runs) > limit
+    runs = runs[:limit]
     if json_out:
         print_json([run_summary(r) for r in runs])
-    else:
-        print_run_table(runs, printer=Printer.for_stdout(no_color=no_color), now=time.time())
+        return
+    print_run_table(runs, printer=Printer.for_stdout(no_color=no_color), now=time.time())
+    if cut:
+        print(f"the newest {limit} runs shown; more match (--limit {limit * 2} for more)", file=sys.stderr)
 
 
 @app.command(epilog="Example: stepflow show last    (or: stepflow show 3f2a --json)")
 def show(
     ctx: typer.Context,
-    run_id: RunId,
+    run_id: RunId = "last",
+    name: LastName = None,
     json_out: JsonFlag = False,
     no_color: NoColor = False,
     storage: Storage = None,
 ) -> None:
-    """Show one run: steps, durations, errors, metadata, resources and artifacts."""
+    """Show one run (the last without ID): steps, durations, errors, metadata, resources and artifacts."""
     import time
 
     from stepflow.cli.report import Printer, print_json, print_run_report
     from stepflow.history.runs import show_run
 
     with open_reader(settings_for(ctx, storage)) as store:
-        detail = show_run(store, run_id)
+        detail = show_run(store, run_id, name=name)
     if json_out:
         print_json(detail)
     else:
@@ -81,7 +100,8 @@ def show(
                     "stepflow logs 3f2a --follow (tail a running job from another terminal)")
 def logs(
     ctx: typer.Context,
-    run_id: RunId,
+    run_id: RunId = "last",
+    name: LastName = None,
     step: Annotated[str | None, typer.Option("--step", help="Only this step: its name, or its number as 'show' lists it (1 = first).")] = None,
     stream: Annotated[StreamName | None, typer.Option("--stream", help="Only stdout or stderr.")] = None,
     grep: Annotated[str | None, typer.Option("--grep", help="Only lines containing TEXT.", metavar="TEXT")] = None,
@@ -91,7 +111,7 @@ def logs(
     no_color: NoColor = False,
     storage: Storage = None,
 ) -> None:
-    """Print a run's output lines in the order they were read (stderr in dim red on a terminal)."""
+    """Print a run's output lines (the last run's without ID) in the order they were read (stderr in dim red on a terminal)."""
     import sys
 
     from stepflow.cli.report import print_logs, wants_color
@@ -104,7 +124,7 @@ def logs(
     streams = {v: k for k, v in STREAM_NAMES.items()}
     needle = grep.encode("utf-8", "surrogateescape") if grep else None  # the bytes as typed
     with open_reader(settings_for(ctx, storage)) as store:
-        run = resolve(store, run_id)
+        run = resolve(store, run_id, name=name)
         abandoned.notice(store, [run])
         following = follow and run.status in OPEN_STATUSES
         if following and sys.stderr.isatty():

@@ -36,6 +36,11 @@ STYLE_OFF = b"\x1b[0m"
 Cell = str | tuple[str, str]  # text, or (text, Rich style)
 
 
+def store_exists(settings: Settings) -> bool:
+    """Whether the store has been created (a first `stepflow run` creates it)."""
+    return bool(exists(settings))
+
+
 @contextlib.contextmanager
 def reading(settings: Settings) -> Iterator[Store]:
     """Open the store for the history commands; a missing store is an error, not a new file."""
@@ -203,8 +208,7 @@ def _pad(text: str, width: int, *, right: bool) -> str:
 def print_run_table(runs: list[Run], *, printer: Printer, now: float) -> None:
     """One run a line: id, name, status, steps done/total, duration, start (relative on a terminal)."""
     if not runs:
-        print("no runs", file=sys.stderr)
-        return
+        return  # nothing to list: nothing printed (as `git log` in a fresh repository)
     with_tags = any(isinstance(r.tags, list) and r.tags for r in runs)
     headers = ["ID", "NAME", "STATUS", "STEPS", "DURATION", "STARTED"] + (["TAGS"] if with_tags else [])
     rows: list[list[Cell]] = []
