@@ -103,3 +103,25 @@ def test_history_ergonomics_last_by_default_by_name_failed_and_the_cut(storage: 
     assert cut.returncode == 0 and cut.stdout.count(b"\n") == 4  # the header and 3 runs
     assert b"the newest 3 runs shown; more match (--limit 6 for more)" in cut.stderr
     assert cron(storage, "ls", "--limit", "4").stderr == b""
+
+
+def test_a_mistyped_option_is_a_usage_error_and_nothing_is_recorded(storage: Path, tmp_path: Path) -> None:
+    job = tmp_path / "job.sh"
+    job.write_text("#!/bin/sh\necho ran > \"$0.ran\"\n")
+    job.chmod(0o755)
+    result = cron(storage, "run", "--tiemout", "5", str(job))
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("stepflow: error: stepflow run has no option '--tiemout';"
+                                             " did you mean --timeout?")
+    assert not (tmp_path / "job.sh.ran").exists() and not storage.exists()  # not run, not recorded
+    assert cron(storage, "run", "-o", "quiet", "--bogus=1", "--", str(job)).returncode == 2
+    assert cron(storage, "run", "-o", "quiet", "--", "sh", "-c", "exit 0").returncode == 0  # after --: the command's
+    split = cron(storage, "run", "-o", "quiet", f"{job} --fast")
+    assert split.returncode == 2 and b"separate words: stepflow run -- " in split.stderr
+
+
+def test_dash_h_is_help(storage: Path) -> None:
+    for args in (["-h"], ["run", "-h"], ["ls", "-h"]):
+        result = cron(storage, *args)
+        assert result.returncode == 0 and b"Usage: stepflow" in result.stdout, args
+    assert not storage.exists()
