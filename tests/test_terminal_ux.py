@@ -4,6 +4,8 @@ view, no stale frame lines, Ctrl-C on a script that traps INT (issue 11)."""
 from __future__ import annotations
 
 import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +99,26 @@ def test_ls_at_80_columns_keeps_the_key_columns_and_names_sh_c_runs_well(screen:
     nope, nightly = lines[1].split(), lines[2].split()
     assert nope[1:3] == ["nope.sh", "failed"] and nope[-1] in ("ago", "now")  # named after the script; STARTED kept
     assert nightly[1].startswith("nightly-backup-of") and nightly[1].endswith("…") and nightly[2] == "completed"
+
+
+def test_at_40_columns_names_are_cut_not_folded_and_progress_shows_its_latest_state(
+        tmp_path: Path, storage: Path) -> None:
+    narrow = Screen(tmp_path, cols=40, rows=10)
+    long = "a-really-long-step-name-that-will-not-fit"
+    script = (f"echo STEP_START:{long}; for i in 1 2 3; do printf '\\rprogress %s0%%' $i; done; read z; echo;"
+              " echo STEP_ERROR:the step failed with a long message here; exit 4")
+    try:
+        narrow.type(f"clear; stepflow run -- bash -c {shlex.quote(script)}")
+        live = narrow.wait_for_text("progress 30%")  # the `\r` bar's latest state, drawn live
+        assert "progress 10%" not in live
+        narrow.type("")
+        final = narrow.wait_for_text("stepflow logs ")
+    finally:
+        narrow.close()
+    lines = final.splitlines()
+    assert all(len(line) <= 40 for line in lines)
+    row = next(line.split() for line in lines if line.startswith("1 "))
+    assert row[1].startswith("a-") and row[1].endswith("…") and row[2] == "failed", final  # one line, cut
+    assert any(line.split()[:2] == ["run", "failed"] and line.split()[3] == "4" for line in lines if line.split())
+    logs = subprocess.run([sys.executable, "-m", "stepflow", "logs"], capture_output=True, timeout=60)
+    assert logs.stdout.splitlines()[0] == b"progress 30%"  # stored whole, shown as a terminal left it

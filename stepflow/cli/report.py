@@ -339,7 +339,10 @@ def print_logs(
         if not isinstance(line, LogLine):
             out.flush()
             continue
-        text = line.text if raw else fmt.safe_text(line.text).encode()
+        text = line.text
+        if not raw and b"\r" in text:  # a `\r` progress bar: its last state, as a terminal left it
+            text = text.rstrip(b"\r").rsplit(b"\r", 1)[-1]
+        text = text if raw else fmt.safe_text(text).encode()
         if line.cut and not raw:
             text += f" [... {line.cut:,} more bytes not kept]".encode()
         if color and not raw and line.stream == STDERR:

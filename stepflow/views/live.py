@@ -221,7 +221,9 @@ class LiveView:
                     # the echo of the user's answer must not land inside the frame.
                     looked = now
                     if _reads_terminal(tty):
-                        self._pause(b"")
+                        # a `\r` progress line left pending is shown as the terminal would show it
+                        bar = b"" if partial is None else partial[1].rstrip(b"\r").rsplit(b"\r", 1)[-1]
+                        self._pause(bar)
 
     def _pause(self, prompt: bytes) -> None:
         from stepflow.views.render import tail_text
@@ -321,7 +323,8 @@ class LiveView:
 
         try:
             console.print(render_summary(state, now=self.clock(), problems=list(self.problems),
-                                         artifacts_dir=self._artifacts_dir, unicode=self._unicode))
+                                         artifacts_dir=self._artifacts_dir, unicode=self._unicode,
+                                         width=console.width))
         except Exception:  # noqa: BLE001 - as above: never fail the run for its summary
             pass
 

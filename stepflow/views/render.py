@@ -295,17 +295,23 @@ def _run_duration(state: RunState, now: float) -> float:
 
 def render_summary(
     state: RunState, *, now: float, problems: Sequence[str] = (), artifacts_dir: str | None = None,
-    unicode: bool = True,
+    unicode: bool = True, width: int = 100,
 ) -> RenderableType:
     """Printed once when the run ends: a table of the steps, then where its logs and artifacts are."""
     sym = UNICODE if unicode else ASCII
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", expand=False)
     table.add_column("#", justify="right", style="dim")
-    table.add_column("Step", overflow="fold", max_width=48)
+    # Names and notes are cut to what the fixed columns leave, never folded: at 40 columns a
+    # folded name ran one letter a line, and Rich squeezing them dropped Status and Exit.
+    fixed = 4 + 10 + 9 + 5 + 2  # "#", Status, Duration, Exit with their padding, and a spare
+    longest = max((len(s.name) for s in state.steps), default=3)
+    step_width = max(6, min(48, longest, (width - fixed) * 2 // 3))
+    note_width = max(4, min(40, width - fixed - step_width - 1))
+    table.add_column("Step", overflow="ellipsis", no_wrap=True, max_width=step_width)
     table.add_column("Status", no_wrap=True)
     table.add_column("Duration", justify="right", no_wrap=True)
     table.add_column("Exit", justify="right", no_wrap=True)
-    table.add_column("Note", overflow="fold", max_width=40)
+    table.add_column("Note", overflow="ellipsis", no_wrap=True, max_width=note_width)
     steps = state.steps
     if state.step_count > SUMMARY_ROWS:
         # A run with many steps: its failures (a few) and its last steps; `show` has them all.
