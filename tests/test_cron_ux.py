@@ -125,3 +125,32 @@ def test_dash_h_is_help(storage: Path) -> None:
         result = cron(storage, *args)
         assert result.returncode == 0 and b"Usage: stepflow" in result.stdout, args
     assert not storage.exists()
+
+
+def test_logs_follow_ends_with_the_status_line_and_exit_status_and_show_gives_failed_lines(storage: Path) -> None:
+    import time
+
+    proc = subprocess.Popen(["env", "-i", f"PATH={MINIMAL_PATH}", f"STEPFLOW_STORAGE_PATH={storage}",
+                             sys.executable, "-m", "stepflow", "run", "-o", "quiet", "--", "bash", "-c",
+                             "echo STEP_START:a; echo first; read x; echo 'it broke' >&2; exit 5"],
+                            stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while cron(storage, "logs").stdout != b"first\n":
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.1)
+        follower = subprocess.Popen(["env", "-i", f"PATH={MINIMAL_PATH}", f"STEPFLOW_STORAGE_PATH={storage}",
+                                     sys.executable, "-m", "stepflow", "logs", "--follow"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin is not None and follower.stdout is not None
+        first = follower.stdout.readline()  # it is following (the run waits for us): now let it end
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        rest, err = follower.communicate(timeout=60)
+        out = first + rest
+    finally:
+        proc.wait(timeout=60)
+    assert follower.returncode == 5  # the run's exit status
+    assert out == b"first\nit broke\n" and err.decode().splitlines()[-1].endswith("failed (exit 5)")
+    shown = cron(storage, "show").stdout.decode()
+    assert "last lines of step 1 (a, failed)" in shown and "it broke" in shown.split("last lines of step 1")[1]

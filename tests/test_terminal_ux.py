@@ -122,3 +122,11 @@ def test_at_40_columns_names_are_cut_not_folded_and_progress_shows_its_latest_st
     assert any(line.split()[:2] == ["run", "failed"] and line.split()[3] == "4" for line in lines if line.split())
     logs = subprocess.run([sys.executable, "-m", "stepflow", "logs"], capture_output=True, timeout=60)
     assert logs.stdout.splitlines()[0] == b"progress 30%"  # stored whole, shown as a terminal left it
+
+
+def test_logs_on_a_terminal_puts_a_header_between_steps(screen: Screen) -> None:
+    screen.type("stepflow run -o quiet -- bash -c 'echo before; echo STEP_START:one; echo out-one;"
+                " echo STEP_START:two; echo out-two'; clear; stepflow logs")
+    shown = screen.wait_for(lambda s: s.startswith("──") and "out-two" in s, what="the logs")
+    lines = [line for line in shown.splitlines() if line.strip()]
+    assert lines[:6] == ["── (no step) ──", "before", "── step 1: one ──", "out-one", "── step 2: two ──", "out-two"]

@@ -90,6 +90,11 @@ def show(
 
     with open_reader(settings_for(ctx, storage)) as store:
         detail = show_run(store, run_id, name=name)
+        if not json_out:
+            from stepflow.history.logs import step_tails
+
+            failed = [s["index"] for s in detail["steps"] if s["status"] in ("failed", "abandoned")]
+            detail["failed_tails"] = step_tails(store, detail["id"], failed[-3:])
     if json_out:
         print_json(detail)
     else:
@@ -134,7 +139,18 @@ def logs(
             chosen = streams[stream.value] if stream else None
             found = (follow_run(store, run.id, step_index=index, stream=chosen, grep=needle) if following
                      else lines(store, run.id, step_index=index, stream=chosen, grep=needle))
-            print_logs(found, timestamps=timestamps, raw=raw, color=sys.stdout.isatty() and wants_color(no_color))
+            tty = sys.stdout.isatty()
+            names = {s.step_index: s.name for s in store.steps(run.id)} if tty and index is None else None
+            ended = print_logs(found, timestamps=timestamps, raw=raw, color=tty and wants_color(no_color),
+                               step_names=names)
+            if following and ended is not None:
+                # `logs --follow` ends as the run did: its status line, and its exit status
+                code = ended.exit_code if ended.exit_code is not None else ExitStatus.ERROR
+                if ended.status == "completed":
+                    code = ended.exit_code or 0
+                print(f"run {ended.id[:8]} {ended.status} (exit {ended.exit_code if ended.exit_code is not None else '-'})",
+                      file=sys.stderr)
+                raise typer.Exit(int(code))
         except KeyboardInterrupt:
             raise typer.Exit(ExitStatus.CTRL_C) from None
         except BrokenPipeError:

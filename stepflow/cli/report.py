@@ -288,6 +288,14 @@ def print_run_report(d: dict[str, Any], *, printer: Printer, now: float) -> None
             ])
         p.table(["#", "STEP", "STATUS", "DURATION", "CPU", "PEAK RSS", "NOTE"], rows,
                 right={0, 3, 4, 5}, wrap={6}, indent=2)
+    for index, tail in sorted((d.get("failed_tails") or {}).items()):
+        p.line()
+        name = next((s["name"] for s in d["steps"] if s["index"] == index), "?")
+        p.line((f"last lines of step {index + 1} ({safe(name)}, failed)", "bold"),
+               (f"   stepflow logs {d['id'][:8]} --step {index + 1}", "dim"))
+        for stream, text in tail:
+            p.line("  ", ("┃ " if stream == STDERR else "│ ", "red" if stream == STDERR else "dim"),
+                   (safe(text), "red" if stream == STDERR else ""))
     if d["artifacts"]:
         p.line()
         p.line(("artifacts", "bold"))
@@ -325,20 +333,32 @@ def _resources(d: dict[str, Any]) -> str:
 # -- logs ----------------------------------------------------------------------------------
 
 
+HEADER_ON = b"\x1b[1;36m"
+
+
 def print_logs(
     lines: Iterable[object], *, timestamps: bool = False, raw: bool = False, color: bool = False,
-    out: IO[bytes] | None = None,
-) -> None:
+    out: IO[bytes] | None = None, step_names: dict[int, str] | None = None,
+) -> Run | None:
     """Output lines as `logs` prints them, flushed when `lines` pauses (a follow waits) and at the end.
 
     Only LogLine items are printed; any other item (a follow's events: it has caught up, the
     run changed) flushes, so a follower sees each line as soon as it is stored.
     """
     out = out or sys.stdout.buffer
+    ended: Run | None = None
+    step: int | None = -1
     for line in lines:
         if not isinstance(line, LogLine):
+            ended = getattr(line, "run", None) if type(line).__name__ == "Ended" else ended
             out.flush()
             continue
+        if step_names is not None and line.step_index != step:
+            # `step_names`: a header where the output passes from one step to the next
+            step = line.step_index
+            title = "(no step)" if step is None else f"step {step + 1}: {fmt.safe_text(step_names.get(step, '?'))}"
+            header = f"── {title} ──"
+            out.write(((HEADER_ON + header.encode() + STYLE_OFF) if color else header.encode()) + b"\n")
         text = line.text
         if not raw and b"\r" in text:  # a `\r` progress bar: its last state, as a terminal left it
             text = text.rstrip(b"\r").rsplit(b"\r", 1)[-1]
@@ -351,3 +371,4 @@ def print_logs(
             text = f"{fmt.clock_time(line.ts)} ".encode() + text
         out.write(text + b"\n")
     out.flush()
+    return ended
