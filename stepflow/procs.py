@@ -41,3 +41,36 @@ def is_alive(pid: int | None, started: float | None, *, tolerance: float = 0.05)
     if now_started is None:
         return False
     return started is None or abs(now_started - started) <= tolerance
+
+
+# read(2)'s number per machine, as /proc/<pid>/syscall shows it (its first field).
+_READ_SYSCALL = {"x86_64": 0, "aarch64": 63, "riscv64": 63, "i686": 3, "armv7l": 3}
+
+
+def reads_terminal(pgid: int, tty: str, *, limit: int = 64) -> bool:
+    """True when a process of the group led by `pgid` (or a descendant of its leader) is
+    blocked reading the terminal `tty` (a path such as /dev/pts/3): it waits for the user.
+
+    Linux only (/proc/<pid>/syscall); False wherever that cannot be told. Looks at no more
+    than `limit` processes. Read-only.
+    """
+    nr = _READ_SYSCALL.get(os.uname().machine)
+    if nr is None:
+        return False
+    todo, seen = [pgid], 0
+    while todo and seen < limit:
+        pid = todo.pop()
+        seen += 1
+        try:
+            with open(f"/proc/{pid}/syscall", "rb") as f:
+                fields = f.read().split()
+            if len(fields) > 1 and fields[0] == str(nr).encode():
+                fd = int(fields[1], 16)
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == tty:
+                    return True
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return False

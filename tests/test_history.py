@@ -148,7 +148,13 @@ def test_run_ids_full_prefix_and_last(stepflow: StepflowRunner, many_runs: list[
 
 
 def test_no_store_yet(stepflow: StepflowRunner, storage: Path) -> None:
-    result = stepflow("ls")
+    # ls on a fresh machine: no runs, nothing to say, success (`git log` in a new repository)
+    empty = stepflow("ls")
+    assert (empty.returncode, empty.stdout, empty.stderr) == (0, b"", b"")
+    listed = stepflow("ls", "--json")
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, b"[]\n", b"")
+    assert not storage.exists()  # looking created nothing
+    result = stepflow("show")
     assert result.returncode == 1
     assert result.stderr.decode() == (f"stepflow: error: no store at {storage}/database/stepflow.db;"
                                       " record a run with \"stepflow run -- CMD\"\n")
@@ -261,7 +267,7 @@ def test_follow_tails_a_running_job_until_it_ends(db_path: Path) -> None:
         assert follow.returncode == 0, err
         assert query(db_path, "SELECT status FROM executions") == [("completed",)]  # it stopped at the end
         assert out.decode().splitlines() == [f"line {i}" for i in range(12)]
-        assert err == b""
+        assert re.fullmatch(rb"run [0-9a-f]{8} completed \(exit 0\)\n", err), err  # how it ended
     finally:
         for proc in (run, follow):
             if proc is not None and proc.poll() is None:
@@ -286,7 +292,8 @@ def test_follow_ctrl_c_and_a_run_abandoned_by_kill_9(stepflow: StepflowRunner, d
         os.kill(run.pid, signal.SIGKILL)  # stepflow dies; nothing will ever finish this run
         run.wait()
         out, err = second.communicate(timeout=20)
-        assert (second.returncode, out, err) == (0, b"", b"")  # it noticed and stopped
+        assert (second.returncode, out) == (1, b"")  # it noticed and stopped: not a success
+        assert re.fullmatch(rb"run [0-9a-f]{8} abandoned \(exit -\)\n", err), err
     finally:
         if run.poll() is None:
             run.kill()
@@ -377,7 +384,8 @@ def test_follow_waits_for_a_step_the_job_has_not_reached(db_path: Path) -> None:
         assert wait_for(lambda: len(query(db_path, "SELECT 1 FROM logs")) > 0)
         follow = start_follow("--step", "late")
         out, err = follow.communicate(timeout=30)
-        assert (follow.returncode, out.decode().splitlines(), err) == (0, ["late 0", "late 1", "late 2"], b"")
+        assert (follow.returncode, out.decode().splitlines()) == (0, ["late 0", "late 1", "late 2"])
+        assert err.endswith(b" completed (exit 0)\n"), err
     finally:
         for proc in (run, follow):
             if proc is not None and proc.poll() is None:

@@ -177,28 +177,43 @@ def test_parse_line(line: str, expected: Marker | None) -> None:
 
 
 ANYWHERE: list[tuple[str, Marker | None]] = [
-    ("+ echo STEP_START:x", StepStart("x")),
+    # an echoed command (set -x, a Dockerfile's RUN): its output carries the marker, once
+    ("+ echo STEP_START:x", None),
+    ("++ echo STEP_START:x", None),
+    ("#5 [2/4] RUN echo STEP_START:deps && pip install -r requirements.txt", None),
+    ("Step 3/5 : RUN echo STEP_START:deps && pip install", None),
+    ("+ echo 'META:k:v'", None),
+    ("+ echo STEP_START:", None),
+    ("+ : STEP_START:x", StepStart("x")),  # `set -x; : STEP_START:x`: only the trace carries it
+    # log prefixes: build step numbers, tags, timestamps, levels, compose services
     ("#5 0.12 STEP_START:x", StepStart("x")),
+    ("#5 0.12 STEP_START:deps && pip install", StepStart("deps")),
     ("[x]STEP_START:y", StepStart("y")),
-    ("foo: STEP_START:y", StepStart("y")),
+    ("[build] STEP_START:y", StepStart("y")),
+    ("2024-05-01T10:00:00.123Z STEP_START:y", StepStart("y")),
+    ("INFO: STEP_START:y", StepStart("y")),
+    ("web_1  | STEP_START:y", StepStart("y")),
+    ("app-server | STEP_START:y", StepStart("y")),
     ("STEP_START:x", StepStart("x")),
     ("  \x1b[32mSTEP_START:x", StepStart("x")),
-    ("log: \x1b[1mSTEP_ERROR:\x1b[0m bad", StepError("bad")),
-    ("foo\x1b[1mSTEP_START:x", StepStart("x")),  # an escape sequence separates like a space
-    ("+ echo 'META:k:v'", Meta("k", "v'")),
+    ("[log] \x1b[1mSTEP_ERROR:\x1b[0m bad", StepError("bad")),
+    ("[foo]\x1b[1mSTEP_START:x", StepStart("x")),  # an escape sequence separates like a space
     ("x=1 step_complete:build [a=1]", StepComplete("build")),
     ("-STEP_START:x", StepStart("x")),
+    # prose that mentions a marker is not one
+    ("grep found: STEP_START:deploy in file.txt", None),
+    ("foo: STEP_START:y", None),
+    ("a STEP_ERROR:e then STEP_START:x", None),
+    ("foo\x1b[1mSTEP_START:x", None),
     ("MY_STEP_START:x", None),
     ("mySTEP_START:x", None),
     ("9STEP_START:x", None),
     ("éSTEP_START:x", None),
-    ("MY_STEP_START:x then STEP_ERROR:e", StepError("e")),
-    ("a STEP_ERROR:e then STEP_START:x", StepError("e then STEP_START:x")),
+    ("MY_STEP_START:x then STEP_ERROR:e", None),
     ("\x1b]0;STEP_START:x\x07", None),
     ("echo STEP_START x", None),
     ("echo STEP_STARTED:x", None),
     ("plain output", None),
-    ("+ echo STEP_START:", NO_NAME),
 ]
 
 

@@ -169,6 +169,19 @@ def test_markers_anywhere_finds_set_x_traces(stepflow: StepflowRunner, db_path: 
     assert steps(db_path)[0][0] == "docker build"
 
 
+def test_markers_anywhere_counts_a_traced_or_built_marker_once(stepflow: StepflowRunner, db_path: Path) -> None:
+    # set -x traces on stdout: `+ echo STEP_START:one` and then `STEP_START:one` itself
+    script = ("BASH_XTRACEFD=1; set -x; echo STEP_START:one; echo STEP_COMPLETE:one; echo STEP_START:two;"
+              " echo 'grep found: STEP_START:deploy in file.txt';"
+              " echo '#5 [2/4] RUN echo STEP_START:deps && pip install -r requirements.txt';"
+              " echo '#5 0.231 STEP_START:deps'")
+    result = stepflow("run", "--markers", "anywhere", "-o", "plain", "--", "bash", "-c", script)
+    assert result.returncode == 0
+    assert [row[:2] for row in steps(db_path)] == [("one", "completed"), ("two", "completed"),
+                                                    ("deps", "completed")]
+    assert b"warning" not in result.stderr
+
+
 def test_hostile_output_is_stored_safely(stepflow: StepflowRunner, db_path: Path) -> None:
     big = 8 * 1024 * 1024
     code = (

@@ -181,6 +181,8 @@ def test_queries_filter_order_and_limit(store: Store) -> None:
     assert ids(limit=2, offset=1) == ["b", "a"] and ids(offset=3) == ["d"]
     assert ids(status="failed", name_glob="deploy*", tag="prod", since_ts=T0, limit=5) == ["a"]
     assert store.job_counts() == {"deploy-web": 2, "deploy-api": 1, "backup": 1}
+    store.write([LogBlock("c", None, 1, 0, 2, T0, b"a\nb"), LogBlock("c", None, 2, 2, 1, T0, b"c")])
+    assert (store.stored_lines("c"), store.stored_lines("a")) == (3, 0)
 
 
 def test_status_counts_and_run_outcomes_for_statistics(store: Store) -> None:

@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         fast = parse_run(args)
         if fast is not None:
             return run_command(*fast)
+        from stepflow.cli.run_flags import check_run_words
+
+        check_run_words(args)
         from stepflow.cli.app import app
 
         status = app(args=args, prog_name="stepflow", standalone_mode=False)

@@ -16,8 +16,9 @@ from stepflow.cli.common import JsonFlag, Storage, StreamName, app, open_reader,
 from stepflow.errors import ExitStatus
 from stepflow.store.base import OPEN_STATUSES, RUN_STATUSES
 
-RunId = Annotated[str, typer.Argument(metavar="ID", help="Run id, a unique prefix of it (4+ characters), or 'last'.",
-                                      show_default=False)]
+RunId = Annotated[str, typer.Argument(metavar="[ID]", help="Run id, a unique prefix of it (4+ characters), or 'last'"
+                                      " (the default).", show_default=False)]
+LastName = Annotated[str | None, typer.Option("--name", "-n", help="With 'last': the newest run of this name (or glob).")]
 NoColor = Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR set).")]
 
 
@@ -33,45 +34,68 @@ def list_runs(
     host: Annotated[str | None, typer.Option("--host", help="Only runs recorded on this host (its name as `show` gives it).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only runs started since 2h, 3d, 1w ago or a date (2025-08-01).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many runs.", min=1)] = 20,
+    failed: Annotated[bool, typer.Option("--failed", help="Only runs that did not succeed: failed, timed_out,"
+                                         " cancelled, abandoned.")] = False,
     json_out: JsonFlag = False,
     no_color: NoColor = False,
     storage: Storage = None,
 ) -> None:
     """List recorded runs, newest first: status, steps done/total, duration, start (and host, when several)."""
+    import sys
     import time
 
-    from stepflow.cli.report import Printer, print_json, print_run_table
+    from stepflow.cli.report import Printer, print_json, print_run_table, store_exists
     from stepflow.history.detail import run_summary
+    from stepflow.history.runs import list_failed
     from stepflow.history.runs import list_runs as find
     from stepflow.store.base import RunQuery
     from stepflow.timeparse import since_timestamp
 
+    if failed and status is not None:
+        from stepflow.errors import UsageError
+
+        raise UsageError("--failed and --status choose statuses both; give one")
     query = RunQuery(status=status.value if status else None, name_glob=name, tag=tag,
-                     since_ts=since_timestamp(since), host=host or None, limit=limit)
-    with open_reader(settings_for(ctx, storage)) as store:
-        runs = find(store, query)
+                     since_ts=since_timestamp(since), host=host or None, limit=limit + 1)  # one more: was the list cut?
+    settings = settings_for(ctx, storage)
+    runs = []
+    # A fresh machine's store file is not there yet: no runs, an empty list, not an error
+    # (a database URL that cannot be reached still is one).
+    if settings.url is not None or store_exists(settings):
+        with open_reader(settings) as store:
+            runs = list_failed(store, query) if failed else find(store, query)
+    cut = len(runs) > limit
+    runs = runs[:limit]
     if json_out:
         print_json([run_summary(r) for r in runs])
-    else:
-        print_run_table(runs, printer=Printer.for_stdout(no_color=no_color), now=time.time())
+        return
+    print_run_table(runs, printer=Printer.for_stdout(no_color=no_color), now=time.time())
+    if cut:
+        print(f"the newest {limit} runs shown; more match (--limit {limit * 2} for more)", file=sys.stderr)
 
 
 @app.command(epilog="Example: stepflow show last    (or: stepflow show 3f2a --json)")
 def show(
     ctx: typer.Context,
-    run_id: RunId,
+    run_id: RunId = "last",
+    name: LastName = None,
     json_out: JsonFlag = False,
     no_color: NoColor = False,
     storage: Storage = None,
 ) -> None:
-    """Show one run: steps, durations, errors, metadata, resources and artifacts."""
+    """Show one run (the last without ID): steps, durations, errors, metadata, resources and artifacts."""
     import time
 
     from stepflow.cli.report import Printer, print_json, print_run_report
     from stepflow.history.runs import show_run
 
     with open_reader(settings_for(ctx, storage)) as store:
-        detail = show_run(store, run_id)
+        detail = show_run(store, run_id, name=name)
+        if not json_out:
+            from stepflow.history.logs import step_tails
+
+            failed = [s["index"] for s in detail["steps"] if s["status"] in ("failed", "abandoned")]
+            detail["failed_tails"] = step_tails(store, detail["id"], failed[-3:])
     if json_out:
         print_json(detail)
     else:
@@ -82,7 +106,8 @@ def show(
                     "stepflow logs 3f2a --follow (tail a running job from another terminal)")
 def logs(
     ctx: typer.Context,
-    run_id: RunId,
+    run_id: RunId = "last",
+    name: LastName = None,
     step: Annotated[str | None, typer.Option("--step", help="Only this step: its name, or its number as 'show' lists it (1 = first).")] = None,
     stream: Annotated[StreamName | None, typer.Option("--stream", help="Only stdout or stderr.")] = None,
     grep: Annotated[str | None, typer.Option("--grep", help="Only lines containing TEXT.", metavar="TEXT")] = None,
@@ -92,7 +117,7 @@ def logs(
     no_color: NoColor = False,
     storage: Storage = None,
 ) -> None:
-    """Print a run's output lines in the order they were read (stderr in dim red on a terminal)."""
+    """Print a run's output lines (the last run's without ID) in the order they were read (stderr in dim red on a terminal)."""
     import sys
 
     from stepflow.cli.report import print_logs, wants_color
@@ -105,7 +130,7 @@ def logs(
     streams = {v: k for k, v in STREAM_NAMES.items()}
     needle = grep.encode("utf-8", "surrogateescape") if grep else None  # the bytes as typed
     with open_reader(settings_for(ctx, storage)) as store:
-        run = resolve(store, run_id)
+        run = resolve(store, run_id, name=name)
         abandoned.notice(store, [run])
         following = follow and run.status in OPEN_STATUSES
         if following and sys.stderr.isatty():
@@ -115,7 +140,18 @@ def logs(
             chosen = streams[stream.value] if stream else None
             found = (follow_run(store, run.id, step_index=index, stream=chosen, grep=needle) if following
                      else lines(store, run.id, step_index=index, stream=chosen, grep=needle))
-            print_logs(found, timestamps=timestamps, raw=raw, color=sys.stdout.isatty() and wants_color(no_color))
+            tty = sys.stdout.isatty()
+            names = {s.step_index: s.name for s in store.steps(run.id)} if tty and index is None else None
+            ended = print_logs(found, timestamps=timestamps, raw=raw, color=tty and wants_color(no_color),
+                               step_names=names)
+            if following and ended is not None:
+                # `logs --follow` ends as the run did: its status line, and its exit status
+                code = ended.exit_code if ended.exit_code is not None else ExitStatus.ERROR
+                if ended.status == "completed":
+                    code = ended.exit_code or 0
+                print(f"run {ended.id[:8]} {ended.status} (exit {ended.exit_code if ended.exit_code is not None else '-'})",
+                      file=sys.stderr)
+                raise typer.Exit(int(code))
         except KeyboardInterrupt:
             raise typer.Exit(ExitStatus.CTRL_C) from None
         except BrokenPipeError:

@@ -36,6 +36,11 @@ STYLE_OFF = b"\x1b[0m"
 Cell = str | tuple[str, str]  # text, or (text, Rich style)
 
 
+def store_exists(settings: Settings) -> bool:
+    """Whether the store has been created (a first `stepflow run` creates it)."""
+    return bool(exists(settings))
+
+
 @contextlib.contextmanager
 def reading(settings: Settings) -> Iterator[Store]:
     """Open the store for the history commands; a missing store is an error, not a new file."""
@@ -132,8 +137,10 @@ class Printer:
 
     def table(
         self, headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Collection[int] = (),
-        wrap: Collection[int] = (), indent: int = 0,
+        wrap: Collection[int] = (), indent: int = 0, shrink: int | None = None,
     ) -> None:
+        """`shrink`: the column that gives way (cut with an ellipsis) when the terminal is too
+        narrow; the others keep their full width."""
         rows = [[_safe_cell(c) for c in row] for row in rows]
         if self._console is None:
             self._plain_table(headers, rows, right=right, indent=indent)
@@ -143,6 +150,8 @@ class Printer:
         from rich.text import Text
 
         table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False, padding=(0, 2, 0, 0))
+        if shrink is not None:
+            rows = _fit(headers, [list(r) for r in rows], shrink, self._console.width - indent)
         for i, header in enumerate(headers):
             table.add_column(header, justify="right" if i in right else "left",
                              no_wrap=i not in wrap, overflow="fold" if i in wrap else "ellipsis")
@@ -161,6 +170,28 @@ class Printer:
             print(pad + "  ".join(cells).rstrip(), file=self.file)
 
 
+def _fit(headers: Sequence[str], rows: list[list[Cell]], shrink: int, width: int) -> list[list[Cell]]:
+    """Cut column `shrink` (with an ellipsis) so the table fits in `width` columns."""
+    def text(c: Cell) -> str:
+        return c if isinstance(c, str) else c[0]
+
+    widths = [max([_width(h), *(_width(text(r[i])) for r in rows)]) for i, h in enumerate(headers)]
+    room = width - (sum(widths) - widths[shrink]) - 2 * (len(headers) - 1)
+    room = max(room, min(widths[shrink], 8))
+    if widths[shrink] <= room:
+        return rows
+    out = []
+    for row in rows:
+        cell = row[shrink]
+        value = text(cell)
+        if _width(value) > room:
+            while value and _width(value) > room - 1:
+                value = value[:-1]
+            value += "…"
+        out.append([*row[:shrink], value if isinstance(cell, str) else (value, cell[1]), *row[shrink + 1:]])
+    return out
+
+
 def _width(text: str) -> int:
     """Columns `text` takes in a terminal: wide (CJK) characters take two."""
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
@@ -177,8 +208,7 @@ def _pad(text: str, width: int, *, right: bool) -> str:
 def print_run_table(runs: list[Run], *, printer: Printer, now: float) -> None:
     """One run a line: id, name, status, steps done/total, duration, start (relative on a terminal)."""
     if not runs:
-        print("no runs", file=sys.stderr)
-        return
+        return  # nothing to list: nothing printed (as `git log` in a fresh repository)
     with_tags = any(isinstance(r.tags, list) and r.tags for r in runs)
     with_host = len({r.host for r in runs if r.host}) > 1  # a fleet's history: say where each ran
     headers = (["ID", "NAME", "STATUS", "STEPS", "DURATION", "STARTED"] + (["HOST"] if with_host else [])
@@ -200,7 +230,7 @@ def print_run_table(runs: list[Run], *, printer: Printer, now: float) -> None:
             tags = run.tags if isinstance(run.tags, list) else []
             row.append((fmt.safe_text(", ".join(map(str, tags))), "dim"))
         rows.append(row)
-    printer.table(headers, rows, right={3, 4})
+    printer.table(headers, rows, right={3, 4}, shrink=1)  # a long name never pushes ID or STATUS off
 
 
 # -- show ----------------------------------------------------------------------------------
@@ -265,6 +295,14 @@ def print_run_report(d: dict[str, Any], *, printer: Printer, now: float) -> None
             ])
         p.table(["#", "STEP", "STATUS", "DURATION", "CPU", "PEAK RSS", "NOTE"], rows,
                 right={0, 3, 4, 5}, wrap={6}, indent=2)
+    for index, tail in sorted((d.get("failed_tails") or {}).items()):
+        p.line()
+        name = next((s["name"] for s in d["steps"] if s["index"] == index), "?")
+        p.line((f"last lines of step {index + 1} ({safe(name)}, failed)", "bold"),
+               (f"   stepflow logs {d['id'][:8]} --step {index + 1}", "dim"))
+        for stream, text in tail:
+            p.line("  ", ("┃ " if stream == STDERR else "│ ", "red" if stream == STDERR else "dim"),
+                   (safe(text), "red" if stream == STDERR else ""))
     if d["artifacts"]:
         p.line()
         p.line(("artifacts", "bold"))
@@ -309,21 +347,36 @@ def _resources(d: dict[str, Any]) -> str:
 # -- logs ----------------------------------------------------------------------------------
 
 
+HEADER_ON = b"\x1b[1;36m"
+
+
 def print_logs(
     lines: Iterable[object], *, timestamps: bool = False, raw: bool = False, color: bool = False,
-    out: IO[bytes] | None = None,
-) -> None:
+    out: IO[bytes] | None = None, step_names: dict[int, str] | None = None,
+) -> Run | None:
     """Output lines as `logs` prints them, flushed when `lines` pauses (a follow waits) and at the end.
 
     Only LogLine items are printed; any other item (a follow's events: it has caught up, the
     run changed) flushes, so a follower sees each line as soon as it is stored.
     """
     out = out or sys.stdout.buffer
+    ended: Run | None = None
+    step: int | None = -1
     for line in lines:
         if not isinstance(line, LogLine):
+            ended = getattr(line, "run", None) if type(line).__name__ == "Ended" else ended
             out.flush()
             continue
-        text = line.text if raw else fmt.safe_text(line.text).encode()
+        if step_names is not None and line.step_index != step:
+            # `step_names`: a header where the output passes from one step to the next
+            step = line.step_index
+            title = "(no step)" if step is None else f"step {step + 1}: {fmt.safe_text(step_names.get(step, '?'))}"
+            header = f"── {title} ──"
+            out.write(((HEADER_ON + header.encode() + STYLE_OFF) if color else header.encode()) + b"\n")
+        text = line.text
+        if not raw and b"\r" in text:  # a `\r` progress bar: its last state, as a terminal left it
+            text = text.rstrip(b"\r").rsplit(b"\r", 1)[-1]
+        text = text if raw else fmt.safe_text(text).encode()
         if line.cut and not raw:
             text += f" [... {line.cut:,} more bytes not kept]".encode()
         if color and not raw and line.stream == STDERR:
@@ -332,3 +385,4 @@ def print_logs(
             text = f"{fmt.clock_time(line.ts)} ".encode() + text
         out.write(text + b"\n")
     out.flush()
+    return ended

@@ -50,6 +50,7 @@ def _signature() -> inspect.Signature:
 run.__signature__ = _signature()  # type: ignore[attr-defined]
 run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}  # type: ignore[attr-defined]
 app.command(
-    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True,
+                      "help_option_names": ["-h", "--help"]},
     epilog="Example: stepflow run -n deploy -t prod -- ./deploy.sh --fast",
 )(run)

@@ -9,6 +9,7 @@ value) returns None and goes to typer, whose `run` command is built from the sam
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,46 @@ def parse_run(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
     return rest, values
 
 
+def check_run_words(args: list[str]) -> None:
+    """Refuse `stepflow run --tiemout 5 ./job.sh` before anything runs: a word that looks like
+    an option, before the command and before `--`, that `run` does not know (typer would take
+    it for the command). Only on the slow path (parse_run said "not sure"): the common forms cost nothing.
+
+    Raises:
+        UsageError: the nearest option is suggested; nothing was run or recorded.
+    """
+    if "run" not in args:
+        return
+    rest = args[args.index("run") + 1 :]
+    while rest:
+        word = rest.pop(0)
+        if word == "--":
+            break
+        if not word.startswith("-") or word == "-":
+            return
+        if word in ("--help", "-h"):
+            return
+        name = word.partition("=")[0]
+        flag = _BY_NAME.get(name if name.startswith("--") else name[:2])
+        if flag is None:
+            import difflib
+
+            names = [n for n in _BY_NAME if n.startswith("--")]
+            near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise _usage(f"stepflow run has no option {name!r}{hint} (a command that starts with '-'"
+                         " goes after --: stepflow run -- CMD)")
+        attached = "=" in word or (not name.startswith("--") and len(word) > 2)
+        if flag.kind is not bool and not attached and rest:
+            rest.pop(0)
+
+
+def _usage(message: str) -> Exception:
+    from stepflow.errors import UsageError
+
+    return UsageError(message)
+
+
 def _take(rest: list[str], values: dict[str, Any], allowed: set[str] | None = None) -> bool:
     """Consume one option (and its value) from the front of `rest`; False if unsure."""
     word = rest.pop(0)
@@ -147,7 +188,6 @@ def run_command(
     Raises:
         StepflowError: a bad option or setting (nothing was run).
     """
-    import os
     import sys
 
     from stepflow.config import load_settings
@@ -155,6 +195,12 @@ def run_command(
     from stepflow.run.execute import RunOptions, execute
     from stepflow.views import Terminal, make_view, resolve_output
 
+    if " " in command[0] and not os.path.exists(command[0]):
+        import shutil
+
+        if shutil.which(command[0]) is None:  # `stepflow run "./x.sh --fast"`: one word, no such program
+            raise UsageError(f"no command named {command[0]!r}: give the command and its arguments as"
+                             f" separate words: stepflow run -- {command[0]}")
     settings = load_settings(storage=values["storage"] if values["storage"] is not None else storage,
                              database=database)
     from stepflow.timeparse import parse_duration

@@ -78,13 +78,21 @@ def parse_line(line: str, *, anywhere: bool = False) -> Marker | None:
     By default the keyword must open the line (after white space and ANSI escapes); with
     `anywhere` it may follow other text, provided it is not glued to a preceding word.
     """
-    match = _AT_START.match(line) if not anywhere else _find_anywhere(line)
+    match = _AT_START.match(line)
+    after_text = False
+    if match is None and anywhere:
+        match = _find_anywhere(line)
+        after_text = match is not None
+        if after_text and not _is_prefix(line[: match.start()]):  # type: ignore[union-attr]
+            return None
     if match is None:
         return None
     payload = line[match.end() :]
     if "\x1b" in payload:
         payload = _ANSI_RE.sub("", payload)
     payload = _CONTROL.sub("\ufffd", payload.rstrip().replace("\t", " "))
+    if after_text:
+        payload = _until_shell_operator(payload)
 
     keyword = match.group("kw").upper()
     if keyword == "STEP_START" or keyword == "STEP_COMPLETE":
@@ -129,6 +137,47 @@ def _find_anywhere(line: str) -> re.Match[str] | None:
         if start == 0 or start == escape_end or not _is_word_char(line[start - 1]):
             return match
     return None
+
+
+# Words that echo a command rather than its output: a `set -x` trace (`+ echo STEP_START:x`),
+# a Dockerfile line (`Step 3/5 : RUN echo STEP_START:x`, `#5 [2/4] RUN echo ...`). The command's
+# output carries the same marker on a line of its own: taking both would count it twice.
+_COMMAND_WORDS = frozenset({"echo", "printf", "run", "print", "cmd", "/bin/echo", "exec"})
+_OPERATORS = (" && ", " || ", "; ", " | ", " > ", " >> ", " 2>")
+
+
+def _is_prefix(text: str) -> bool:
+    """Whether the text before a keyword is a log prefix (`#5 0.12`, `[build]`, a timestamp,
+    `INFO`, `web_1 |`), not prose (`grep found: STEP_START:x in f`) nor an echoed command."""
+    if "\x1b" in text:
+        text = _ANSI_RE.sub(" ", text)
+    tokens = text.split()
+    if not tokens:
+        return True
+    if any(t.lower().strip("'\"") in _COMMAND_WORDS for t in tokens):
+        return False
+    if "|" in tokens:  # docker compose, `make -j` wrappers: `service_name | ...`
+        tokens = tokens[tokens.index("|") + 1 :]
+    return all(_is_label(t) for t in tokens)
+
+
+def _is_label(token: str) -> bool:
+    if any(c.isdigit() for c in token) or not any(c.isalpha() for c in token):
+        return True
+    if token[0] in "[(<#" or token[-1] in "])>":
+        return True
+    word = token.rstrip(":")
+    return word.isupper()  # INFO, WARN, CI: a level or a tag, not a sentence
+
+
+def _until_shell_operator(payload: str) -> str:
+    """`deps && pip install` -> `deps`: after other text, a marker ends at a shell operator."""
+    end = len(payload)
+    for operator in _OPERATORS:
+        found = payload.find(operator)
+        if found != -1:
+            end = min(end, found)
+    return payload[:end].rstrip().rstrip("'\"")
 
 
 def _is_word_char(char: str) -> bool:

@@ -47,6 +47,22 @@ def lines(
     return store.log_lines(run_id, step_index=step_index, stream=stream, grep=grep, after_line=after_line)
 
 
+def step_tails(store: Store, run_id: str, indexes: list[int], *, count: int = 10) -> dict[int, list[tuple[int, str]]]:
+    """The last `count` lines of each step in `indexes`, as (stream, text): what `show` prints
+    under a failed step. Read-only."""
+    from collections import deque
+
+    tails: dict[int, list[tuple[int, str]]] = {}
+    for index in indexes:
+        kept: deque[tuple[int, str]] = deque(maxlen=count)
+        for line in store.log_lines(run_id, step_index=index):
+            text = line.text.rstrip(b"\r").rsplit(b"\r", 1)[-1] if b"\r" in line.text else line.text
+            kept.append((line.stream, text.decode("utf-8", "replace")))
+        if kept:
+            tails[index] = list(kept)
+    return tails
+
+
 def find_step(store: Store, run: Run, step: str, *, wait: bool = False, watch: Watch | None = None) -> int:
     """`--step`: a step's name, or its number as `show` lists it (1 is the first step); its index.
 

@@ -24,8 +24,22 @@ def list_runs(store: Store, query: RunQuery = ALL_RUNS) -> list[Run]:
     return runs
 
 
-def resolve(store: Store, ref: str) -> Run:
-    """The run named by a full id, a unique prefix of at least 4 characters, or `last`.
+FAILED_STATUSES = ("failed", "timed_out", "cancelled", "abandoned")  # `ls --failed`
+
+
+def list_failed(store: Store, query: RunQuery = ALL_RUNS) -> list[Run]:
+    """`ls --failed`: runs that did not succeed (FAILED_STATUSES), newest first, as list_runs."""
+    from dataclasses import replace
+
+    found = {r.id: r for status in FAILED_STATUSES for r in list_runs(store, replace(query, status=status))}
+    found.update({r.id: r for r in list_runs(store, replace(query, status="running")) if r.status == "abandoned"})
+    runs = sorted(found.values(), key=lambda r: r.created_ts or 0.0, reverse=True)
+    return runs if query.limit is None else runs[: query.limit]
+
+
+def resolve(store: Store, ref: str, *, name: str | None = None) -> Run:
+    """The run named by a full id, a unique prefix of at least 4 characters, or `last`
+    (the newest; with `name`, the newest of that name or glob).
 
     A legacy run an old StepFlow Monitor server may still be writing is caught up first
     (maintenance.legacy_refresh: its rewritten log files, its steps left running).
@@ -36,14 +50,16 @@ def resolve(store: Store, ref: str) -> Run:
     """
     from stepflow.maintenance import legacy_refresh
 
-    return legacy_refresh.refresh(store, _find(store, ref))
+    return legacy_refresh.refresh(store, _find(store, ref, name))
 
 
-def _find(store: Store, ref: str) -> Run:
+def _find(store: Store, ref: str, name: str | None) -> Run:
     ref = ref.strip().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if ref.lower() == "last":
-        runs = store.find_runs(RunQuery(limit=1))
+        runs = store.find_runs(RunQuery(limit=1, name_glob=name))
         if not runs:
+            if name is not None:
+                raise NotFoundError(f"no run named {name!r}; see \"stepflow ls\"")
             raise NotFoundError(f"no runs recorded yet in {store.url}")
         return runs[0]
     exact = store.get_run(ref)
@@ -61,8 +77,18 @@ def _find(store: Store, ref: str) -> Run:
     return matches[0]
 
 
-def show_run(store: Store, ref: str) -> dict[str, Any]:
+def show_run(store: Store, ref: str, *, name: str | None = None) -> dict[str, Any]:
     """`show`: the run named by `ref` (see resolve), checked for abandonment, as a JSON-ready dict."""
-    run = resolve(store, ref)
+    run = resolve(store, ref, name=name)
     abandoned.notice(store, [run])
-    return run_detail(run, store.steps(run.id), store.artifacts(run.id))
+    steps = store.steps(run.id)
+    if run.status not in OPEN_STATUSES:
+        # A step still `running` in a run that ended without closing it (stepflow was killed):
+        # it ended as its run did.
+        for step in steps:
+            if step.status in OPEN_STATUSES:
+                step.status = "abandoned" if run.status == "abandoned" else "failed"
+                step.error_message = step.error_message or run.error_message
+    if run.status in OPEN_STATUSES or run.status == "abandoned" or not run.line_count:
+        run.line_count = max(run.line_count, store.stored_lines(run.id))  # written only at the end
+    return run_detail(run, steps, store.artifacts(run.id))

@@ -45,8 +45,16 @@ class OutputFork:
 
     def __call__(self, stream: int, data: bytes) -> None:
         data = self.masker.filter(stream, data)
-        shown = self.view.raw(stream, data)
-        self.splitter.feed(stream, data)
+        if getattr(self.view, "passes_output", False):
+            # The output and the view's step lines may share one file (2>&1, a CI log): each
+            # marker's line is written before what the marker makes the view say.
+            shown = True
+            for piece in self.splitter.pieces(stream, data):
+                shown = self.view.raw(stream, piece) and shown
+                self.splitter.feed(stream, piece)
+        else:
+            shown = self.view.raw(stream, data)
+            self.splitter.feed(stream, data)
         if not shown:
             # Whoever read our output has gone (`stepflow run -- yes | head -1`): close the
             # command's pipe too, so it gets SIGPIPE as it would in the same pipeline alone.

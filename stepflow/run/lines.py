@@ -55,6 +55,12 @@ class LineSplitter:
         if nl < 0:
             self._grow_tail(stream, data)
             return
+        other = 3 - stream
+        if self._tail.get(other) or self._cut.get(other):
+            # The other stream's partial line (a `read -p` prompt on stderr) was written before
+            # this line: it is stored first, so the logs keep the order a terminal showed.
+            self._emit_one(other, self._tail[other], self._cut[other])
+            self._tail[other], self._cut[other] = b"", 0
         tail, cut = self._tail[stream], self._cut[stream]
         first_nl = data.find(b"\n")
         if cut or len(tail) + first_nl > self.max_line:  # the line the tail began is too long
@@ -72,6 +78,24 @@ class LineSplitter:
             else:
                 self._region(stream, region)
         self._grow_tail(stream, data[nl + 1 :])
+
+    def pieces(self, stream: int, data: bytes) -> list[bytes]:
+        """`data` cut after each line that may hold a marker, so whoever passes the output on
+        can write each piece before the markers it carries are told (plain mode, where the
+        step lines and the output share one file). Pure; [data] when no line may hold one."""
+        if stream not in self.marker_streams:
+            return [data]
+        spans = self.prefilter.spans(data)
+        if not spans:
+            return [data]
+        out, pos = [], 0
+        for _start, end in spans:
+            if end < len(data) and end + 1 > pos:
+                out.append(data[pos : end + 1])
+                pos = end + 1
+        if pos < len(data):
+            out.append(data[pos:])
+        return out
 
     def close(self) -> None:
         """The streams ended: a last line without a newline is still a line."""

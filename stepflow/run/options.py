@@ -50,13 +50,54 @@ class RunResult:
     written: Written | None = None  # what reached the store (for STEPFLOW_LOG_LEVEL=debug)
 
 
+SHELLS = frozenset({"bash", "sh", "zsh", "dash", "ksh"})
+# Words of a `sh -c` script that say nothing of what it does.
+SCRIPT_NOISE = frozenset({"set", "cd", "export", "trap", "echo", "printf", "read", "exec", "source", ".",
+                          "if", "then", "else", "fi", "for", "while", "do", "done", "true", ":", "sleep",
+                          "time", "env", "sudo", "nice", "nohup", "!", "{", "}", "(", ")", "local", "umask",
+                          "wait", "exit", "return", "shift", "unset", "test", "[", "[["})
+PREFIX_WORDS = frozenset({"exec", "if", "then", "else", "do", "!", "{", "(", "time", "env", "sudo", "nice",
+                          "nohup"})
+NAME_MAX = 40
+
+
 def default_name(argv: list[str]) -> str:
-    """`bash deploy.sh --prod` is "deploy.sh"; `make test` is "make"."""
+    """`bash deploy.sh --prod` is "deploy.sh"; `make test` is "make"; `sh -c 'cd /srv &&
+    ./deploy.sh'` is "deploy.sh" (the script's first command that is not cd, set, echo...)."""
+    if len(argv) > 2 and os.path.basename(argv[0]) in SHELLS and "-c" in argv[1:-1]:
+        return _script_name(argv[argv.index("-c", 1) + 1]) or os.path.basename(argv[0])
     words = [os.path.basename(a) for a in argv if a and not a.startswith("-")]
     for word in words:
         if word.rstrip("0123456789.") not in INTERPRETERS:
             return word
     return words[0] if words else "run"
+
+
+def _script_name(script: str) -> str | None:
+    """The first command of a shell script, by its file name (`./deploy.sh`, `make`), skipping
+    builtins and interpreters; else the script's start. At most NAME_MAX characters."""
+    import shlex
+
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=";&|()<>")
+    lexer.whitespace_split = True
+    command_start = True
+    try:
+        for word in lexer:
+            if word and set(word) <= set(";&|()<>"):
+                command_start = True
+                continue
+            if not command_start or "=" in word.split("/")[0] or word.startswith("-"):
+                continue  # arguments; VAR=value before a command; an interpreter's options
+            if word in SCRIPT_NOISE:
+                command_start = word in PREFIX_WORDS  # `exec make`, `then make`: a command follows
+                continue
+            if word.rstrip("0123456789.") in INTERPRETERS:
+                continue  # `python3 train.py` is train.py
+            return (os.path.basename(word.rstrip("/")) or word)[:NAME_MAX]
+    except ValueError:  # an unfinished quote
+        pass
+    first = " ".join(script.split())
+    return first if len(first) <= NAME_MAX else first[: NAME_MAX - 1] + "…"
 
 
 def dialects(markers: str, *, anywhere: bool = False, env: Mapping[str, str] | None = None) -> list[Dialect]:

@@ -47,6 +47,9 @@ from stepflow.run.supervisor import Outcome
 from stepflow.state import ArtifactState, RunState, StepState
 
 KEPT_NOTICES = ("warning", "notice")  # levels kept on the run as warnings
+# Killed by SIGINT, or exited 128+SIGINT as a script that traps INT does (`trap '...; exit 130'
+# INT`): Ctrl-C at a terminal reaches the command's group, not stepflow, so this is how it shows.
+INTERRUPTED = (-2, 130)
 
 
 def new_id() -> str:
@@ -110,7 +113,7 @@ class Recorder:
             self._end_step(s.open_steps[-1], "failed" if failed else "completed", reason, now)
         if outcome.timed_out:
             s.status = "timed_out"
-        elif outcome.interrupted is not None or outcome.returncode == -2:
+        elif outcome.interrupted is not None or outcome.returncode in INTERRUPTED:
             s.status = "cancelled"
         elif failed or s.status == "failed":
             s.status = "failed"
@@ -323,6 +326,10 @@ def _ending(outcome: Outcome) -> str:
         return f"interrupted (signal {outcome.interrupted})"
     if outcome.stopped:
         return "stopped after a critical step failed"
+    if outcome.returncode == -2:
+        return "interrupted (Ctrl-C, signal 2)"
+    if outcome.returncode == 130:
+        return "interrupted (Ctrl-C: the command exited with status 130)"
     if outcome.returncode < 0:
         return f"killed by signal {-outcome.returncode}"
     return f"command exited with status {outcome.returncode}"

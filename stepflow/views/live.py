@@ -18,6 +18,7 @@ byte for byte.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 from collections import Counter
@@ -35,6 +36,11 @@ from stepflow.views.plain import write_all
 REFRESH_PER_SECOND = 10
 SETUP_WAIT = 5.0  # seconds finish() waits for a display that is still being set up
 STATUSES = ("running", "completed", "failed", "pending", "skipped")
+PROMPT_QUIET = 0.3  # seconds a partial line (no newline, no `\r`) waits before it is taken for a prompt
+READ_QUIET = 0.15  # seconds of quiet before looking whether the command reads the terminal
+PAUSE_CONTEXT = 10  # latest output lines written out above a prompt
+ECHO_ROOM = 3  # columns left free at the right of the frame, for the terminal's echo of ^C
+PARTIAL_KEEP = 4096  # bytes of a pending partial line kept for the screen
 
 
 class LiveView:
@@ -78,6 +84,13 @@ class LiveView:
         self._load_hints = hints
         self._artifacts_root = artifacts
         self._artifacts_dir: str | None = None
+        # The partial line the command left on a stream shown here (a prompt, a `\r` progress
+        # bar): drawn as the tail's last line; one that waits (`read -p`) pauses the display.
+        self.partial: tuple[int, bytes] | None = None
+        self._seq = 0  # chunks read so far: the prompt watcher sees new output by it
+        self._raw_at = 0.0
+        self._paused_at: int | None = None  # _seq when the display paused for a prompt
+        self._shown_lines = 0  # output lines up to here were written out at a pause
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -118,6 +131,7 @@ class LiveView:
             live.start()
             self._live = live
         atexit.register(self._abort)
+        threading.Thread(target=self._watch_prompts, name="stepflow-prompt", daemon=True).start()
 
     def _frame(self) -> Any:
         """What Rich's refresh thread draws: the pure render over a snapshot of the model."""
@@ -127,11 +141,18 @@ class LiveView:
         if state is None:
             return ""
         try:
+            from rich.constrain import Constrain
+
             size = self._console.size
-            return render_run(
+            # ECHO_ROOM columns stay free at the frame's right: what the terminal echoes there
+            # (`^C`, a typed key) must not wrap, or the next redraw starts a line too low and
+            # leaves the frame's top line behind.
+            width = max(size.width - ECHO_ROOM, 10)
+            return Constrain(render_run(
                 state, now=self.clock(), hints=self.hints, problems=list(self.problems),
-                height=size.height, width=size.width, counts=Counter(self.counts), unicode=self._unicode,
-            )
+                height=size.height, width=width, counts=Counter(self.counts), unicode=self._unicode,
+                partial=self.partial,
+            ), width)
         except Exception as exc:  # noqa: BLE001 - a frame that cannot be drawn must not end the run
             from rich.text import Text
 
@@ -140,6 +161,8 @@ class LiveView:
     # -- the reader's path: update the model only ------------------------------------------
 
     def raw(self, stream: int, data: bytes) -> bool:
+        if stream == 2 or not self._passthrough:
+            self._note_partial(stream, data)
         if stream != 1 or not self._passthrough:
             return True
         if 1 in self.gone:
@@ -150,6 +173,95 @@ class LiveView:
             self.gone.add(1)  # execute closes the command's pipe too, as a shell pipeline would
             return False
         return True
+
+    def _note_partial(self, stream: int, data: bytes) -> None:
+        """Keep what follows the chunk's last newline (one rfind per chunk: the hot path)."""
+        nl = data.rfind(b"\n")
+        partial = self.partial
+        if nl < 0:
+            before = partial[1] if partial is not None and partial[0] == stream else b""
+            self.partial = (stream, (before + data)[-PARTIAL_KEEP:])
+        elif nl + 1 < len(data):
+            self.partial = (stream, data[nl + 1 :][-PARTIAL_KEEP:])
+        elif partial is not None:
+            self.partial = None
+        self._raw_at = time.monotonic()
+        self._seq += 1
+
+    # -- prompts: a partial line that waits is shown as the terminal would show it ----------
+
+    def _watch_prompts(self) -> None:
+        """Pause the display while the command waits at a prompt, resume on its next output.
+
+        A prompt (`read -p "Deploy? "`, a password question) is a partial line followed by
+        silence. Drawn inside the live frame it could not be answered in place, and the
+        answer's echo (a newline) would push the frame's bookkeeping one line off. So the frame
+        is erased, the prompt written where the cursor is, and the user types after it as
+        without stepflow; the next output resumes the frame below the answered prompt.
+        """
+        tty = _tty_name()
+        looked = 0.0
+        while not self._finished:
+            time.sleep(0.05)
+            with self._lock:
+                if self._finished or self._live is None and self._paused_at is None:
+                    continue
+                if self._paused_at is not None:
+                    if self._seq != self._paused_at:
+                        self._resume()
+                    continue
+                now = time.monotonic()
+                quiet = now - self._raw_at
+                partial = self.partial
+                if partial is not None and b"\r" not in partial[1]:
+                    if quiet >= PROMPT_QUIET:
+                        self._pause(partial[1])
+                elif tty is not None and quiet >= READ_QUIET and now - looked >= READ_QUIET:
+                    # No prompt, but a quiet command may be reading the terminal (`read x`):
+                    # the echo of the user's answer must not land inside the frame.
+                    looked = now
+                    if _reads_terminal(tty):
+                        # a `\r` progress line left pending is shown as the terminal would show it
+                        bar = b"" if partial is None else partial[1].rstrip(b"\r").rsplit(b"\r", 1)[-1]
+                        self._pause(bar)
+
+    def _pause(self, prompt: bytes) -> None:
+        from stepflow.views.render import tail_text
+
+        live, self._live = self._live, None
+        self._paused_at = self._seq
+        state = self.state
+        try:
+            live.stop()  # transient: the frame is erased and the cursor shown
+            self._console.file.flush()
+            # What the user answers is what the command just said: its latest lines (those
+            # not written out at an earlier pause) stay on the screen, as without stepflow.
+            if state is not None:
+                count = min(state.lines - self._shown_lines, PAUSE_CONTEXT, len(state.tail))
+                self._shown_lines = state.lines
+                context = list(state.tail)[-count:] if count > 0 else []
+                text = "".join(tail_text(data) + "\n" for _stream, data in context)
+                write_all(2, text.encode("utf-8", "replace"))
+            if prompt:
+                write_all(2, prompt)
+        except Exception:  # noqa: BLE001 - the terminal went away: the run goes on
+            pass
+
+    def _resume(self) -> None:
+        from rich.live import Live
+
+        self._paused_at = None
+        try:
+            # The answer's newline put the cursor on a fresh line (erasing it is harmless);
+            # a partial line the command completed itself goes, as the tail shows it whole.
+            write_all(2, b"\r\x1b[2K")
+            live = Live(console=self._console, get_renderable=self._frame, auto_refresh=True,
+                        refresh_per_second=self.refresh_per_second, transient=True,
+                        redirect_stdout=False, redirect_stderr=False)
+            live.start()
+            self._live = live
+        except Exception:  # noqa: BLE001 - no display is no reason to stop the run
+            pass
 
     def handle(self, event: ev.Event) -> None:
         match event:
@@ -190,6 +302,12 @@ class LiveView:
         with self._lock:
             self._finished = True
             live, self._live = self._live, None
+            if self._paused_at is not None:
+                self._paused_at = None
+                try:
+                    write_all(2, b"\r\x1b[2K")
+                except OSError:
+                    pass
         if live is not None:
             try:
                 live.stop()  # transient: the moving part is erased, the summary replaces it
@@ -205,7 +323,8 @@ class LiveView:
 
         try:
             console.print(render_summary(state, now=self.clock(), problems=list(self.problems),
-                                         artifacts_dir=self._artifacts_dir, unicode=self._unicode))
+                                         artifacts_dir=self._artifacts_dir, unicode=self._unicode,
+                                         width=console.width))
         except Exception:  # noqa: BLE001 - as above: never fail the run for its summary
             pass
 
@@ -225,3 +344,28 @@ class LiveView:
             except Exception:  # noqa: BLE001 - best effort at interpreter exit
                 pass
 
+
+
+def _tty_name() -> str | None:
+    """The terminal the display is on (stderr), as /proc/<pid>/fd names it."""
+    try:
+        return os.ttyname(2)
+    except OSError:
+        return None
+
+
+def _reads_terminal(tty: str) -> bool:
+    """Whether the terminal's foreground group (the command's, see run.supervisor) reads it."""
+    from stepflow.procs import reads_terminal
+
+    try:
+        fd = os.open(tty, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        pgid = os.tcgetpgrp(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return pgid != os.getpgrp() and reads_terminal(pgid, tty)

@@ -22,6 +22,8 @@ def write_all(fd: int, data: bytes) -> None:
 class PlainView:
     """Passes stdout and stderr through byte for byte; adds one timestamped line per event on stderr."""
 
+    passes_output = True  # execute hands the output over cut at marker lines, to keep the order
+
     def __init__(self, *, out_fd: int = 1, err_fd: int = 2, clock: Callable[[], float] = time.time):
         self.fds = {1: out_fd, 2: err_fd}
         self.clock = clock

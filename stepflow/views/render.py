@@ -256,12 +256,14 @@ def render_run(
     width: int = 80,
     counts: Counter[str] | None = None,
     unicode: bool = True,
+    partial: tuple[int, bytes] | None = None,
 ) -> RenderableType:
     """The live frame: steps (state, elapsed, ETA), the last output lines, warnings, progress.
 
     Fits in a terminal of `height` lines and `width` columns: long step lists are folded into one line, and the output
     tail gets the lines left over. `counts` (steps per status) may be kept by the caller so a
-    run with a million steps is not counted again on every frame.
+    run with a million steps is not counted again on every frame. `partial` is the line the
+    command is writing (no newline yet: a prompt, a `\r` progress bar), shown as the tail's last.
     """
     sym = UNICODE if unicode else ASCII
     counts = tally(state.steps) if counts is None else counts
@@ -270,10 +272,14 @@ def render_run(
     avail -= len(warnings)
     pending = len(hints.plan) - state.step_count if state.status == "running" else 0
     step_rows_wanted = state.step_count + max(pending, 0)
-    tail_len = len(state.tail)
+    tail_len = len(state.tail) + (partial is not None)
     tail_share = min(tail_len, avail // 3)
     step_rows = max(min(step_rows_wanted, avail - tail_share), 1)
-    tail = _snapshot_tail(state, avail - min(step_rows, step_rows_wanted))
+    room = avail - min(step_rows, step_rows_wanted)
+    if partial is not None and room > 0:
+        tail = [*_snapshot_tail(state, room - 1), partial]
+    else:
+        tail = _snapshot_tail(state, room)
     parts: list[RenderableType] = []
     if step_rows_wanted:
         parts.extend(_steps_lines(state, hints, now, step_rows, counts, sym, width))
@@ -289,17 +295,23 @@ def _run_duration(state: RunState, now: float) -> float:
 
 def render_summary(
     state: RunState, *, now: float, problems: Sequence[str] = (), artifacts_dir: str | None = None,
-    unicode: bool = True,
+    unicode: bool = True, width: int = 100,
 ) -> RenderableType:
     """Printed once when the run ends: a table of the steps, then where its logs and artifacts are."""
     sym = UNICODE if unicode else ASCII
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", expand=False)
     table.add_column("#", justify="right", style="dim")
-    table.add_column("Step", overflow="fold", max_width=48)
+    # Names and notes are cut to what the fixed columns leave, never folded: at 40 columns a
+    # folded name ran one letter a line, and Rich squeezing them dropped Status and Exit.
+    fixed = 4 + 10 + 9 + 5 + 2  # "#", Status, Duration, Exit with their padding, and a spare
+    longest = max((len(s.name) for s in state.steps), default=3)
+    step_width = max(6, min(48, longest, (width - fixed) * 2 // 3))
+    note_width = max(4, min(40, width - fixed - step_width - 1))
+    table.add_column("Step", overflow="ellipsis", no_wrap=True, max_width=step_width)
     table.add_column("Status", no_wrap=True)
     table.add_column("Duration", justify="right", no_wrap=True)
     table.add_column("Exit", justify="right", no_wrap=True)
-    table.add_column("Note", overflow="fold", max_width=40)
+    table.add_column("Note", overflow="ellipsis", no_wrap=True, max_width=note_width)
     steps = state.steps
     if state.step_count > SUMMARY_ROWS:
         # A run with many steps: its failures (a few) and its last steps; `show` has them all.
@@ -310,7 +322,9 @@ def render_summary(
         steps = [*failed, *last]
     for step in steps:
         word = step.status
-        exit_code = "0" if step.status == "completed" else "1" if step.status == "failed" else "-"
+        # A step has no exit status of its own (the command has one, on the run's row): a
+        # made-up 0 or 1 beside "command exited with status 4" would mislead.
+        exit_code = ""
         table.add_row(
             str(step.index + 1), Text(fmt.safe_text(step.name)), Text(word, style=STYLES.get(word, "")),
             fmt.duration(step.duration), exit_code,

@@ -205,6 +205,12 @@ class PostgresStore:
         rows = self._fetch(sql, (text(name), runs))
         return [StepDuration(str(r[0]), r[1], r[2], r[3], seconds_between(r[4], r[5])) for r in rows]
 
+    def stored_lines(self, run_id: str) -> int:
+        """Output lines of a run in the store now (its `line_count` is written when it ends). Read-only."""
+        rows = self._fetch("SELECT COALESCE(MAX(first_line + line_count), 0) FROM logs WHERE execution_id = %s",
+                           (run_id,))
+        return int(rows[0][0])
+
     def job_counts(self) -> dict[str, int]:
         """How many runs each name has, by name. Read-only."""
         return {str(name): int(n) for name, n in self._fetch("SELECT name, COUNT(*) FROM executions GROUP BY name")}

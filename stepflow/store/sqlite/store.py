@@ -226,6 +226,17 @@ class SqliteStore:
     def artifacts(self, run_id: str) -> list[Artifact]:
         return self._rows(Artifact, "WHERE execution_id = ? ORDER BY rowid", (run_id,))
 
+    def stored_lines(self, run_id: str) -> int:
+        """Output lines of a run in the store now (a run's `line_count` is written when it
+        ends: 0 while it runs, and for good when its stepflow was killed). Read-only."""
+        try:
+            rows: list[Any] = self.conn.execute(
+                "SELECT COALESCE(MAX(first_line + line_count), 0) FROM logs WHERE execution_id = ?",
+                (run_id,)).fetchall()
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        return int(rows[0][0])
+
     def log_lines(
         self,
         run_id: str,
