@@ -26,6 +26,8 @@ ARTIFACT_MAX_SIZE = "STEPFLOW_ARTIFACT_MAX_SIZE"
 RAISE_ERRORS = "STEPFLOW_RAISE_ERRORS"
 MASK_ENV = "STEPFLOW_MASK_ENV"
 ENV_ALLOW = "STEPFLOW_ENV_ALLOW"
+SPOOL_MAX = "STEPFLOW_SPOOL_MAX"
+WRITER_BUSY_MS = 2000  # a run's writer waits this long for the write lock per attempt, then spools
 
 DEFAULT_MASK_ENV = (  # not *SESSION*: XDG_SESSION_TYPE=tty would hide every "tty"
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*_KEY_*", "*APIKEY*",
@@ -52,6 +54,16 @@ class Settings:
     mask_env: tuple[str, ...] = DEFAULT_MASK_ENV  # names whose values are hidden in output
     env_allow: tuple[str, ...] = ()  # names whose values are stored with a run (others: name only)
     url: DatabaseURL | None = None  # --database / STEPFLOW_DATABASE_URL; None: the file in `storage`
+    spool_max: int = 256 * 1024 * 1024  # bytes one run may spool; output beyond is lost (counted)
+    spool_fallback: Path | None = None  # where a run spools when the store's disk is full
+
+    @property
+    def spool_folders(self) -> list[Path]:
+        """Where runs spool what the store did not take: <storage>/spool, then the fallback."""
+        folders = [self.storage / "spool"]
+        if self.spool_fallback is not None:
+            folders.append(self.spool_fallback)
+        return folders
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -135,8 +147,9 @@ def load_settings(
     def size(name: str, default: int, minimum: int) -> int:
         return parse_size(name, env[name], minimum=minimum) if env.get(name) else default
 
+    url = database_url(env, database)
     return Settings(
-        url=database_url(env, database),
+        url=url,
         storage=root.absolute(),
         log_level=level,
         wal_autocheckpoint=number(WAL_AUTOCHECKPOINT, 1000, 0),
@@ -148,7 +161,22 @@ def load_settings(
         artifact_max_size=size(ARTIFACT_MAX_SIZE, 1024 * 1024 * 1024, 0),
         mask_env=_patterns(env[MASK_ENV]) if MASK_ENV in env else DEFAULT_MASK_ENV,
         env_allow=_patterns(env.get(ENV_ALLOW, "")),
+        spool_max=size(SPOOL_MAX, 256 * 1024 * 1024, 0),
+        spool_fallback=spool_fallback(env, root.absolute(), url),
     )
+
+
+def spool_fallback(env: Mapping[str, str], storage: Path, url: DatabaseURL | None) -> Path:
+    """$XDG_RUNTIME_DIR/stepflow-spool/KEY, else /tmp/stepflow-spool-UID/KEY: another disk than
+    the store's, one folder per store (KEY: a hash of its place) so replay never mixes stores."""
+    import hashlib
+
+    place = url.text if url is not None else str(storage)
+    key = hashlib.sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    runtime = env.get("XDG_RUNTIME_DIR") or ""
+    if runtime and os.path.isabs(runtime):
+        return Path(runtime) / "stepflow-spool" / key
+    return Path("/tmp") / f"stepflow-spool-{os.getuid()}" / key
 
 
 def database_url(env: Mapping[str, str], flag: str | None = None) -> DatabaseURL | None:

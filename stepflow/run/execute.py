@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from stepflow import procs
-from stepflow.config import Settings
+from stepflow.config import WRITER_BUSY_MS, Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus, StepflowError
 from stepflow.fmt import valid_text
 from stepflow.run import resources
@@ -26,6 +26,7 @@ from stepflow.run.supervisor import FORWARDED, Outcome, Supervisor
 from stepflow.run.writer import Losses, StoreSink, Writer
 from stepflow.state import RunState
 from stepflow.store import open_store
+from stepflow.store.spool import Spool
 from stepflow.views.base import View
 
 __all__ = ["RunOptions", "RunResult", "default_name", "execute"]
@@ -78,9 +79,10 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     # not UTF-8 (the command itself still gets them exactly as given).
     state = RunState(id=new_id(), name=masker.mask_text(valid_text(options.name or default_name(options.argv))),
                      command=masker.mask_text(valid_text(shlex.join(options.argv))), started=started)
-    writer = Writer(lambda: open_store(settings, appending=True), buffer_size=settings.buffer_size,
+    writer = Writer(lambda: open_store(_writer_settings(settings), appending=True), buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
-                    on_problem=view.problem if settings.log_level != "error" else lambda _m: None)
+                    on_problem=view.problem if settings.log_level != "error" else lambda _m: None,
+                    spool=lambda: Spool(settings.spool_folders, state.id, max_bytes=settings.spool_max))
     supervisor = Supervisor(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
                             kill_grace=options.kill_grace)
     recorder = Recorder(state, [StoreSink(writer), view], artifacts_dir=settings.artifacts,
@@ -110,6 +112,9 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     def close_view() -> None:
         state.lost_lines = losses.lines
         view.finish(state)
+        if losses.spooled:
+            view.problem(f"run {state.id[:8]} is kept in {', '.join(losses.spooled)}: the next stepflow command"
+                         " that can write the store stores it (or \"stepflow db replay\")")
         if losses:
             view.problem(
                 f"run {state.id[:8]} not fully recorded: {losses.lines} output lines and"
@@ -135,6 +140,13 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
     # the command still exited 0 (it finished first, or trapped the SIGTERM).
     status = outcome.exit_status or (ExitStatus.ERROR if state.status != "completed" else ExitStatus.OK)
     return RunResult(state.id, status, state, error, writer.written)
+
+
+def _writer_settings(settings: Settings) -> Settings:
+    """A run's writer waits briefly for the write lock, then spools: no run waits on the store."""
+    import dataclasses
+
+    return dataclasses.replace(settings, busy_timeout_ms=min(settings.busy_timeout_ms, WRITER_BUSY_MS))
 
 
 def _facts(options: RunOptions, cwd: str, env: dict[str, str], settings: Settings,

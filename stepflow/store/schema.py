@@ -144,9 +144,17 @@ def m006_created_ts_on_any_sqlite(conn: apsw.Connection) -> None:
     )
 
 
+def m007_spooled_batches(conn: apsw.Connection) -> None:
+    """Which spooled batches the store has (stepflow.store.spool): a batch is replayed once."""
+    conn.execute(
+        "CREATE TABLE spooled (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, applied_at REAL NOT NULL,"
+        " PRIMARY KEY (execution_id, seq))"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_legacy_tables, m002_run_columns, m003_logs, m004_created_ts_trigger, m005_status_by_time,
-    m006_created_ts_on_any_sqlite,
+    m006_created_ts_on_any_sqlite, m007_spooled_batches,
 )
 CURRENT_VERSION = len(MIGRATIONS)
 

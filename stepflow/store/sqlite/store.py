@@ -140,28 +140,55 @@ class SqliteStore:
         """
         try:
             with immediate(self.conn):
-                blocks: list[LogBlock] = []
-                for w in writes:
-                    if isinstance(w, LogBlock):
-                        blocks.append(w)
-                        continue
-                    if blocks:
-                        self._insert_blocks(blocks)
-                        blocks = []
-                    if isinstance(w, RunChange | StepChange):
-                        self._update(CHANGED_TABLES[type(w)], w.id, w.changes())
-                    elif isinstance(w, NewRun):
-                        self._insert(w.run)
-                    elif isinstance(w, NewStep):
-                        self._insert(w.step)
-                    elif isinstance(w, NewArtifact):
-                        self._insert(w.artifact)
-                    else:
-                        raise TypeError(f"not a store write: {type(w).__name__}")
-                if blocks:
-                    self._insert_blocks(blocks)
+                self._apply(writes)
         except apsw.Error as exc:
             raise store_error(exc, self.path) from exc
+
+    def apply_spooled(self, run_id: str, seq: int, writes: Sequence[Write], *, wait: float = 0.5) -> bool:
+        """Apply batch `seq` of run `run_id` from the spool unless the store has it already.
+
+        The batch and its (run id, seq) row share one IMMEDIATE transaction, which waits at
+        most `wait` seconds for the write lock: replaying twice changes nothing. True when
+        applied now, False when it was applied before.
+
+        Raises:
+            StoreError: not written (locked, full, read-only); nothing of the batch is kept.
+        """
+        try:
+            self.conn.setbusytimeout(int(wait * 1000))
+            with immediate(self.conn):
+                if scalar(self.conn, "SELECT 1 FROM spooled WHERE execution_id = ? AND seq = ?", (run_id, seq)):
+                    return False
+                self._apply(writes)
+                self.conn.execute("INSERT INTO spooled (execution_id, seq, applied_at) VALUES (?, ?,"
+                                  " unixepoch('subsec'))", (run_id, seq))
+            return True
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        finally:
+            self.conn.setbusytimeout(self.busy_ms)
+
+    def _apply(self, writes: Sequence[Write]) -> None:
+        blocks: list[LogBlock] = []
+        for w in writes:
+            if isinstance(w, LogBlock):
+                blocks.append(w)
+                continue
+            if blocks:
+                self._insert_blocks(blocks)
+                blocks = []
+            if isinstance(w, RunChange | StepChange):
+                self._update(CHANGED_TABLES[type(w)], w.id, w.changes())
+            elif isinstance(w, NewRun):
+                self._insert(w.run)
+            elif isinstance(w, NewStep):
+                self._insert(w.step)
+            elif isinstance(w, NewArtifact):
+                self._insert(w.artifact)
+            else:
+                raise TypeError(f"not a store write: {type(w).__name__}")
+        if blocks:
+            self._insert_blocks(blocks)
 
     def _insert(self, row: Run | Step | Artifact) -> None:
         values = [encode(f.name, getattr(row, f.name)) for f in dataclasses.fields(row)]
@@ -372,7 +399,7 @@ class SqliteStore:
     def _delete(self, ids: list[str], done: Deleted) -> None:
         marks = ", ".join("?" * len(ids))
         with immediate(self.conn):
-            for table in ("logs", "artifacts", "steps"):
+            for table in ("logs", "artifacts", "steps", "spooled"):
                 self.conn.execute(f"DELETE FROM {table} WHERE execution_id IN ({marks})", tuple(ids))
             self.conn.execute(f"DELETE FROM executions WHERE id IN ({marks}) AND status NOT IN {OPEN_SQL}",
                               tuple(ids))
