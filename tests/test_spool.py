@@ -172,3 +172,20 @@ def test_a_full_disk_spools_elsewhere_and_the_run_is_never_called_abandoned(
         assert [r["status"] for r in json.loads(listed.stdout)] == ["failed", "completed"]
         assert stored(db)[1:] == [("failed", 3, lines + 1, lines + 1, 2)]
         assert not list(fallback.glob("*/*.spool"))
+
+
+@pytest.mark.parametrize("command", [["ls"], ["show", "last"], ["logs", "last"], ["health", "--min-free", "0"],
+                                     ["db", "stats"], ["db", "check"], ["stats"]])
+def test_reading_commands_work_on_a_read_only_mount(stepflow: StepflowRunner, tmp_path: Path,
+                                                    command: list[str]) -> None:
+    with tmpfs(tmp_path / "mnt", "size=4m") as mnt:
+        env = {"STEPFLOW_STORAGE_PATH": str(mnt / "store")}
+        assert stepflow("run", "--", "bash", "-c", "echo STEP_START:a; echo hello", env=env).returncode == 0
+        assert subprocess.run(["mount", "-o", "remount,ro", str(mnt)]).returncode == 0
+        result = stepflow(*command, env=env)
+        assert result.returncode == 0, result.stderr
+        assert b"read-only" not in result.stderr and b"Error" not in result.stderr
+        if command[0] == "logs":
+            assert result.stdout == b"hello\n"
+        if command[0] == "health":
+            assert result.stdout.startswith(b"healthy")

@@ -410,6 +410,8 @@ class SqliteStore:
         found = Health()
         try:
             mode = str(scalar(self.conn, "PRAGMA journal_mode"))
+            if mode != "wal" and _file_says_wal(self.path):
+                mode = "wal"  # opened immutable (no WAL index could be made here): the file is WAL
             found.checks.update(backend="sqlite", schema_version=schema.user_version(self.conn), journal_mode=mode)
             if mode != "wal":
                 found.problems.append(f"journal mode is {mode}, not WAL: run \"stepflow migrate --to-wal\"")
@@ -437,6 +439,16 @@ class SqliteStore:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _file_says_wal(db: Path) -> bool:
+    """The database header's read/write versions (bytes 18-19) are 2 in WAL mode."""
+    try:
+        with open(db, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head[18] == 2 and head[19] == 2
 
 
 def _watch_connection(path: Path, settings: Settings | None) -> apsw.Connection:
