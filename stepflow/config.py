@@ -27,6 +27,8 @@ RAISE_ERRORS = "STEPFLOW_RAISE_ERRORS"
 MASK_ENV = "STEPFLOW_MASK_ENV"
 ENV_ALLOW = "STEPFLOW_ENV_ALLOW"
 SPOOL_MAX = "STEPFLOW_SPOOL_MAX"
+ARTIFACT_RUN_MAX = "STEPFLOW_ARTIFACT_RUN_MAX"
+ARTIFACT_MIN_FREE = "STEPFLOW_ARTIFACT_MIN_FREE"
 WRITER_BUSY_MS = 2000  # a run's writer waits this long for the write lock per attempt, then spools
 
 DEFAULT_MASK_ENV = (  # not *SESSION*: XDG_SESSION_TYPE=tty would hide every "tty"
@@ -54,6 +56,8 @@ class Settings:
     mask_env: tuple[str, ...] = DEFAULT_MASK_ENV  # names whose values are hidden in output
     env_allow: tuple[str, ...] = ()  # names whose values are stored with a run (others: name only)
     url: DatabaseURL | None = None  # --database / STEPFLOW_DATABASE_URL; None: the file in `storage`
+    artifact_run_max: int = 10 * 1024**3  # bytes of artifacts one run copies; beyond: by path
+    artifact_min_free: int = 256 * 1024**2  # free bytes left on the store's disk; beyond: by path
     spool_max: int = 256 * 1024 * 1024  # bytes one run may spool; output beyond is lost (counted)
     spool_fallback: Path | None = None  # where a run spools when the store's disk is full
 
@@ -162,6 +166,8 @@ def load_settings(
         mask_env=_patterns(env[MASK_ENV]) if MASK_ENV in env else DEFAULT_MASK_ENV,
         env_allow=_patterns(env.get(ENV_ALLOW, "")),
         spool_max=size(SPOOL_MAX, 256 * 1024 * 1024, 0),
+        artifact_run_max=size(ARTIFACT_RUN_MAX, 10 * 1024**3, 0),
+        artifact_min_free=size(ARTIFACT_MIN_FREE, 256 * 1024**2, 0),
         spool_fallback=spool_fallback(env, root.absolute(), url),
     )
 

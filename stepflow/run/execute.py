@@ -17,6 +17,7 @@ from stepflow.config import WRITER_BUSY_MS, Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus, StepflowError
 from stepflow.fmt import valid_text
 from stepflow.run import resources
+from stepflow.run.artifacts import Budget
 from stepflow.run.lines import LineSplitter
 from stepflow.run.options import RunOptions, RunResult, default_name, dialects
 from stepflow.run.recorder import Recorder, new_id
@@ -87,6 +88,7 @@ def execute(options: RunOptions, settings: Settings, view: View) -> RunResult:
                             kill_grace=options.kill_grace)
     recorder = Recorder(state, [StoreSink(writer), view], artifacts_dir=settings.artifacts,
                         artifact_max_size=settings.artifact_max_size, cwd=cwd,
+                        budget=Budget(settings.artifact_run_max, settings.artifact_min_free),
                         on_critical_failure=supervisor.request_stop)
     splitter = LineSplitter(recorder, max_line=settings.max_line, dialects=readers,
                             marker_streams=frozenset({1, 2} if options.stderr_markers else {1}))
