@@ -2,8 +2,8 @@
 
 SQLite locks with POSIX byte-range locks, which Linux lists in /proc/locks with the pid and
 the file's device and inode: in WAL mode the write lock is byte 120 of the -shm file and
-the read marks bytes 123-127 (read mark 0, byte 123, reads the database file alone and pins
-nothing); in rollback mode the RESERVED byte of the database file. Read only on failure
+the read marks bytes 123-127 (held for the length of a read transaction); in rollback mode
+the RESERVED byte of the database file. Read only on failure
 (a busy store, a checkpoint that could not finish), never on a run's hot path; elsewhere
 than Linux nothing is found and the messages say "another process".
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WAL_WRITE_BYTE = 120
-WAL_READ_BYTES = range(124, 128)  # read marks 1-4: a reader of WAL frames
+WAL_READ_BYTES = range(123, 128)  # read marks 0-4: a read transaction, which a checkpoint cannot pass
 RESERVED_BYTE = 0x40000001
 
 
