@@ -201,15 +201,16 @@ class Writer:
             self.written.commits += 1
             self.written.writes += len(writes)
             self.written.output_bytes += sum(len(w.data) for w in writes if isinstance(w, LogBlock))
-        except StepflowError as exc:
-            if self._to_spool(writes, reason=str(exc)):
+        except (StepflowError, OSError) as exc:
+            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            if self._to_spool(writes, reason=reason):
                 return
-            self._failed(writes, str(exc), final=final)
+            self._failed(writes, reason, final=final)
             return
         except Exception as exc:  # noqa: BLE001 - a value SQLite refuses: retrying cannot help
             self._lose(writes)
-            self.losses.reason = self.losses.reason or f"{type(exc).__name__}: {exc}"
-            self.on_problem(f"could not record part of the run: {type(exc).__name__}: {exc}")
+            self.losses.reason = self.losses.reason or (str(exc) or type(exc).__name__)
+            self.on_problem(f"could not record part of the run: {str(exc) or type(exc).__name__}")
             return
         if self._failing:
             self._failing = False

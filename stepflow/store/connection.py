@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 
 from stepflow.config import Settings
-from stepflow.errors import StoreError, StoreLockedError
+from stepflow.errors import StoreError, StoreLockedError, describe_os_error
 
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # truncate a WAL that grew past this once it is checkpointed
 APPEND_CACHE_PAGES = 100  # a run's writer only appends: a bigger cache only holds memory (40 MB at 10000)
@@ -37,7 +37,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, apsw.CorruptError | apsw.NotADBError):
         return "database file is damaged or is not a database"
     if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
+        return describe_os_error(exc)
     return str(exc) or type(exc).__name__
 
 
@@ -74,7 +74,10 @@ def connect(
         flags = apsw.SQLITE_OPEN_READONLY
     else:
         for folder in (path.parent.parent, path.parent):  # <storage>/database: both private
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise StoreError(f"store {path}: {describe(exc)}") from exc
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     try:
         is_new = not readonly and (not path.exists() or path.stat().st_size == 0)
