@@ -59,15 +59,12 @@ class Settings:
     artifact_run_max: int = 10 * 1024**3  # bytes of artifacts one run copies; beyond: by path
     artifact_min_free: int = 256 * 1024**2  # free bytes left on the store's disk; beyond: by path
     spool_max: int = 256 * 1024 * 1024  # bytes one run may spool; output beyond is lost (counted)
-    spool_fallback: Path | None = None  # where a run spools when the store's disk is full
+    spool_fallback: tuple[Path, ...] = ()  # where a run spools when the store's disk is full
 
     @property
     def spool_folders(self) -> list[Path]:
-        """Where runs spool what the store did not take: <storage>/spool, then the fallback."""
-        folders = [self.storage / "spool"]
-        if self.spool_fallback is not None:
-            folders.append(self.spool_fallback)
-        return folders
+        """Where runs spool what the store did not take: <storage>/spool, then the fallbacks."""
+        return [self.storage / "spool", *self.spool_fallback]
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -172,17 +169,18 @@ def load_settings(
     )
 
 
-def spool_fallback(env: Mapping[str, str], storage: Path, url: DatabaseURL | None) -> Path:
-    """$XDG_RUNTIME_DIR/stepflow-spool/KEY, else /tmp/stepflow-spool-UID/KEY: another disk than
+def spool_fallback(env: Mapping[str, str], storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
+    """$XDG_RUNTIME_DIR/stepflow-spool/KEY, then /tmp/stepflow-spool-UID/KEY: other disks than
     the store's, one folder per store (KEY: a hash of its place) so replay never mixes stores."""
     import hashlib
 
     place = url.text if url is not None else str(storage)
     key = hashlib.sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     runtime = env.get("XDG_RUNTIME_DIR") or ""
+    tmp = Path("/tmp") / f"stepflow-spool-{os.getuid()}" / key
     if runtime and os.path.isabs(runtime):
-        return Path(runtime) / "stepflow-spool" / key
-    return Path("/tmp") / f"stepflow-spool-{os.getuid()}" / key
+        return (Path(runtime) / "stepflow-spool" / key, tmp)
+    return (tmp,)
 
 
 def database_url(env: Mapping[str, str], flag: str | None = None) -> DatabaseURL | None:
