@@ -59,12 +59,13 @@ class Settings:
     artifact_run_max: int = 10 * 1024**3  # bytes of artifacts one run copies; beyond: by path
     artifact_min_free: int = 256 * 1024**2  # free bytes left on the store's disk; beyond: by path
     spool_max: int = 256 * 1024 * 1024  # bytes one run may spool; output beyond is lost (counted)
-    spool_fallback: tuple[Path, ...] = ()  # where a run spools when the store's disk is full
+    runtime_dir: Path | None = None  # $XDG_RUNTIME_DIR: the spool's first fallback
 
     @property
     def spool_folders(self) -> list[Path]:
-        """Where runs spool what the store did not take: <storage>/spool, then the fallbacks."""
-        return [self.storage / "spool", *self.spool_fallback]
+        """Where runs spool what the store did not take: <storage>/spool, then the fallbacks
+        (computed when used: a run that never spools never pays for the hash)."""
+        return [self.storage / "spool", *spool_fallback(self.runtime_dir, self.storage, self.url)]
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -165,21 +166,20 @@ def load_settings(
         spool_max=size(SPOOL_MAX, 256 * 1024 * 1024, 0),
         artifact_run_max=size(ARTIFACT_RUN_MAX, 10 * 1024**3, 0),
         artifact_min_free=size(ARTIFACT_MIN_FREE, 256 * 1024**2, 0),
-        spool_fallback=spool_fallback(env, root.absolute(), url),
+        runtime_dir=Path(runtime) if (runtime := env.get("XDG_RUNTIME_DIR") or "") and os.path.isabs(runtime) else None,
     )
 
 
-def spool_fallback(env: Mapping[str, str], storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
+def spool_fallback(runtime: Path | None, storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
     """$XDG_RUNTIME_DIR/stepflow-spool/KEY, then /tmp/stepflow-spool-UID/KEY: other disks than
     the store's, one folder per store (KEY: a hash of its place) so replay never mixes stores."""
     import hashlib
 
     place = url.text if url is not None else str(storage)
     key = hashlib.sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    runtime = env.get("XDG_RUNTIME_DIR") or ""
     tmp = Path("/tmp") / f"stepflow-spool-{os.getuid()}" / key
-    if runtime and os.path.isabs(runtime):
-        return (Path(runtime) / "stepflow-spool" / key, tmp)
+    if runtime is not None:
+        return (runtime / "stepflow-spool" / key, tmp)
     return (tmp,)
 
 

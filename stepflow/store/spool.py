@@ -3,7 +3,7 @@
 A run's writer appends each batch the store refused (locked past a short wait, disk full,
 unreachable) to `<storage>/spool/<run id>.spool`, one JSON line per batch, fsync'd: `seq`
 numbers the batches of a run in order. When the store's own disk is the full one, the
-batch goes to a fallback folder instead (settings.spool_fallback). Each line holds a
+batch goes to a fallback folder instead (settings.spool_folders). Each line holds a
 whole batch; a line cut short by a crash is ignored.
 
 `replay` gives each batch to `Store.apply_spooled(run_id, seq, writes)`, which records
