@@ -20,4 +20,5 @@ def test_a_background_child_that_writes_after_the_command_exits_is_not_killed(
 def test_what_a_leftover_prints_within_the_grace_is_recorded(stepflow: StepflowRunner, db_path: Path) -> None:
     result = stepflow("run", "--", "bash", "-c", "(echo soon; sleep 30) & echo now")
     assert result.returncode == 0
-    assert sorted(r[0] for r in query(db_path, "SELECT data FROM logs")) == [b"now", b"soon"]
+    lines = b"\n".join(bytes(r[0]) for r in query(db_path, "SELECT data FROM logs ORDER BY first_line"))  # type: ignore[call-overload]
+    assert sorted(lines.split(b"\n")) == [b"now", b"soon"]

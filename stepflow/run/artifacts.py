@@ -93,7 +93,7 @@ def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: i
         result.problem = "is a directory"
         return result
     except OSError as exc:
-        result.problem = (exc.strerror or str(exc)).lower()
+        result.problem = exc.strerror or str(exc)
         return result
     try:
         info = os.fstat(fd)
@@ -133,7 +133,7 @@ def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: i
             budget.used += size
             budget.seen[key] = result
     except OSError as exc:
-        result.problem = (exc.strerror or str(exc)).lower()
+        result.problem = exc.strerror or str(exc)
         if result.stored is None:
             with contextlib.suppress(OSError):
                 (dest_dir / stored_name(artifact_id, source.name)).unlink(missing_ok=True)
