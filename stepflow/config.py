@@ -28,6 +28,10 @@ MASK_ENV = "STEPFLOW_MASK_ENV"
 ENV_ALLOW = "STEPFLOW_ENV_ALLOW"
 API_KEY = "STEPFLOW_API_KEY"
 HOST = "STEPFLOW_HOST"  # the host name a run records (default: the node name); a fleet's containers set it
+SPOOL_MAX = "STEPFLOW_SPOOL_MAX"
+ARTIFACT_RUN_MAX = "STEPFLOW_ARTIFACT_RUN_MAX"
+ARTIFACT_MIN_FREE = "STEPFLOW_ARTIFACT_MIN_FREE"
+WRITER_BUSY_MS = 2000  # a run's writer waits this long for the write lock per attempt, then spools
 
 DEFAULT_MASK_ENV = (  # not *SESSION*: XDG_SESSION_TYPE=tty would hide every "tty"
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*_KEY_*", "*APIKEY*",
@@ -56,6 +60,16 @@ class Settings:
     url: DatabaseURL | None = None  # --database / STEPFLOW_DATABASE_URL; None: the file in `storage`
     api_key: str | None = field(default=None, repr=False)  # `stepflow serve`'s key; never shown
     host: str | None = None  # STEPFLOW_HOST; None: os.uname().nodename
+    artifact_run_max: int = 10 * 1024**3  # bytes of artifacts one run copies; beyond: by path
+    artifact_min_free: int = 256 * 1024**2  # free bytes left on the store's disk; beyond: by path
+    spool_max: int = 256 * 1024 * 1024  # bytes one run may spool; output beyond is lost (counted)
+    runtime_dir: Path | None = None  # $XDG_RUNTIME_DIR: the spool's first fallback
+
+    @property
+    def spool_folders(self) -> list[Path]:
+        """Where runs spool what the store did not take: <storage>/spool, then the fallbacks
+        (computed when used: a run that never spools never pays for the hash)."""
+        return [self.storage / "spool", *spool_fallback(self.runtime_dir, self.storage, self.url)]
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -139,8 +153,9 @@ def load_settings(
     def size(name: str, default: int, minimum: int) -> int:
         return parse_size(name, env[name], minimum=minimum) if env.get(name) else default
 
+    url = database_url(env, database)
     return Settings(
-        url=database_url(env, database),
+        url=url,
         storage=root.absolute(),
         log_level=level,
         wal_autocheckpoint=number(WAL_AUTOCHECKPOINT, 1000, 0),
@@ -154,7 +169,24 @@ def load_settings(
         env_allow=_patterns(env.get(ENV_ALLOW, "")),
         api_key=env.get(API_KEY) or None,
         host=env.get(HOST, "").strip() or None,
+        spool_max=size(SPOOL_MAX, 256 * 1024 * 1024, 0),
+        artifact_run_max=size(ARTIFACT_RUN_MAX, 10 * 1024**3, 0),
+        artifact_min_free=size(ARTIFACT_MIN_FREE, 256 * 1024**2, 0),
+        runtime_dir=Path(runtime) if (runtime := env.get("XDG_RUNTIME_DIR") or "") and os.path.isabs(runtime) else None,
     )
+
+
+def spool_fallback(runtime: Path | None, storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
+    """$XDG_RUNTIME_DIR/stepflow-spool/KEY, then /tmp/stepflow-spool-UID/KEY: other disks than
+    the store's, one folder per store (KEY: a hash of its place) so replay never mixes stores."""
+    import hashlib
+
+    place = url.text if url is not None else str(storage)
+    key = hashlib.sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    tmp = Path("/tmp") / f"stepflow-spool-{os.getuid()}" / key
+    if runtime is not None:
+        return (runtime / "stepflow-spool" / key, tmp)
+    return (tmp,)
 
 
 def database_url(env: Mapping[str, str], flag: str | None = None) -> DatabaseURL | None:

@@ -1,5 +1,6 @@
 """Errors that reach users, and the exit statuses stepflow uses."""
 
+import os
 from enum import IntEnum
 
 
@@ -14,6 +15,13 @@ class ExitStatus(IntEnum):
     NOT_FOUND = 127  # the command does not exist, as the shell reports it
     SIGNAL_BASE = 128  # 128+N: the command was killed by signal N
     CTRL_C = 130  # 128+SIGINT: the user interrupted stepflow
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OS failure in words, naming the file: `permission denied: /x/y` (no exception repr)."""
+    text = (exc.strerror or str(exc) or type(exc).__name__).lower()
+    name = exc.filename
+    return f"{text}: {os.fsdecode(name)}" if name is not None else text
 
 
 class StepflowError(Exception):

@@ -22,6 +22,7 @@ def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh store folder for each test, via STEPFLOW_STORAGE_PATH."""
     folder = tmp_path / "store"
     monkeypatch.setenv("STEPFLOW_STORAGE_PATH", str(folder))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))  # the spool's fallback folder, per test
     for name in list(os.environ):
         if name.startswith("STEPFLOW_") and name != "STEPFLOW_STORAGE_PATH":
             monkeypatch.delenv(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield mnt
 
 
-def test_disk_full_keeps_the_command_and_what_was_recorded(stepflow: StepflowRunner, small_fs: Path) -> None:
+def test_disk_full_keeps_the_command_and_spools_the_run_elsewhere(
+        stepflow: StepflowRunner, small_fs: Path, tmp_path: Path) -> None:
     store = small_fs / "store"
     env = {"STEPFLOW_STORAGE_PATH": str(store)}
     first = stepflow("run", "--", "bash", "-c", "echo STEP_START:before; echo kept", env=env)
@@ -29,7 +31,9 @@ def test_disk_full_keeps_the_command_and_what_was_recorded(stepflow: StepflowRun
     result = stepflow("run", "--output", "quiet", "--", *py(NOISY), env=env)
     assert result.returncode == 7  # the command's own status, although the disk filled up
     err = result.stderr.decode()
-    assert "disk is full" in err and "not fully recorded" in err
+    assert "disk is full" in err and "is kept in" in err and "not fully recorded" not in err
+    # the store's disk is the full one: the run went to the fallback folder, on another disk
+    assert list((tmp_path / "runtime" / "stepflow-spool").glob("*/*.spool"))
     db = store / "database" / "stepflow.db"
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
     assert query(db, "SELECT data FROM logs WHERE execution_id = (SELECT id FROM executions ORDER BY created_ts LIMIT 1)") == [(b"kept",)]
@@ -44,7 +48,7 @@ def test_read_only_store_runs_the_command(stepflow: StepflowRunner, small_fs: Pa
     assert result.returncode == 4
     assert result.stdout == b"STEP_START:a\nout\n"
     err = result.stderr.decode()
-    assert "stepflow: warning:" in err and "not fully recorded" in err
+    assert "stepflow: warning:" in err and "is kept in" in err and "runtime" in err
 
 
 def test_unopenable_store_runs_the_command(stepflow: StepflowRunner, db_path: Path) -> None:
@@ -81,20 +85,27 @@ def test_store_locked_past_the_busy_timeout_loses_nothing_once_free(stepflow: St
     assert query(db_path, "SELECT SUM(line_count) FROM logs") == [(30,)]
 
 
-def test_store_locked_for_the_whole_run_says_what_was_lost(stepflow: StepflowRunner, db_path: Path) -> None:
+def test_store_locked_for_the_whole_run_spools_it_and_the_next_command_stores_it(
+        stepflow: StepflowRunner, db_path: Path, storage: Path) -> None:
     assert stepflow("run", "--", "true").returncode == 0
-    holder = hold_lock(db_path, 3600)  # never let go: stepflow can only end by giving up
+    holder = hold_lock(db_path, 3600)  # never let go while the run lasts
     try:
         result = stepflow("run", "--", "bash", "-c", "echo STEP_START:a; echo one; exit 6",
                           env={"STEPFLOW_BUSY_TIMEOUT": "300"})
         assert result.returncode == 6
         assert holder.poll() is None  # the lock was still held when stepflow returned
         last = result.stderr.decode().strip().splitlines()[-1]
-        assert "not fully recorded: 1 output lines" in last and "database is locked" in last
+        assert "is kept in" in last and "stepflow db replay" in last
+        assert len(list((storage / "spool").glob("*.spool"))) == 1
     finally:
         holder.kill()
         holder.wait()
-    assert query(db_path, "SELECT COUNT(*) FROM executions") == [(1,)]
+    listed = stepflow("ls", "--json")  # the first command that can write the store replays
+    assert listed.returncode == 0, listed.stderr
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["failed", "completed"]
+    assert not list((storage / "spool").glob("*.spool"))
+    assert query(db_path, "SELECT status, exit_code, line_count FROM executions ORDER BY created_ts DESC LIMIT 1") == [("failed", 6, 1)]
+    assert query(db_path, "SELECT COUNT(*) FROM steps") == [(1,)]
 
 
 def test_log_level_error_hides_store_warnings_but_never_losses(stepflow: StepflowRunner, db_path: Path) -> None:
@@ -113,7 +124,8 @@ def test_output_dropped_while_the_store_was_locked_is_counted_on_the_run(stepflo
     holder = hold_lock(db_path, 2.0)
     # 40 MB at once while the store is locked: more than stepflow keeps waiting (16 MiB)
     code = "import sys, time\nsys.stdout.write(('x' * 79 + '\\n') * 500000)\nsys.stdout.flush()\ntime.sleep(4)"
-    result = stepflow("run", "--output", "quiet", "--", *py(code), env={"STEPFLOW_BUSY_TIMEOUT": "200"})
+    result = stepflow("run", "--output", "quiet", "--", *py(code),
+                      env={"STEPFLOW_BUSY_TIMEOUT": "200", "STEPFLOW_SPOOL_MAX": "1M"})  # a spool too small
     holder.wait(timeout=30)
     assert result.returncode == 0
     (lost, lines), = query(db_path, "SELECT lost_lines, line_count FROM executions ORDER BY created_ts DESC LIMIT 1")

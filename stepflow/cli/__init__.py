@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stepflow: interrupted", file=sys.stderr)
         return ExitStatus.CTRL_C
+    except OSError as exc:  # a file stepflow itself could not use: in words, naming it
+        if raise_errors():
+            raise
+        from stepflow.errors import describe_os_error
+
+        print(f"stepflow: error: {describe_os_error(exc)}", file=sys.stderr)
+        return ExitStatus.ERROR
     except Exception as exc:
         if not _is_click_error(exc):
             raise

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from stepflow import fmt
 from stepflow.config import Settings, color_wanted
+from stepflow.errors import StoreError
 from stepflow.history import detail as history
 from stepflow.store import Store, exists, open_store
 from stepflow.store.base import STDERR, LogLine, Run
@@ -43,14 +44,37 @@ def store_exists(settings: Settings) -> bool:
 
 @contextlib.contextmanager
 def reading(settings: Settings) -> Iterator[Store]:
-    """Open the store for the history commands; a missing store is an error, not a new file."""
+    """Open the store for the history commands (spooled runs replayed first, quickly); a
+    missing store is an error, not a new file."""
+    with reading_raw(settings) as store:
+        _replay_spool(settings, store)
+        yield store
+
+
+@contextlib.contextmanager
+def reading_raw(settings: Settings) -> Iterator[Store]:
+    """Open the store as it is; a missing store is an error, not a new file."""
     if not exists(settings):  # only a file can be missing: a server-backed store is taken to exist
         raise missing_store_error(settings.database)
-    store = open_store(settings)
+    try:
+        store = open_store(settings)
+    except StoreError:
+        # Not writable (a read-only file or mount, a full disk): reading needs no write access.
+        store = open_store(settings, readonly=True)
     try:
         yield store
     finally:
         store.close()
+
+
+def _replay_spool(settings: Settings, store: Store) -> None:
+    """What runs spooled while the store was busy or full goes in now, if it can (quick)."""
+    from stepflow.history import abandoned
+    from stepflow.store.spool import replay_waiting
+
+    done = replay_waiting(store, settings.spool_folders)
+    if done is not None and done.waiting:
+        abandoned.hold(done.waiting)
 
 
 def print_json(value: Any) -> None:

@@ -139,6 +139,28 @@ def db_check(ctx: typer.Context, json_out: JsonFlag = False, storage: Storage = 
         raise typer.Exit(ExitStatus.ERROR)
 
 
+@db_app.command("replay", epilog="Example: stepflow db replay --wait 30")
+def db_replay(
+    ctx: typer.Context,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for the write lock per batch.")] = 5.0,
+    json_out: JsonFlag = False,
+    storage: Storage = None,
+) -> None:
+    """Write what runs spooled (store busy, full or away) to the store, once. Exit 1 when some stays spooled."""
+    from stepflow.cli.report import reading_raw
+    from stepflow.store.spool import replay
+
+    settings = settings_for(ctx, storage)
+    with reading_raw(settings) as store:
+        done = replay(store, settings.spool_folders, wait=wait)
+    if json_out:
+        print(json.dumps(done.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(done.lines_text()))
+    if done.waiting:
+        raise typer.Exit(ExitStatus.ERROR)
+
+
 @db_app.command("optimize")
 def db_optimize(ctx: typer.Context, json_out: JsonFlag = False, storage: Storage = None) -> None:
     """ANALYZE and PRAGMA optimize, so the query planner keeps choosing the indexes."""

@@ -18,13 +18,22 @@ from stepflow.store.base import OPEN_STATUSES, Run, RunQuery, Store
 
 MESSAGE = "the stepflow process that ran it is gone"
 
+# Runs with a spool file still waiting (stepflow.store.spool): their process is gone but their
+# end is on its way to the store, so they are not abandoned. Filled by `hold` when a command opens.
+_spooled: set[str] = set()
+
+
+def hold(run_ids: Iterable[str]) -> None:
+    """Never judge these runs abandoned in this process: part of each is still spooled."""
+    _spooled.update(run_ids)
+
 
 def is_abandoned(run: Run, *, host: str | None = None) -> bool:
     """True when `run` says running/pending but no process can still finish it.
 
     A run recorded on another host is never judged: its processes cannot be seen from here.
     """
-    if run.status not in OPEN_STATUSES:
+    if run.status not in OPEN_STATUSES or run.id in _spooled:
         return False
     if run.pid is None:
         # Not run by stepflow: rows an old server left running were marked by migrate; rows it

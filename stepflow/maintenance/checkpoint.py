@@ -9,7 +9,7 @@ checkpointing: stepflow then leaves the WAL alone.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class CheckpointResult:
     busy: bool = False
     litestream: Path | None = None
     seconds: float = 0.0
+    blockers: list[str] = field(default_factory=list)  # processes reading WAL frames, from /proc/locks
 
     @property
     def skipped(self) -> bool:
@@ -52,7 +53,8 @@ class CheckpointResult:
                f" into the database; WAL {fs.human_size(self.wal_before)} -> {fs.human_size(self.wal_after)}"
                f" ({self.seconds:.2f} s)"]
         if self.busy:
-            out.append("busy: other connections kept it from completing (readers of older snapshots or a writer);"
+            who = (f" ({', '.join(self.blockers)})" if self.blockers else "")
+            out.append(f"busy: other connections kept it from completing (readers of older snapshots or a writer){who};"
                        " the rest is copied by a later checkpoint")
         return out
 
@@ -60,6 +62,7 @@ class CheckpointResult:
         return {"database": str(self.database), "mode": self.mode, "journal_mode": self.journal_mode,
                 "wal_bytes_before": self.wal_before, "wal_bytes_after": self.wal_after,
                 "log_frames": self.log_frames, "checkpointed_frames": self.checkpointed, "busy": self.busy,
+                "blockers": self.blockers,
                 "litestream": str(self.litestream) if self.litestream else None,
                 "seconds": round(self.seconds, 3)}
 
@@ -109,6 +112,12 @@ def checkpoint(settings: Settings, *, mode: str = "passive", busy_ms: int = BUSY
             raise store_error(exc, db) from exc
         result.seconds = time.monotonic() - started
         result.wal_after = fs.file_size(wal)  # before closing: the last connection to close removes the WAL
-    result.busy = bool(busy)
-    result.log_frames, result.checkpointed = max(int(log), 0), max(int(done), 0)
+        result.log_frames, result.checkpointed = max(int(log), 0), max(int(done), 0)
+        # PASSIVE answers "not busy" when a reader kept frames back: frames left over are busy too.
+        result.busy = bool(busy) or result.checkpointed < result.log_frames
+        if result.busy:
+            from stepflow.store.sqlite.holders import wal_readers, write_lock_holders
+
+            result.blockers = [f"{h} reads the WAL" for h in wal_readers(db)] + [
+                f"{h} holds the write lock" for h in write_lock_holders(db)]
     return result

@@ -137,8 +137,14 @@ def _inspect(store: Store, found: probe.Probe, report: HealthReport, *, max_wal:
     report.reasons += facts.problems
     wal = int(checks.get("wal_bytes", 0))
     if wal > max_wal:
+        from stepflow.store.sqlite.holders import wal_readers
+
+        readers = wal_readers(Path(report.database))
+        checks["wal_readers"] = [{"pid": h.pid, "command": h.command} for h in readers]
+        why = (f"{', '.join(str(h) for h in readers[:3])} holds a read transaction that pins it" if readers
+               else "a long reader?")
         report.reasons.append(f"WAL is {fs.human_size(wal)}, over {fs.human_size(max_wal)}: checkpoints do not keep"
-                              " up (a long reader?); run \"stepflow checkpoint --mode truncate\"")
+                              f" up ({why}); run \"stepflow checkpoint --mode truncate\"")
     if found.kind in (probe.CURRENT, probe.OLDER):
         _abandoned(store, report)
 

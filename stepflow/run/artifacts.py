@@ -7,12 +7,14 @@ an unreadable or oversized file is reported as a warning and recorded with its p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
+import shutil
 import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CHUNK = 1024 * 1024
@@ -37,14 +39,45 @@ class Copied:
     problem: str | None = None
 
 
+@dataclass(slots=True)
+class Budget:
+    """One run's artifacts: the same file (path, size, mtime) copied once however often it is
+    named; a total cap for the run; a floor of free space on the store's disk. Beyond either,
+    artifacts are recorded by path (with a warning), so one run never fills the disk for others."""
+
+    run_max: int
+    min_free: int
+    used: int = 0
+    seen: dict[tuple[str, int, int], Copied] = field(default_factory=dict)
+
+    def refusal(self, size: int, dest_dir: Path) -> str | None:
+        if self.used + size > self.run_max:
+            return f"the run's artifacts would pass {self.run_max} bytes (STEPFLOW_ARTIFACT_RUN_MAX)"
+        free = _free_bytes(dest_dir)
+        if free is not None and free - size < self.min_free:
+            return (f"it would leave less than {self.min_free} bytes free on the store's disk"
+                    " (STEPFLOW_ARTIFACT_MIN_FREE)")
+        return None
+
+
+def _free_bytes(folder: Path) -> int | None:
+    for place in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(place).free
+        except OSError:
+            continue
+    return None
+
+
 def artifact_type(mime: str | None) -> str:
     if not mime:
         return "other"
     return KINDS.get(mime) or KINDS.get(mime.split("/", 1)[0]) or "other"
 
 
-def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: int) -> Copied:
-    """Copy `source` to `dest_dir/<artifact_id>_<name>`, hashing as it goes."""
+def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: int,
+                  budget: Budget | None = None) -> Copied:
+    """Copy `source` to `dest_dir/<artifact_id>_<name>`, hashing as it goes (see Budget)."""
     import hashlib  # here, not at the top: most runs announce no artifact, and start-up counts
     import mimetypes
 
@@ -73,6 +106,16 @@ def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: i
             result.problem = f"is {info.st_size} bytes, over the {max_size}-byte artifact limit"
         if result.problem:
             return result
+        key = (os.path.realpath(source), info.st_size, info.st_mtime_ns)
+        if budget is not None:
+            earlier = budget.seen.get(key)
+            if earlier is not None:  # named again, unchanged: one copy, referenced twice
+                return dataclasses.replace(earlier)
+            refused = budget.refusal(info.st_size, dest_dir)
+            if refused:
+                result.size = info.st_size
+                result.problem = f"recorded by path: {refused}"
+                return result
         os.set_blocking(fd, True)
         dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         dest = dest_dir / stored_name(artifact_id, source.name)
@@ -86,6 +129,9 @@ def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: i
                 out.write(chunk)
                 size += len(chunk)
         result.stored, result.size, result.sha256 = str(dest), size, digest.hexdigest()
+        if budget is not None:
+            budget.used += size
+            budget.seen[key] = result
     except OSError as exc:
         result.problem = exc.strerror or str(exc)
         if result.stored is None:

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from stepflow import procs
-from stepflow.config import Settings
+from stepflow.config import WRITER_BUSY_MS, Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus, StepflowError
 from stepflow.fmt import valid_text
 from stepflow.run import resources
+from stepflow.run.artifacts import Budget
 from stepflow.run.ci_sink import ci_sink
 from stepflow.run.lines import LineSplitter
 from stepflow.run.options import RunOptions, RunResult, default_name, dialects
@@ -27,6 +28,7 @@ from stepflow.run.supervisor import FORWARDED, Outcome, Supervisor
 from stepflow.run.writer import Losses, StoreSink, Writer
 from stepflow.state import RunState
 from stepflow.store import open_store
+from stepflow.store.spool import Spool
 from stepflow.views.base import View
 
 __all__ = ["RunOptions", "RunResult", "default_name", "execute"]
@@ -91,9 +93,10 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
     state = RunState(id=options.run_id or new_id(),
                      name=masker.mask_text(valid_text(options.name or default_name(options.argv))),
                      command=masker.mask_text(valid_text(shlex.join(options.argv))), started=started)
-    writer = Writer(lambda: open_store(settings, appending=True), buffer_size=settings.buffer_size,
+    writer = Writer(lambda: open_store(_writer_settings(settings), appending=True), buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
-                    on_problem=view.problem if settings.log_level != "error" else lambda _m: None)
+                    on_problem=view.problem if settings.log_level != "error" else lambda _m: None,
+                    spool=lambda: Spool(settings.spool_folders, state.id, max_bytes=settings.spool_max))
     supervisor = _supervisor(options)(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
                                       kill_grace=options.kill_grace, on_spawn=on_spawn)
     ci = ci_sink(options.ci, env, on_problem=view.problem)  # the CLI asks for one in plain output only
@@ -101,6 +104,7 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
         readers = ci.reading(readers)
     recorder = Recorder(state, [StoreSink(writer), *([ci] if ci else []), view], artifacts_dir=settings.artifacts,
                         artifact_max_size=settings.artifact_max_size, cwd=cwd,
+                        budget=Budget(settings.artifact_run_max, settings.artifact_min_free),
                         on_critical_failure=supervisor.request_stop)
     splitter = LineSplitter(recorder, max_line=settings.max_line, dialects=readers,
                             marker_streams=frozenset({1, 2} if options.stderr_markers else {1}))
@@ -126,6 +130,9 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
     def close_view() -> None:
         state.lost_lines = losses.lines
         view.finish(state)
+        if losses.spooled:
+            view.problem(f"run {state.id[:8]} is kept in {', '.join(losses.spooled)}: the next stepflow command"
+                         " that can write the store stores it (or \"stepflow db replay\")")
         if losses:
             view.problem(
                 f"run {state.id[:8]} not fully recorded: {losses.lines} output lines and"
@@ -182,6 +189,13 @@ def _stored(options: RunOptions, splitter: LineSplitter) -> LineSplitter:
     from stepflow.run.pty import Stripped
 
     return Stripped(splitter)  # type: ignore[return-value]
+
+
+def _writer_settings(settings: Settings) -> Settings:
+    """A run's writer waits briefly for the write lock, then spools: no run waits on the store."""
+    import dataclasses
+
+    return dataclasses.replace(settings, busy_timeout_ms=min(settings.busy_timeout_ms, WRITER_BUSY_MS))
 
 
 def _facts(options: RunOptions, cwd: str, env: dict[str, str], settings: Settings,

@@ -42,7 +42,7 @@ from stepflow.events import (
     TestRecorded,
     WarningRaised,
 )
-from stepflow.run.artifacts import CopyQueue, copy_artifact
+from stepflow.run.artifacts import Budget, CopyQueue, copy_artifact
 from stepflow.run.supervisor import Outcome
 from stepflow.state import ArtifactState, RunState, StepState
 
@@ -77,7 +77,9 @@ class Recorder:
         cwd: str,
         on_critical_failure: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        budget: Budget | None = None,
     ) -> None:
+        self.budget = budget
         self.state = state
         self.sinks = tuple(sinks)
         self.artifacts_dir = artifacts_dir
@@ -302,7 +304,7 @@ class Recorder:
 
         def copy() -> None:
             done = copy_artifact(source, self.artifacts_dir / s.id, artifact_id,
-                                 max_size=self.artifact_max_size)
+                                 max_size=self.artifact_max_size, budget=self.budget)
             art.stored, art.size, art.sha256 = done.stored, done.size, done.sha256
             self.emit(ArtifactCopied(s, step_id, art, artifact_id, path, description, created, done))
             if done.problem:

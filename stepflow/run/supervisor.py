@@ -25,8 +25,9 @@ from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, Exi
 READ_SIZE = 256 * 1024  # larger reads cost memory (a 1M-line run must stay near a small one's)
 PIPE_SIZE = 1024 * 1024  # Linux's default cap for unprivileged processes (fs.pipe-max-size)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-DRAIN_IDLE = 0.5  # after the command exits, stop reading pipes that stay open but quiet this long
-DRAIN_MAX = 5.0  # ... or that a leftover background process keeps writing to for this long
+DRAIN_IDLE = 0.5  # after the command exits, stop recording pipes that stay open but quiet this long
+DRAIN_MAX = 5.0  # ... or that a leftover background process keeps writing to for this long;
+# then a detached `cat` reads them to their end (_hand_to_drainer): no SIGPIPE for the leftovers
 WAKE_EVERY = 1.0  # the loop looks at the command at least this often (a SIGCHLD can be missed)
 # A dead man's switch: it waits for a line on stdin; end of file without one means stepflow
 # died (kill -9, OOM killer), and the command's group goes the way --timeout would end it.
@@ -202,6 +203,9 @@ class Supervisor:
                         pipes[fd].close()  # through its file object: closing twice is harmless
         finally:
             sel.close()
+            left = [fd for fd, stream in streams.items() if stream not in self._closing]
+            if status is not None and left:
+                _hand_to_drainer(left)
             for pipe in pipes.values():
                 pipe.close()
         returncode, cpu = status
@@ -253,6 +257,19 @@ class Supervisor:
         if self._interrupted is not None:
             return ExitStatus.SIGNAL_BASE + self._interrupted
         return returncode if returncode >= 0 else ExitStatus.SIGNAL_BASE - returncode
+
+
+def _hand_to_drainer(fds: list[int]) -> None:
+    """Processes the command left behind still hold its pipes: give their read ends to a
+    detached `cat` that discards what they write until they close them. Closing our read end
+    instead would SIGPIPE them at their next write, because of stepflow alone."""
+    for fd in fds:
+        try:
+            os.set_blocking(fd, True)  # the flag belongs to the open pipe, which cat now shares
+            subprocess.Popen(["cat"], stdin=fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, close_fds=True)
+        except OSError:
+            pass  # no cat to be had: as before, their next write ends them
 
 
 def _buffered(fd: int) -> int:

@@ -3,9 +3,13 @@
 `StoreSink` is the one place that turns events (stepflow.events) into store writes; `Writer`
 commits them batched, at most `max_delay` late, fail-open.
 
-The reader never waits for SQLite. When the store cannot be written (locked past the busy
-timeout, read-only, disk full), writes wait in memory and are retried; past a memory bound
-the oldest output is dropped and counted, never the run and step rows.
+The reader never waits for SQLite. When the store cannot be written (locked past the
+writer's short busy timeout, disk full, unreachable), the batch goes to the run's spool
+(stepflow.store.spool) and so does the rest of the run, in order, until the writer (every
+SPOOL_RETRY seconds, and once at the end) or a later command writes the spool to the store.
+Past the spool's bound output is dropped and counted, never the run and step rows. Only when
+no spool folder can be written either do writes wait in memory and are retried; past a memory
+bound the oldest output is dropped and counted.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stepflow import events as ev
-from stepflow.errors import StepflowError
+from stepflow.errors import StepflowError, describe_os_error
 from stepflow.fmt import iso
 from stepflow.store import Store
 from stepflow.store.base import (
@@ -32,11 +36,14 @@ from stepflow.store.base import (
     StepChange,
     Write,
 )
+from stepflow.store.spool import Spool, encoded_size
 
 RETRY_DELAY = 1.0
 HIGH_WATER = 2  # buffers of output waiting for a healthy store make the reader wait...
 MAX_STALL = 2.0  # ... at most this long at a time, so a slow store never holds the command for long
 MAX_PENDING_WRITES = 5000  # rows of steps and runs waiting: a million steps must not pile up in memory
+SPOOL_RETRY = 5.0  # seconds between the writer's tries to hand its spool to the store
+FINAL_WAIT = 1.0  # seconds the writer waits for the lock to hand over its spool at the run's end
 
 
 @dataclass(slots=True)
@@ -55,6 +62,8 @@ class Losses:
     lines: int = 0
     writes: int = 0
     reason: str | None = None
+    spooled: list[str] | None = None  # spool files still holding part of the run at its end
+    spool_peak: int = 0  # most bytes the run's spool held at once
 
     def __bool__(self) -> bool:
         return bool(self.lines or self.writes)
@@ -71,8 +80,14 @@ class Writer:
         max_delay: float = 0.25,
         max_pending: int = 16 * 1024 * 1024,
         on_problem: Callable[[str], None] = lambda message: None,
+        spool: Callable[[], Spool] | None = None,
     ) -> None:
         self._open_store = open_store
+        self._make_spool = spool
+        self._spool: Spool | None = None
+        self._spooling = False  # part of the run is in the spool: the rest follows it there
+        self._spool_seq = 0
+        self._spool_tried = 0.0
         self.buffer_size = buffer_size
         self.max_delay = max_delay
         self.max_pending = max(max_pending, buffer_size)
@@ -160,6 +175,10 @@ class Writer:
                 with self._cond:
                     if not self._pending:
                         break
+        if self._spool is not None:
+            self.losses.spool_peak = self._spool.peak
+            left = self._spool.close()
+            self.losses.spooled = [str(p) for p in left] or None
         if self._store is not None:
             try:
                 self._store.close()
@@ -167,6 +186,14 @@ class Writer:
                 pass
 
     def _commit(self, writes: list[Write], *, final: bool) -> None:
+        if self._spooling and time.monotonic() - self._spool_tried >= SPOOL_RETRY:
+            self._drain_spool(wait=0.0)
+        if self._spooling:
+            if not self._to_spool(writes):
+                self._failed(writes, self.losses.reason or "the spool cannot be written", final=final)
+            elif final:
+                self._drain_spool(wait=FINAL_WAIT)
+            return
         try:
             if self._store is None:
                 self._store = self._open_store()
@@ -174,17 +201,77 @@ class Writer:
             self.written.commits += 1
             self.written.writes += len(writes)
             self.written.output_bytes += sum(len(w.data) for w in writes if isinstance(w, LogBlock))
-        except StepflowError as exc:
-            self._failed(writes, str(exc), final=final)
+        except (StepflowError, OSError) as exc:
+            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            if self._to_spool(writes, reason=reason):
+                return
+            self._failed(writes, reason, final=final)
             return
         except Exception as exc:  # noqa: BLE001 - a value SQLite refuses: retrying cannot help
             self._lose(writes)
-            self.losses.reason = self.losses.reason or f"{type(exc).__name__}: {exc}"
-            self.on_problem(f"could not record part of the run: {type(exc).__name__}: {exc}")
+            self.losses.reason = self.losses.reason or (str(exc) or type(exc).__name__)
+            self.on_problem(f"could not record part of the run: {str(exc) or type(exc).__name__}")
             return
         if self._failing:
             self._failing = False
             self.on_problem("store is writable again; recording goes on")
+
+    def _to_spool(self, writes: list[Write], *, reason: str | None = None) -> bool:
+        """Append `writes` to the run's spool; False when there is no spool or it cannot be written."""
+        if self._make_spool is None:
+            return False
+        try:
+            if self._spool is None:
+                self._spool = self._make_spool()
+            spool = self._spool
+            size = sum(len(w.data) for w in writes if isinstance(w, LogBlock))
+            if spool.over_bound(size):
+                # Output up to the bound is kept, in order; run and step rows always are.
+                kept: list[Write] = []
+                room = spool.max_bytes - spool.used
+                for w in writes:
+                    if isinstance(w, LogBlock):
+                        if encoded_size(len(w.data)) > room:
+                            self._lose([w])
+                            room = 0
+                            continue
+                        room -= encoded_size(len(w.data))
+                    kept.append(w)
+                self.losses.reason = self.losses.reason or f"the spool is full (STEPFLOW_SPOOL_MAX={spool.max_bytes})"
+                writes = kept
+            if not writes:
+                return True
+            self._spool_seq += 1
+            spool.append(self._spool_seq, writes)
+        except OSError as exc:
+            self.losses.reason = self.losses.reason or f"spool: {describe_os_error(exc)}"
+            return False
+        if not self._spooling:
+            self._spooling = True
+            self._failing = True  # no backpressure: the spool takes output as fast as it comes
+            self._spool_tried = time.monotonic()
+            self.on_problem(f"{reason or 'store not writable'}; the command goes on, and the run is kept in"
+                            f" {spool.path} until the store takes it")
+        return True
+
+    def _drain_spool(self, *, wait: float) -> None:
+        """Hand the spooled batches to the store, in order; once all are in, write directly again."""
+        self._spool_tried = time.monotonic()
+        spool = self._spool
+        if spool is None:
+            self._spooling = False
+            return
+        try:
+            if self._store is None:
+                self._store = self._open_store()
+            for seq, writes in spool.batches():
+                self._store.apply_spooled(spool.run_id, seq, writes, wait=wait)
+        except (StepflowError, OSError):
+            return  # still busy, full or away: the spool keeps it
+        spool.clear()
+        self._spooling = False
+        self._failing = False
+        self.on_problem("store is writable again; the spooled part of the run is stored, recording goes on")
 
     def _failed(self, writes: list[Write], reason: str, *, final: bool) -> None:
         if not self._failing:

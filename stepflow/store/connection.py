@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 
 from stepflow.config import Settings
-from stepflow.errors import StoreError, StoreLockedError
+from stepflow.errors import StoreError, StoreLockedError, describe_os_error
 
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # truncate a WAL that grew past this once it is checkpointed
 APPEND_CACHE_PAGES = 100  # a run's writer only appends: a bigger cache only holds memory (40 MB at 10000)
@@ -37,14 +37,28 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, apsw.CorruptError | apsw.NotADBError):
         return "database file is damaged or is not a database"
     if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
+        return describe_os_error(exc)
     return str(exc) or type(exc).__name__
 
 
 def store_error(exc: BaseException, path: Path | str) -> StoreError:
     """Wrap an APSW or OS failure in a StoreError that names the database."""
-    cls = StoreLockedError if isinstance(exc, apsw.BusyError | apsw.LockedError) else StoreError
-    return cls(f"store {path}: {describe(exc)}")
+    if isinstance(exc, apsw.BusyError | apsw.LockedError):
+        from stepflow.store.sqlite.holders import describe_lock  # only a busy store pays for it
+
+        return StoreLockedError(f"store {path}: {describe_lock(Path(path))}")
+    if isinstance(exc, apsw.IOError) and _disk_full(Path(path)):
+        return StoreError(f"store {path}: disk is full (disk I/O error)")  # ENOSPC in a write SQLite maps
+    return StoreError(f"store {path}: {describe(exc)}")
+
+
+def _disk_full(db: Path) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(db.parent).free < 1024 * 1024
+    except OSError:
+        return False
 
 
 def connect(
@@ -60,13 +74,18 @@ def connect(
         flags = apsw.SQLITE_OPEN_READONLY
     else:
         for folder in (path.parent.parent, path.parent):  # <storage>/database: both private
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise StoreError(f"store {path}: {describe(exc)}") from exc
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     try:
         is_new = not readonly and (not path.exists() or path.stat().st_size == 0)
         if is_new and intent_path(path).exists():
             raise missing_store_error(path)
         conn = apsw.Connection(str(path), flags=flags)
+        if readonly:
+            conn = _readable(conn, path)
         conn.setbusytimeout(settings.busy_timeout_ms)
         # Double-quoted strings are identifiers only: catch typos instead of reading them as text.
         conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
@@ -93,6 +112,24 @@ def connect(
     except OSError as exc:
         raise StoreError(f"store {path}: {describe(exc)}") from exc
     return conn
+
+
+def _readable(conn: apsw.Connection, path: Path) -> apsw.Connection:
+    """`conn`, or when a reader cannot make the WAL index (a read-only mount, another user's
+    folder, a full disk) and no WAL holds frames, the same file opened `immutable`: with no
+    WAL, the database file is all there is, and nothing can change it while it cannot be written."""
+    try:
+        conn.execute("PRAGMA schema_version").fetchall()
+        return conn
+    except (apsw.IOError, apsw.CantOpenError, apsw.ReadOnlyError):
+        wal = wal_path(path)
+        if wal.exists() and wal.stat().st_size > 0:
+            raise
+    conn.close()
+    from urllib.parse import quote
+
+    return apsw.Connection(f"file:{quote(str(path))}?immutable=1",
+                           flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
 
 
 def scalar(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:

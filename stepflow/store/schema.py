@@ -214,9 +214,17 @@ def m007_complete_legacy_schema(conn: apsw.Connection) -> None:
     )
 
 
+def m008_spooled_batches(conn: apsw.Connection) -> None:
+    """Which spooled batches the store has (stepflow.store.spool): a batch is replayed once."""
+    conn.execute(
+        "CREATE TABLE spooled (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, applied_at REAL NOT NULL,"
+        " PRIMARY KEY (execution_id, seq))"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_legacy_tables, m002_run_columns, m003_logs, m004_created_ts_trigger, m005_status_by_time,
-    m006_created_ts_on_any_sqlite, m007_complete_legacy_schema,
+    m006_created_ts_on_any_sqlite, m007_complete_legacy_schema, m008_spooled_batches,
 )
 CURRENT_VERSION = len(MIGRATIONS)
 

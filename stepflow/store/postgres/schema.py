@@ -98,11 +98,19 @@ ALTER TABLE executions ADD COLUMN IF NOT EXISTS legacy_status TEXT;
 ALTER TABLE steps ADD COLUMN IF NOT EXISTS legacy_status TEXT;
 """
 
+# Which spooled batches the store has (stepflow.store.spool): a batch is replayed once.
+M005_SPOOLED = """
+CREATE TABLE IF NOT EXISTS spooled (
+    execution_id TEXT COLLATE "C" NOT NULL, seq INTEGER NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (execution_id, seq));
+"""
+
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("m001_tables", M001_TABLES),
     ("m002_tag_function", M002_TAG_FUNCTION),
     ("m003_logs_lz4", M003_LOGS_LZ4),
     ("m004_legacy_status", M004_LEGACY_STATUS),
+    ("m005_spooled", M005_SPOOLED),
 )
 CURRENT_VERSION = len(MIGRATIONS)
 TABLES = ("executions", "steps", "artifacts", "logs")

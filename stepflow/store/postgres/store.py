@@ -97,27 +97,31 @@ class PostgresStore:
         try:
             conn = self._conn()
             with conn.transaction(), conn.cursor() as cur:
-                blocks: list[LogBlock] = []
-                for w in writes:
-                    if isinstance(w, LogBlock):
-                        blocks.append(w)
-                        continue
-                    if blocks:
-                        _insert_blocks(cur, blocks)
-                        blocks = []
-                    if isinstance(w, RunChange | StepChange):
-                        _update(cur, CHANGED_TABLES[type(w)], w.id, w.changes())
-                    elif isinstance(w, NewRun):
-                        _insert(cur, w.run)
-                    elif isinstance(w, NewStep):
-                        _insert(cur, w.step)
-                    elif isinstance(w, NewArtifact):
-                        _insert(cur, w.artifact)
-                    else:
-                        raise TypeError(f"not a store write: {type(w).__name__}")
-                if blocks:
-                    _insert_blocks(cur, blocks)
+                _apply(cur, writes)
                 cur.execute(f"NOTIFY {CHANNEL}")
+        except psycopg.Error as exc:
+            raise store_error(exc, self.database) from exc
+
+    def apply_spooled(self, run_id: str, seq: int, writes: Sequence[Write], *, wait: float = 0.5) -> bool:
+        """Apply batch `seq` of run `run_id` from the spool unless the store has it already: the
+        batch and its (run id, seq) row share one transaction, whose locks wait at most `wait`
+        seconds. True when applied now, False when it was applied before.
+
+        Raises:
+            StoreError: not written; nothing of the batch is kept.
+        """
+        try:
+            conn = self._conn()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(f"SET LOCAL lock_timeout = {max(1, int(wait * 1000))}")
+                cur.execute("INSERT INTO spooled (execution_id, seq, applied_at)"
+                            " VALUES (%s, %s, extract(epoch FROM clock_timestamp()))"
+                            " ON CONFLICT DO NOTHING RETURNING 1", (text(run_id), seq))
+                if cur.fetchone() is None:
+                    return False
+                _apply(cur, writes)
+                cur.execute(f"NOTIFY {CHANNEL}")
+            return True
         except psycopg.Error as exc:
             raise store_error(exc, self.database) from exc
 
@@ -375,6 +379,30 @@ def _update(cur: psycopg.Cursor, table: str, row_id: str, values: dict[str, Any]
         return
     sets = ", ".join(f"{c} = %s" for c in values)
     cur.execute(f"UPDATE {table} SET {sets} WHERE id = %s", [*(encode(c, v) for c, v in values.items()), row_id])
+
+
+def _apply(cur: Any, writes: Sequence[Write]) -> None:
+    """The writes in order on `cur`, consecutive log blocks in one insert."""
+    blocks: list[LogBlock] = []
+    for w in writes:
+        if isinstance(w, LogBlock):
+            blocks.append(w)
+            continue
+        if blocks:
+            _insert_blocks(cur, blocks)
+            blocks = []
+        if isinstance(w, RunChange | StepChange):
+            _update(cur, CHANGED_TABLES[type(w)], w.id, w.changes())
+        elif isinstance(w, NewRun):
+            _insert(cur, w.run)
+        elif isinstance(w, NewStep):
+            _insert(cur, w.step)
+        elif isinstance(w, NewArtifact):
+            _insert(cur, w.artifact)
+        else:
+            raise TypeError(f"not a store write: {type(w).__name__}")
+    if blocks:
+        _insert_blocks(cur, blocks)
 
 
 def _insert_blocks(cur: psycopg.Cursor, blocks: list[LogBlock]) -> None:

@@ -145,28 +145,55 @@ class SqliteStore:
         """
         try:
             with immediate(self.conn):
-                blocks: list[LogBlock] = []
-                for w in writes:
-                    if isinstance(w, LogBlock):
-                        blocks.append(w)
-                        continue
-                    if blocks:
-                        self._insert_blocks(blocks)
-                        blocks = []
-                    if isinstance(w, RunChange | StepChange):
-                        self._update(CHANGED_TABLES[type(w)], w.id, w.changes())
-                    elif isinstance(w, NewRun):
-                        self._insert(w.run)
-                    elif isinstance(w, NewStep):
-                        self._insert(w.step)
-                    elif isinstance(w, NewArtifact):
-                        self._insert(w.artifact)
-                    else:
-                        raise TypeError(f"not a store write: {type(w).__name__}")
-                if blocks:
-                    self._insert_blocks(blocks)
+                self._apply(writes)
         except apsw.Error as exc:
             raise store_error(exc, self.path) from exc
+
+    def apply_spooled(self, run_id: str, seq: int, writes: Sequence[Write], *, wait: float = 0.5) -> bool:
+        """Apply batch `seq` of run `run_id` from the spool unless the store has it already.
+
+        The batch and its (run id, seq) row share one IMMEDIATE transaction, which waits at
+        most `wait` seconds for the write lock: replaying twice changes nothing. True when
+        applied now, False when it was applied before.
+
+        Raises:
+            StoreError: not written (locked, full, read-only); nothing of the batch is kept.
+        """
+        try:
+            self.conn.setbusytimeout(int(wait * 1000))
+            with immediate(self.conn):
+                if scalar(self.conn, "SELECT 1 FROM spooled WHERE execution_id = ? AND seq = ?", (run_id, seq)):
+                    return False
+                self._apply(writes)
+                self.conn.execute("INSERT INTO spooled (execution_id, seq, applied_at) VALUES (?, ?,"
+                                  " unixepoch('subsec'))", (run_id, seq))
+            return True
+        except apsw.Error as exc:
+            raise store_error(exc, self.path) from exc
+        finally:
+            self.conn.setbusytimeout(self.busy_ms)
+
+    def _apply(self, writes: Sequence[Write]) -> None:
+        blocks: list[LogBlock] = []
+        for w in writes:
+            if isinstance(w, LogBlock):
+                blocks.append(w)
+                continue
+            if blocks:
+                self._insert_blocks(blocks)
+                blocks = []
+            if isinstance(w, RunChange | StepChange):
+                self._update(CHANGED_TABLES[type(w)], w.id, w.changes())
+            elif isinstance(w, NewRun):
+                self._insert(w.run)
+            elif isinstance(w, NewStep):
+                self._insert(w.step)
+            elif isinstance(w, NewArtifact):
+                self._insert(w.artifact)
+            else:
+                raise TypeError(f"not a store write: {type(w).__name__}")
+        if blocks:
+            self._insert_blocks(blocks)
 
     def _insert(self, row: Run | Step | Artifact) -> None:
         values = [encode(f.name, getattr(row, f.name)) for f in dataclasses.fields(row)]
@@ -419,7 +446,7 @@ class SqliteStore:
     def _delete(self, ids: list[str], done: Deleted) -> None:
         marks = ", ".join("?" * len(ids))
         with immediate(self.conn):
-            for table in ("logs", "artifacts", "steps"):
+            for table in ("logs", "artifacts", "steps", "spooled"):
                 self.conn.execute(f"DELETE FROM {table} WHERE execution_id IN ({marks})", tuple(ids))
             self.conn.execute(f"DELETE FROM executions WHERE id IN ({marks}) AND status NOT IN {OPEN_SQL}",
                               tuple(ids))
@@ -430,6 +457,8 @@ class SqliteStore:
         found = Health()
         try:
             mode = str(scalar(self.conn, "PRAGMA journal_mode"))
+            if mode != "wal" and _file_says_wal(self.path):
+                mode = "wal"  # opened immutable (no WAL index could be made here): the file is WAL
             found.checks.update(backend="sqlite", schema_version=schema.user_version(self.conn), journal_mode=mode)
             if mode != "wal":
                 found.problems.append(f"journal mode is {mode}, not WAL: run \"stepflow migrate --to-wal\"")
@@ -457,6 +486,16 @@ class SqliteStore:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _file_says_wal(db: Path) -> bool:
+    """The database header's read/write versions (bytes 18-19) are 2 in WAL mode."""
+    try:
+        with open(db, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head[18] == 2 and head[19] == 2
 
 
 def _watch_connection(path: Path, settings: Settings | None) -> apsw.Connection:
