@@ -312,3 +312,12 @@ def test_a_read_only_store_reads_and_refuses_writes(store: Store, settings: Sett
             reader.write([NewRun(run("r2"))])
     finally:
         reader.close()
+
+
+def test_a_spooled_batch_is_applied_exactly_once(store: Store) -> None:
+    batch = [NewRun(run("sp", created_ts=T0)), LogBlock("sp", None, 1, 0, 2, T0, b"a\nb"),
+             RunChange("sp", status="completed", line_count=2)]
+    assert store.apply_spooled("sp", 0, batch) is True
+    assert store.apply_spooled("sp", 0, batch) is False  # replayed again: nothing changes
+    assert [(r.status, r.line_count) for r in store.find_runs(RunQuery())] == [("completed", 2)]
+    assert [line.text for line in store.log_lines("sp")] == [b"a", b"b"]
