@@ -25,7 +25,7 @@ from stepflow.errors import StoreError
 from stepflow.history import detail as history
 from stepflow.store import Store, exists, open_store
 from stepflow.store.base import STDERR, LogLine, Run
-from stepflow.store.connection import missing_store_error
+from stepflow.store.connection import intent_path, missing_store_error
 
 STATUS_STYLES = {
     "completed": "green", "failed": "bold red", "running": "cyan", "pending": "dim", "skipped": "dim",
@@ -38,8 +38,16 @@ Cell = str | tuple[str, str]  # text, or (text, Rich style)
 
 
 def store_exists(settings: Settings) -> bool:
-    """Whether the store has been created (a first `stepflow run` creates it)."""
-    return bool(exists(settings))
+    """Whether the store has been created (a first `stepflow run` creates it).
+
+    Raises:
+        StoreError: no database because a `rollback --backup` was interrupted (not a new store).
+    """
+    if exists(settings):
+        return True
+    if intent_path(settings.database).exists():
+        raise missing_store_error(settings.database)
+    return False
 
 
 @contextlib.contextmanager

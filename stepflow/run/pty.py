@@ -114,6 +114,8 @@ def _isatty(fd: int) -> bool:
 
 
 class Feeder(Protocol):
+    def pieces(self, stream: int, data: bytes) -> list[bytes]: ...
+
     def feed(self, stream: int, data: bytes) -> None: ...
 
     def close(self) -> None: ...
@@ -125,6 +127,10 @@ class Stripped:
     def __init__(self, splitter: Feeder) -> None:
         self.splitter = splitter
         self.stripper = ptyio.EscapeStripper()
+
+    def pieces(self, stream: int, data: bytes) -> list[bytes]:
+        """As LineSplitter.pieces, on the bytes as the pty gave them (only where they are cut)."""
+        return self.splitter.pieces(stream, data)
 
     def feed(self, stream: int, data: bytes) -> None:
         text = self.stripper.feed(data)
