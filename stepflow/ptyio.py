@@ -102,6 +102,7 @@ _ESCAPE_RE = re.compile(
 )
 # An escape that may still be completed by the next chunk.
 _PARTIAL_RE = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?|[PX^_][^\x1b]*\x1b?|[()*+]|[ -/]*)?\Z")
+_CRS_LF_RE = re.compile(rb"\r+\n")
 _MAX_PENDING = 4096  # an escape longer than this is not one: pass it on as text
 
 
@@ -124,22 +125,23 @@ class EscapeStripper:
         partial = _PARTIAL_RE.search(data, max(0, len(data) - _MAX_PENDING))
         if partial is not None and partial.start() < len(data):
             data, self._pending = data[: partial.start()], data[partial.start() :]
-        elif data.endswith(b"\r"):
-            data, self._pending = data[:-1], b"\r"
+        elif data.endswith(b"\r"):  # CRs that an LF may follow: held back until it does or not
+            kept = data.rstrip(b"\r")
+            data, self._pending = kept, data[len(kept):]
         return _clean(data)
 
     def flush(self) -> bytes:
         """What is held back, at the end of the stream (an unfinished escape is dropped)."""
         pending, self._pending = self._pending, b""
-        return b"\r" if pending == b"\r" else b""
+        return pending if pending and not pending.strip(b"\r") else b""
 
 
 def _clean(data: bytes) -> bytes:
     if b"\x1b" in data:
         # an ESC left over began no sequence a terminal would finish (another ESC cut it): not text
         data = _ESCAPE_RE.sub(b"", data).replace(b"\x1b", b"")
-    if b"\r\n" in data:
-        data = data.replace(b"\r\n", b"\n")
+    if b"\r\n" in data:  # the line discipline's CR LF, and any CRs before it, end a line
+        data = _CRS_LF_RE.sub(b"\n", data)
     if b"\x07" in data:
         data = data.replace(b"\x07", b"")
     return data

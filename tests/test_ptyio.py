@@ -144,3 +144,9 @@ def test_any_split_of_the_stream_stores_the_same(data: bytes, draw: st.DataObjec
     assert out == strip_escapes(data)
     assert re.search(rb"\x1b[\x20-\x7e]", out) is None  # no escape sequence survives, whatever the bytes
     assert b"\r\n" not in out
+
+
+def test_crs_before_a_line_feed_end_the_line_however_the_stream_is_cut() -> None:
+    assert strip_escapes(b"a\r\r\nb\r") == b"a\nb\r"
+    stripper = EscapeStripper()
+    assert stripper.feed(b"a\r") + stripper.feed(b"\r") + stripper.feed(b"\nb") + stripper.flush() == b"a\nb"
