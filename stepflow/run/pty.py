@@ -87,11 +87,15 @@ class PtySupervisor(Supervisor):
 
     def run(self, on_output: OutputHandler) -> Outcome:
         """As Supervisor.run, with the pty; the user's terminal stays stepflow's."""
-        with _signals_to_fd(FORWARDED + (signal.SIGCHLD, signal.SIGWINCH), self._signals.append) as wake_fd:
+        self._stop_at = self._kill_at = self._interrupted = None  # one attempt each call (--retry)
+        self._stopped = self._timed_out = False
+        with _signals_to_fd(FORWARDED + (signal.SIGCHLD, signal.SIGWINCH), self._signals.append) as wake_fd, \
+                _watchdog(self.kill_grace) as arm:
             proc = self._spawn()
+            arm(proc.pid)
             self.pid = proc.pid
-            with _watchdog(proc.pid, self.kill_grace):
-                return self._loop(proc, wake_fd, on_output)
+            self.on_spawn(proc.pid)
+            return self._loop(proc, wake_fd, on_output)
 
     def _drain_wakeups(self, wake_fd: int) -> None:
         if signal.SIGWINCH in self._signals:

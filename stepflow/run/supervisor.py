@@ -31,9 +31,11 @@ DRAIN_MAX = 5.0  # ... or that a leftover background process keeps writing to fo
 WAKE_EVERY = 1.0  # the loop looks at the command at least this often (a SIGCHLD can be missed)
 # A dead man's switch: it waits for a line on stdin; end of file without one means stepflow
 # died (kill -9, OOM killer), and the command's group goes the way --timeout would end it.
+# Armed before the command is spawned: the first line is the command's process group, the
+# second "done" at a normal end; an end of file after the first means stepflow died.
 WATCHDOG = (
-    'trap "" HUP INT TERM; read -r _ || { kill -TERM "-$1" 2>/dev/null; sleep "$2";'
-    ' kill -KILL "-$1" 2>/dev/null; }'
+    'trap "" HUP INT TERM; read -r pg || exit 0; read -r _ || { kill -TERM "-$pg" 2>/dev/null; sleep "$1";'
+    ' kill -KILL "-$pg" 2>/dev/null; }'
 )
 
 OutputHandler = Callable[[int, bytes], None]  # (stream 1|2, data)
@@ -142,11 +144,13 @@ class Supervisor:
         # Each call is one attempt (--retry runs the command again through the same supervisor).
         self._stop_at = self._kill_at = self._interrupted = None
         self._stopped = self._timed_out = False
-        with _signals_to_fd(FORWARDED + (signal.SIGCHLD,), self._signals.append) as wake_fd:
+        with _signals_to_fd(FORWARDED + (signal.SIGCHLD,), self._signals.append) as wake_fd, \
+                _watchdog(self.kill_grace) as arm:
             proc = self._spawn()
+            arm(proc.pid)  # from here a kill -9 of stepflow ends the command too
             self.pid = proc.pid
             self.on_spawn(proc.pid)
-            with _terminal_foreground(proc.pid), _watchdog(proc.pid, self.kill_grace):
+            with _terminal_foreground(proc.pid):
                 return self._loop(proc, wake_fd, on_output)
 
     def _loop(self, proc: subprocess.Popen[bytes], wake_fd: int, on_output: OutputHandler) -> Outcome:
@@ -322,30 +326,41 @@ def _signals_to_fd(signals: Sequence[int], record: Callable[[int], None]) -> Ite
 
 
 @contextlib.contextmanager
-def _watchdog(pgid: int, grace: float) -> Iterator[None]:
+def _watchdog(grace: float) -> Iterator[Callable[[int], None]]:
     """If stepflow dies before this block ends, end the command's process group too.
 
-    A job whose supervisor is gone would run on unwatched and unrecorded, with nowhere to write
-    its output; a cron user would rather have it stopped, as --timeout stops it.
+    Started before the command, so no moment of the command's life is unwatched: the block
+    gets `arm(pgid)` to call once the command is spawned. A job whose supervisor is gone would
+    run on unwatched and unrecorded, with nowhere to write its output; a cron user would
+    rather have it stopped, as --timeout stops it.
     """
     read_end, write_end = os.pipe()
     try:
         dog = subprocess.Popen(
-            ["/bin/sh", "-c", WATCHDOG, "stepflow-watchdog", str(pgid), f"{grace:g}"],
+            ["/bin/sh", "-c", WATCHDOG, "stepflow-watchdog", f"{grace:g}"],
             stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             process_group=0,  # out of the terminal's reach: a hangup must not kill the watchdog
         )
     except OSError:
         os.close(write_end)
-        yield
+        yield lambda _pgid: None
         return
     finally:
         os.close(read_end)
+    armed = False
+
+    def arm(pgid: int) -> None:
+        nonlocal armed
+        with contextlib.suppress(OSError):
+            os.write(write_end, f"{pgid}\n".encode())
+            armed = True
+
     try:
-        yield
+        yield arm
     finally:
         with contextlib.suppress(OSError):
-            os.write(write_end, b"done\n")
+            if armed:
+                os.write(write_end, b"done\n")
         os.close(write_end)
         with contextlib.suppress(subprocess.TimeoutExpired):
             dog.wait(timeout=2)
