@@ -19,6 +19,20 @@ STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "timed_out", "abandoned",
                 "skipped")  # skipped: --lock found the job still running (stepflow.cron.lock)
 OPEN_STATUSES = ("running", "pending")  # a run that may still change; prune and ls leave it be
+JSON_FIELDS = frozenset({"environment", "tags", "metadata", "warnings"})  # held as JSON text by every backend
+
+
+def decode_json(field_name: str, value: Any) -> Any:
+    """A stored value as Python: a JSON field's text decoded; JSON that does not parse (legacy
+    rows) is returned as the text it is."""
+    if field_name in JSON_FIELDS and isinstance(value, str):
+        import json  # readers only: a run's writer never decodes
+
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 # -- rows ----------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from stepflow.store.base import OPEN_STATUSES, Artifact, Run, RunQuery, Step
+from stepflow.store.base import JSON_FIELDS, OPEN_STATUSES, Artifact, Run, RunQuery, Step, decode_json
 
-JSON_COLUMNS = frozenset({"environment", "tags", "metadata", "warnings"})
+JSON_COLUMNS = JSON_FIELDS
 TABLES: dict[type, str] = {Run: "executions", Step: "steps", Artifact: "artifacts"}
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"  # ('running', 'pending')
 
@@ -49,14 +49,7 @@ def encode(column: str, value: Any) -> Any:
     return value
 
 
-def decode(column: str, value: Any) -> Any:
-    """A stored value as Python; JSON that does not parse is returned as the text it is."""
-    if column in JSON_COLUMNS and isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+decode = decode_json  # the protocol's rule: a JSON field's text decoded, bad JSON kept as text
 
 
 NEVER = "^(?!)"  # a regex nothing matches

@@ -19,6 +19,7 @@ from stepflow.errors import StoreError
 from stepflow.store import schema, zone
 from stepflow.store.base import (
     ALL_RUNS,
+    JSON_FIELDS,
     OPEN_STATUSES,
     Artifact,
     Deleted,
@@ -36,6 +37,7 @@ from stepflow.store.base import (
     StepChange,
     StepDuration,
     Write,
+    decode_json,
 )
 from stepflow.store.connection import connect, immediate, maintenance_pause, scalar, store_error, wal_path
 from stepflow.store.url import DatabaseURL
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-JSON_COLUMNS = frozenset({"environment", "tags", "metadata", "warnings"})
+JSON_COLUMNS = JSON_FIELDS
 TABLES: dict[type, str] = {Run: "executions", Step: "steps", Artifact: "artifacts"}
 CHANGED_TABLES: dict[type, str] = {RunChange: "executions", StepChange: "steps"}
 COUNTED_TABLES = ("executions", "steps", "artifacts", "logs")
@@ -62,14 +64,7 @@ def encode(column: str, value: Any) -> Any:
     return value
 
 
-def decode(column: str, value: Any) -> Any:
-    """A stored value as Python; JSON that does not parse is returned as the text it is."""
-    if column in JSON_COLUMNS and isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+decode = decode_json  # the protocol's rule: a JSON field's text decoded, bad JSON kept as text
 
 
 def _columns(cls: type) -> list[str]:
