@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stepflow.errors import SettingsError
+from stepflow.record import field, record
 
 if TYPE_CHECKING:  # imported where a URL is parsed: every command reads settings, few need a URL
     from stepflow.store.url import DatabaseURL
@@ -42,7 +42,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Settings:
     """Everything configurable, resolved. Build it with `load_settings`."""
 

@@ -13,9 +13,9 @@ another process) copies what it needs then. Sinks are called on the reader's thr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from stepflow.record import field, record
 from stepflow.state import ArtifactState, RunState, StepState
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from stepflow.run.artifacts import Copied
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RunStarted:
     """The run began; `facts` are who, where and with what (working_directory, tags, user_name,
     host, pid, pid_started, metadata, environment), as stored with it."""
@@ -32,7 +32,7 @@ class RunStarted:
     facts: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StepStarted:
     """`step` began (inside `step.parent` when nested), at `step.started`."""
 
@@ -40,7 +40,7 @@ class StepStarted:
     step: StepState
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StepEnded:
     """`step` ended with `status` (completed or failed) and maybe an `error`, at `step.ended`."""
 
@@ -50,7 +50,7 @@ class StepEnded:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class LinesRead:
     """`count` complete lines of `stream` (1 stdout, 2 stderr), joined by b"\\n", masked.
 
@@ -67,7 +67,7 @@ class LinesRead:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ArtifactAdded:
     """The command announced a file (`path` as it wrote it); it is being copied aside."""
 
@@ -77,7 +77,7 @@ class ArtifactAdded:
     path: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ArtifactCopied:
     """The copy of an announced file is done (or failed: `copy.problem`); `id` is the artifact's."""
 
@@ -91,7 +91,7 @@ class ArtifactCopied:
     copy: Copied
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class WarningRaised:
     """A warning kept on the run (a marker ignored, an artifact not copied, a warning notice)."""
 
@@ -100,7 +100,7 @@ class WarningRaised:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RunErrorRaised:
     """`STEP_ERROR` with no step running: an error on the run itself (`run.errors`)."""
 
@@ -108,7 +108,7 @@ class RunErrorRaised:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class MetaSet:
     """`key=value` was set on `step` (or on the run when `step` is None); `target` says where it
     went: "estimated_duration" or "description" of the step, or its (or the run's) "metadata"."""
@@ -120,7 +120,7 @@ class MetaSet:
     target: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class TestRecorded:
     """One test's result, kept in the step's metadata["tests"] (the run's when no step runs)."""
 
@@ -131,7 +131,7 @@ class TestRecorded:
     result: TestResult
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class NoticeRaised:
     """An annotation from the command (debug, notice, warning, progress). Warning and notice
     levels are also kept on the run as warnings (a WarningRaised follows); the others only
@@ -144,7 +144,7 @@ class NoticeRaised:
     metadata: Mapping[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RunFinished:
     """The run ended with `run.status`; `error` is its error message, if any."""
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from stepflow.config import Settings
+from stepflow.record import field, record
 from stepflow.store.base import StepDuration
 
 RUNS = 20  # earlier completed runs looked at for the median of a step's duration
 BUSY_MS = 500  # a store busier than this gives no hints rather than a late view
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Hints:
     """Expectations for a run, from the latest completed runs with the same name."""
 
@@ -57,8 +57,7 @@ def hints_from_rows(rows: Iterable[StepDuration]) -> Hints:
 def load_hints(settings: Settings, name: str) -> Hints:
     """Read the hints for runs named `name`; NO_HINTS when the store cannot tell. Read-only."""
     try:
-        from dataclasses import replace
-
+        from stepflow.record import replace
         from stepflow.store import exists, open_store
 
         if not exists(settings):

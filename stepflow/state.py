@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
+
+from stepflow.record import field, record
 
 MAX_WARNINGS = 100  # kept on the run; later ones are counted, not stored
 MAX_STEPS_KEPT = 1000  # steps held in memory for the views; a million-step run stays small
 
 
-@dataclass(slots=True)
+@record
 class StepState:
     index: int
     id: str
@@ -40,7 +41,7 @@ class StepState:
         return None if self.ended is None else self.ended - self.started
 
 
-@dataclass(slots=True)
+@record
 class ArtifactState:
     path: str
     description: str | None
@@ -50,7 +51,7 @@ class ArtifactState:
     sha256: str | None = None
 
 
-@dataclass(slots=True)
+@record
 class RunState:
     id: str
     name: str

@@ -193,10 +193,12 @@ def test_every_sink_gets_every_event_in_order(tmp_path: Path) -> None:
 
 
 def test_events_are_frozen_and_slotted() -> None:
-    import dataclasses
     import typing
 
+    from stepflow.record import FrozenInstanceError, fields
+
     for kind in typing.get_args(ev.Event):
-        params = getattr(kind, "__dataclass_params__")  # noqa: B009
-        assert params.frozen and hasattr(kind, "__slots__"), kind
-        assert dataclasses.fields(kind)[0].name == "run", kind
+        assert kind.__record_frozen__ and "__dict__" not in dir(kind), kind
+        assert fields(kind)[0].name == "run", kind
+    with pytest.raises(FrozenInstanceError):
+        ev.WarningRaised(None, None, "x").message = "y"  # type: ignore[arg-type, misc]

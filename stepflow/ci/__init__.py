@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from stepflow.dialects import detect_ci
+from stepflow.record import record
 
 EMITTERS: dict[str, str] = {
     "github": "stepflow.ci.github:GithubEmitter",
@@ -28,7 +28,7 @@ EMITTERS: dict[str, str] = {
 CI_CHOICES = ("none", "auto", *EMITTERS)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StepBegan:
     """A step started: its name, its 1-based index in the run, its UNIX time."""
 
@@ -37,7 +37,7 @@ class StepBegan:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StepFinished:
     """A step ended with `status` (completed, failed, skipped) after `duration_s` seconds."""
 
@@ -49,7 +49,7 @@ class StepFinished:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RunFinished:
     """The run ended: its status, the command's exit status, its UNIX time and duration."""
 

@@ -10,15 +10,16 @@ value) returns None and goes to typer, whose `run` command is built from the sam
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stepflow.record import record
 
 OUTPUTS = ("auto", "live", "plain", "quiet", "json")
 CI_CHOICES = ("none", "auto", "github", "gitlab", "buildkite", "teamcity")  # stepflow.ci's, unimported
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Flag:
     """One option: its parameter name, its spellings, its type, default and help."""
 

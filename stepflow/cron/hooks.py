@@ -15,8 +15,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import IO, Any
+
+from stepflow.record import record
 
 RUN_ID = "STEPFLOW_RUN_ID"
 RUN_NAME = "STEPFLOW_RUN_NAME"
@@ -34,7 +35,7 @@ MAX_TAIL_CHARS = 10_000  # of STEPFLOW_LOG_TAIL (far under Linux's 128 KiB per v
 Output = int | IO[Any] | None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HookResult:
     """How a hook ended. `warning` is None when it exited 0 in time."""
 

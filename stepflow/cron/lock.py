@@ -26,13 +26,14 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from stepflow import procs
 from stepflow.errors import StepflowError
+from stepflow.record import fields as record_fields
+from stepflow.record import record
 
 OnOverlap = Literal["skip", "wait", "kill"]
 SKIPPED_EXIT = 0  # see the module docstring: a skip must not mail or alert as a failure
@@ -57,7 +58,7 @@ class LockError(StepflowError):
     """The lock folder or file cannot be made or opened (read-only store, permissions)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Holder:
     """Who holds a lock, as its holder recorded it."""
 
@@ -102,7 +103,7 @@ def read_holder(path: Path) -> Holder | None:
         return None
     if not isinstance(data, dict):
         return None
-    fields = Holder.__dataclass_fields__
+    fields = {f.name for f in record_fields(Holder)}
     return Holder(**{k: v for k, v in data.items() if k in fields})
 
 

@@ -23,12 +23,12 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stepflow.cron.streak import SUCCESS, failure_streak
 from stepflow.history.detail import parse_time
+from stepflow.record import record
 
 FILE_NAME = "stepflow.prom"
 LOCK_NAME = ".stepflow.prom.lock"
@@ -36,7 +36,7 @@ NOT_ENDED = frozenset({"skipped", "running", "pending"})
 STATUSES = ("completed", "failed", "timed_out", "cancelled", "abandoned", "skipped", "running")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class JobMetrics:
     """The figures of one job name."""
 

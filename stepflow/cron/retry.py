@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from stepflow.errors import UsageError
+from stepflow.record import record
 
 MAX_RETRIES = 100
 MAX_CODE = 255
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RetryPolicy:
     """`count` more attempts after the first, `delay_s` apart, for exit statuses in `on_codes`
     (None: any non-zero status)."""
@@ -40,7 +40,7 @@ class RetryPolicy:
         return self.count + 1
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Attempt:
     """One attempt of a run, as `show` can list it (the run's metadata "attempts")."""
 

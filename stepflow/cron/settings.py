@@ -8,7 +8,6 @@ below a `NAME=value` line.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from stepflow.cron.lock import DEFAULT_KILL_GRACE, OnOverlap
@@ -31,6 +30,7 @@ from stepflow.cron.names import (  # noqa: F401 - the names are settings' public
 )
 from stepflow.cron.retry import RetryPolicy, parse_policy
 from stepflow.errors import UsageError
+from stepflow.record import record
 from stepflow.timeparse import parse_duration
 
 FLAGS = {"overlap": "--on-overlap", "ping_url": "--ping"}  # CronOptions fields not named as their flag
@@ -39,7 +39,7 @@ DEFAULT_HOOK_TIMEOUT = 30.0
 DEFAULT_PING_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Overlap:
     """--on-overlap parsed: what to do, and its bound (wait) or grace (kill)."""
 
@@ -80,7 +80,7 @@ def parse_streak(text: str, *, option: str = ON_STREAK) -> tuple[int, str]:
     return int(count), command
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class CronOptions:
     """Every cron option of one run, resolved from flags over the environment."""
 

@@ -14,7 +14,8 @@ threshold: N when --on-streak is given, else 1 (any failure, then a success).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from stepflow.record import record
 
 SUCCESS = frozenset({"completed"})
 FAILURE = frozenset({"failed", "timed_out"})
@@ -36,7 +37,7 @@ def failure_streak(statuses: Sequence[str | None]) -> int:
     return streak
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StreakNews:
     """What the newest run means for alerts: its streak, and which hooks fire now."""
 

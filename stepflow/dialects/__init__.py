@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from stepflow.dialects.base import Dialect
+from stepflow.record import record
 
 # name -> "module:Class", imported on first use so a run pays only for the dialects it reads.
 REGISTRY: dict[str, str] = {
@@ -51,7 +51,7 @@ AUTO = "auto"
 MARKER_CHOICES = (*POSITIONS, AUTO, *REGISTRY)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class MarkerSelection:
     """What `--markers` asks a run to read: dialect names in order, and whether stepflow's
     own markers may stand anywhere in a line (`anywhere`) or only open it (`start`)."""

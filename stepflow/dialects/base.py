@@ -15,11 +15,12 @@ its own language into them and nothing else.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
+from stepflow.record import field, record
 
-@dataclass(frozen=True, slots=True)
+
+@record(frozen=True)
 class StepStart:
     """A step begins. Flat (`nested=False`): the open steps are completed first, as
     `STEP_START` does. Nested: it opens inside the innermost open step (GitLab sections,
@@ -31,14 +32,14 @@ class StepStart:
     at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StepComplete:
     """`STEP_COMPLETE:<name>`: the running step called `name` succeeded (another name: a warning)."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StepEnd:
     """End a step without naming it (`::endgroup::`), or the open step called `name` together
     with every step opened inside it (`section_end:..:NAME`, `blockClosed`). A step already
@@ -48,7 +49,7 @@ class StepEnd:
     at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StepError:
     """The innermost running step failed with `message` (no step running: an error on the run).
 
@@ -61,7 +62,7 @@ class StepError:
     metadata: dict[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Artifact:
     """A file the run produced, as the script named it (maybe relative to its folder)."""
 
@@ -69,7 +70,7 @@ class Artifact:
     description: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Meta:
     """A key/value pair for the running step, or for the run when no step runs."""
 
@@ -77,7 +78,7 @@ class Meta:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class AddMask:
     """`::add-mask::<value>`. The masker (stepflow.run.secrets) has already learnt the value
     before the line reached a dialect; the marker only keeps the line out of the log."""
@@ -85,7 +86,7 @@ class AddMask:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Notice:
     """An annotation that does not change a step's status: `level` is debug, notice, warning
     or progress (`::warning::`, TeamCity `message status='WARNING'`, `progressMessage`)."""
@@ -95,7 +96,7 @@ class Notice:
     metadata: dict[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class TestResult:
     """One test's result inside the running step (TeamCity `testStarted`/`testFailed`/
     `testFinished`); `status` is passed, failed or ignored."""
@@ -109,7 +110,7 @@ class TestResult:
     details: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class BadMarker:
     """A marker whose content cannot be used; `reason` is a short sentence for users."""
 

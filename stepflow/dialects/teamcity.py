@@ -19,11 +19,11 @@ the tests in flight; a message TeamCity knows but stepflow has no marker for sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from stepflow.dialects.base import Artifact, BadMarker, Marker, Notice, StepEnd, StepError, StepStart, TestResult
 from stepflow.dialects.text import clean_name
+from stepflow.record import record
 
 PREFIX = "##teamcity["
 _ESCAPES = {"'": "'", "n": "\n", "r": "\r", "x": "\u0085", "l": "\u2028", "p": "\u2029", "[": "[", "]": "]", "|": "|"}
@@ -31,7 +31,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _NAME_END = frozenset(" \t]'")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Message:
     """One service message: its name, its single unnamed value or its named attributes."""
 
@@ -113,7 +113,7 @@ def _read_value(text: str, position: int) -> tuple[str, int] | None:
             position = bar + 1
 
 
-@dataclass(slots=True)
+@record
 class _Test:
     status: str = "passed"
     message: str | None = None

@@ -9,28 +9,28 @@ stepflow process died commits nothing more, and is noticed as abandoned that way
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from stepflow.errors import NotFoundError
 from stepflow.history import abandoned
+from stepflow.record import record
 from stepflow.store.base import OPEN_STATUSES, LogLine, Run, Store, Watch
 
 FOLLOW_CHECK = 1.0  # seconds between checks that a quiet run's stepflow process is still alive
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RunChanged:
     """The run moved on while followed: its status, current step or counts changed."""
 
     run: Run
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class CaughtUp:
     """Every line committed so far was yielded; the follow waits now (flush, or send a heartbeat)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Ended:
     """The followed run is no longer running or pending (`run.status` says how it ended); last event."""
 

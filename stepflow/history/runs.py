@@ -29,7 +29,7 @@ FAILED_STATUSES = ("failed", "timed_out", "cancelled", "abandoned")  # `ls --fai
 
 def list_failed(store: Store, query: RunQuery = ALL_RUNS) -> list[Run]:
     """`ls --failed`: runs that did not succeed (FAILED_STATUSES), newest first, as list_runs."""
-    from dataclasses import replace
+    from stepflow.record import replace
 
     found = {r.id: r for status in FAILED_STATUSES for r in list_runs(store, replace(query, status=status))}
     found.update({r.id: r for r in list_runs(store, replace(query, status="running")) if r.status == "abandoned"})

@@ -15,7 +15,6 @@ import os
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import apsw
 from stepflow.config import Settings
 from stepflow.errors import StoreError
 from stepflow.maintenance import fs, probe
+from stepflow.record import field, record
 from stepflow.store.connection import describe, scalar, wal_path
 
 BACKUP_FOLDER = "backups"
@@ -33,7 +33,7 @@ SUFFIX = ".db"
 SPACE_MARGIN = 1.1  # room for the copy, plus a little
 
 
-@dataclass(slots=True)
+@record
 class BackupResult:
     """A verified backup file."""
 

@@ -9,7 +9,6 @@ checkpointing: stepflow then leaves the WAL alone.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,14 @@ import apsw
 from stepflow.config import Settings
 from stepflow.errors import UsageError
 from stepflow.maintenance import fs, probe
+from stepflow.record import field, record
 from stepflow.store.connection import store_error, wal_path
 
 MODES = ("passive", "full", "restart", "truncate")
 BUSY_MS = 2000
 
 
-@dataclass(slots=True)
+@record
 class CheckpointResult:
     database: Path
     mode: str

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from stepflow.config import Settings
 from stepflow.errors import StepflowError
 from stepflow.history.abandoned import is_abandoned
 from stepflow.maintenance import fs, legacy_status, probe, stats
+from stepflow.record import field, record, replace
 from stepflow.store import open_store, schema
 from stepflow.store.base import OPEN_STATUSES, RunQuery, Store
 from stepflow.store.connection import describe, intent_path
@@ -31,7 +31,7 @@ BUSY_MS = 5000  # a probe must answer; a store locked for longer is itself a fin
 SHOWN_IDS = 5
 
 
-@dataclass(slots=True)
+@record
 class HealthReport:
     database: Path | str  # a file, or a server's URL with its password masked
     reasons: list[str] = field(default_factory=list)

@@ -13,13 +13,13 @@ import functools
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 import apsw
 
+from stepflow.record import record
 from stepflow.store.zone import resolve_artifact
 
 EXECUTIONS_FOLDER = "executions"
@@ -27,7 +27,7 @@ LOG_FILE = re.compile(r"^step_(\d+)_(.+)\.log$")
 BLOCK_BYTES = 64 * 1024  # lines of one time stamp are grouped in blocks of at most this many bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class LogFile:
     """One legacy step log file."""
 
@@ -37,7 +37,7 @@ class LogFile:
     path: Path
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Block:
     """Lines of one file that go into one `logs` row."""
 
@@ -47,7 +47,7 @@ class Block:
     cut: int = 0
 
 
-@dataclass(slots=True)
+@record
 class LogScan:
     """What the log files hold, and what the import did with them."""
 

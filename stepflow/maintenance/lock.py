@@ -11,10 +11,10 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from stepflow.errors import StoreError
+from stepflow.record import record
 from stepflow.store.connection import flock_within, maintenance_lock_path
 
 POLL = 0.02
@@ -49,7 +49,7 @@ def maintenance_lock(db: Path, *, what: str, wait: float) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Holder:
     """A process that has one of the database's files open."""
 

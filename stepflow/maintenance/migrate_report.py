@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stepflow.maintenance import fs, probe
+from stepflow.record import field, record
 from stepflow.store import schema
 
 
-@dataclass(slots=True)
+@record
 class MigrationReport:
     """What `migrate` found and did (or, with dry_run, would do)."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import apsw
 
 from stepflow.config import Settings
 from stepflow.errors import StoreError
+from stepflow.record import record
 from stepflow.store import schema
 from stepflow.store.connection import connect, scalar, store_error
 
@@ -27,7 +27,7 @@ KIND_NAMES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Probe:
     """What a database is: kind, schema version, journal mode."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,14 @@ from stepflow.config import Settings
 from stepflow.errors import UsageError
 from stepflow.maintenance import fs, probe
 from stepflow.maintenance.legacy import EXECUTIONS_FOLDER
+from stepflow.record import record
 from stepflow.store import open_store
 from stepflow.store.base import OPEN_STATUSES, RUN_STATUSES, RunQuery, Store
 
 BATCH = 500
 
 
-@dataclass(slots=True)
+@record
 class PruneResult:
     cutoff: float
     status: str | None

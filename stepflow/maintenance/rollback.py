@@ -15,7 +15,6 @@ import os
 import shutil
 import stat
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,11 @@ from stepflow.errors import StepflowError, StoreError
 from stepflow.maintenance import backup, fs, probe
 from stepflow.maintenance.journal import journal_mode, switch_journal_mode
 from stepflow.maintenance.lock import database_files, describe_holders, holders, maintenance_lock
+from stepflow.record import field, record
 from stepflow.store.connection import connect, intent_path, store_error
 
 
-@dataclass(slots=True)
+@record
 class RollbackResult:
     database: Path
     action: str  # "journal" or "backup"

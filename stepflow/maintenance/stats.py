@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import apsw
 
 from stepflow.config import Settings
 from stepflow.maintenance import backup, fs, probe
+from stepflow.record import field, record
 from stepflow.store import open_store, schema
 from stepflow.store.connection import scalar, store_error
 
@@ -106,7 +106,7 @@ def stats_lines(data: dict[str, Any]) -> list[str]:
     return out
 
 
-@dataclass(slots=True)
+@record
 class CheckResult:
     database: Path | str  # a file, or a server's URL with its password masked
     problems: list[str] = field(default_factory=list)
@@ -168,7 +168,7 @@ def schema_problem(conn: apsw.Connection) -> str | None:
     return f"schema incomplete: missing {shown}; run \"stepflow migrate --to-wal\" to repair it"
 
 
-@dataclass(slots=True)
+@record
 class OptimizeResult:
     database: Path | str  # a file, or a server's URL with its password masked
     seconds: float

@@ -7,15 +7,15 @@ an unreadable or oversized file is reported as a warning and recorded with its p
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import queue
 import shutil
 import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from stepflow.record import field, record, replace
 
 CHUNK = 1024 * 1024
 NAME_MAX = 255  # bytes in one file name, on Linux file systems
@@ -26,7 +26,7 @@ KINDS = {  # artifact_type as the legacy tool named them, from the mime type's f
 }
 
 
-@dataclass(slots=True)
+@record
 class Copied:
     """What became of one artifact: `stored` is None when it was not copied, and `problem` says why."""
 
@@ -39,7 +39,7 @@ class Copied:
     problem: str | None = None
 
 
-@dataclass(slots=True)
+@record
 class Budget:
     """One run's artifacts: the same file (path, size, mtime) copied once however often it is
     named; a total cap for the run; a floor of free space on the store's disk. Beyond either,
@@ -110,7 +110,7 @@ def copy_artifact(source: Path, dest_dir: Path, artifact_id: str, *, max_size: i
         if budget is not None:
             earlier = budget.seen.get(key)
             if earlier is not None:  # named again, unchanged: one copy, referenced twice
-                return dataclasses.replace(earlier)
+                return replace(earlier)
             refused = budget.refusal(info.st_size, dest_dir)
             if refused:
                 result.size = info.st_size

@@ -19,7 +19,6 @@ Never prints; never imports typer.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
 import time
@@ -27,6 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from stepflow.cron.names import NAMES
+from stepflow.record import replace
 from stepflow.run.options import RunOptions, RunResult, default_name
 from stepflow.state import RunState
 
@@ -71,7 +71,7 @@ def execute_cron(options: RunOptions, cron: CronOptions, settings: Settings, vie
     env = dict(os.environ if options.env is None else options.env)
     run_id = new_id()
     name = options.name or default_name(options.argv)
-    options = dataclasses.replace(options, run_id=run_id, retry=cron.retry if cron.retry.count else None)
+    options = replace(options, run_id=run_id, retry=cron.retry if cron.retry.count else None)
     job = CronRun(cron, run_id=run_id, run_name=name, lock_dir=settings.storage / "locks")
     try:
         job.start()

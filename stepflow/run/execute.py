@@ -193,9 +193,9 @@ def _stored(options: RunOptions, splitter: LineSplitter) -> LineSplitter:
 
 def _writer_settings(settings: Settings) -> Settings:
     """A run's writer waits briefly for the write lock, then spools: no run waits on the store."""
-    import dataclasses
+    from stepflow.record import replace
 
-    return dataclasses.replace(settings, busy_timeout_ms=min(settings.busy_timeout_ms, WRITER_BUSY_MS))
+    return replace(settings, busy_timeout_ms=min(settings.busy_timeout_ms, WRITER_BUSY_MS))
 
 
 def _facts(options: RunOptions, cwd: str, env: dict[str, str], settings: Settings,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from stepflow.errors import StepflowError, UsageError
+from stepflow.record import field, record
 
 if TYPE_CHECKING:
     from stepflow.cron.retry import RetryPolicy
@@ -19,7 +19,7 @@ INTERPRETERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "python", "python3
                           "ruby", "env", "sudo", "nice", "nohup", "time"})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RunOptions:
     """What `stepflow run` was asked to do."""
 
@@ -41,7 +41,7 @@ class RunOptions:
     retry: RetryPolicy | None = None  # --retry: attempts of this one run (stepflow.run.attempts)
 
 
-@dataclass(slots=True)
+@record
 class RunResult:
     run_id: str
     exit_status: int

@@ -17,10 +17,10 @@ import subprocess
 import termios
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import IO, Any
 
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus
+from stepflow.record import record
 
 READ_SIZE = 256 * 1024  # larger reads cost memory (a 1M-line run must stay near a small one's)
 PIPE_SIZE = 1024 * 1024  # Linux's default cap for unprivileged processes (fs.pipe-max-size)
@@ -41,7 +41,7 @@ WATCHDOG = (
 OutputHandler = Callable[[int, bytes], None]  # (stream 1|2, data)
 
 
-@dataclass(slots=True)
+@record
 class Outcome:
     """How the command ended."""
 

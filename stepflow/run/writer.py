@@ -17,11 +17,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from stepflow import events as ev
 from stepflow.errors import StepflowError, describe_os_error
 from stepflow.fmt import iso
+from stepflow.record import record
 from stepflow.store import Store
 from stepflow.store.base import (
     Artifact,
@@ -46,7 +46,7 @@ SPOOL_RETRY = 5.0  # seconds between the writer's tries to hand its spool to the
 FINAL_WAIT = 1.0  # seconds the writer waits for the lock to hand over its spool at the run's end
 
 
-@dataclass(slots=True)
+@record
 class Written:
     """What was committed, for STEPFLOW_LOG_LEVEL=debug."""
 
@@ -55,7 +55,7 @@ class Written:
     output_bytes: int = 0
 
 
-@dataclass(slots=True)
+@record
 class Losses:
     """What could not be recorded, for the closing message."""
 

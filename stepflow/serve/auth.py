@@ -16,9 +16,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from stepflow.errors import UsageError
+from stepflow.record import record
 
 COOKIE = "stepflow_token"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
@@ -55,7 +55,7 @@ def host_name(header: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Policy:
     key: str | None  # STEPFLOW_API_KEY; None or "" means no key
     loopback_only: bool  # bound to a loopback address: insist on a loopback Host header

@@ -16,12 +16,10 @@ Read-only, except `sweep_abandoned` (runs whose stepflow process is gone are sto
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import mimetypes
 import statistics as pystats
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from stepflow.history import runs as history_runs
 from stepflow.history.detail import run_summary, step_detail
 from stepflow.maintenance import health as health_mod
 from stepflow.maintenance import stats as stats_mod
+from stepflow.record import record, replace
 from stepflow.store import RunQuery, StepDuration, Store, Watch, exists, open_store
 from stepflow.store.base import OPEN_STATUSES, LogLine, Run, RunOutcome, Step
 
@@ -55,7 +54,7 @@ class Source:
         if store is None:
             if not exists(self.settings):
                 raise StoreError(f"no store at {self.settings.database_url}; record a run with \"stepflow run -- CMD\"")
-            store = open_store(dataclasses.replace(
+            store = open_store(replace(
                 self.settings, cache_size=min(self.settings.cache_size, CACHE_PAGES)))
             self._local.store = store
             with self._lock:
@@ -222,7 +221,7 @@ def optimize(src: Source) -> dict[str, Any]:
 # -- aggregates: Store.status_counts and Store.run_outcomes, counted here ------------------------
 
 
-@dataclass(slots=True)
+@record
 class JobFacts:
     """What /metrics says of one job name."""
 

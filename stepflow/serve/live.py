@@ -17,10 +17,10 @@ import json
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from stepflow.history.detail import run_summary
+from stepflow.record import field, record
 from stepflow.serve import data
 from stepflow.serve.ansi import segments
 from stepflow.store.base import OPEN_STATUSES, STREAM_NAMES, LogLine, Watch
@@ -29,7 +29,7 @@ CATCH_UP_PAGE = 2000
 QUEUE_SIZE = 256  # events waiting for one client before it is dropped
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Event:
     """One encoded event as queued for clients; a `lines` event keeps its lines for late joiners."""
 
@@ -53,7 +53,7 @@ def line_dict(line: LogLine) -> dict[str, Any]:
             "ts": line.ts, "text": text, "seg": segments(text), "cut": line.cut}
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Channel:
     """The subscribers of one run and how far the watcher has read it."""
 

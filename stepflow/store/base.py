@@ -9,8 +9,9 @@ StepFlow Monitor tables, see stepflow.store.sqlite) is its own business.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
+
+from stepflow.record import field, record
 
 STDOUT = 1
 STDERR = 2
@@ -38,7 +39,7 @@ def decode_json(field_name: str, value: Any) -> Any:
 # -- rows ----------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@record
 class Run:
     """One run. JSON-valued fields are decoded; legacy text that is not JSON is kept as text."""
 
@@ -72,7 +73,7 @@ class Run:
     legacy_status: str | None = None  # what a StepFlow Monitor server wrote, when shown otherwise
 
 
-@dataclass(slots=True)
+@record
 class Step:
     """One step of a run."""
 
@@ -96,7 +97,7 @@ class Step:
     legacy_status: str | None = None
 
 
-@dataclass(slots=True)
+@record
 class Artifact:
     """A file a run announced, as copied into the store."""
 
@@ -119,7 +120,7 @@ class Artifact:
     source_path: str | None = None
 
 
-@dataclass(slots=True)
+@record
 class LogBlock:
     """Consecutive lines of one stream in one step, as read together; `data` joins them by b"\\n".
 
@@ -136,7 +137,7 @@ class LogBlock:
     cut: int = 0
 
 
-@dataclass(slots=True)
+@record
 class LogLine:
     """One line of output as `logs` shows it."""
 
@@ -148,7 +149,7 @@ class LogLine:
     cut: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StepDuration:
     """One step of an earlier completed run, as `step_durations` returns it (ETA hints)."""
 
@@ -172,7 +173,7 @@ class RunOutcome(NamedTuple):
     completed_ts: float | None  # completed_at as Unix time; None when not set
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RunQuery:
     """Which runs `find_runs` returns, newest first (by created_ts)."""
 
@@ -191,7 +192,7 @@ ALL_RUNS = RunQuery()
 # -- writes: a batch is applied in one transaction, in order --------------------------------
 
 
-@dataclass(slots=True)
+@record
 class NewRun:
     """A run starts: store `run`."""
 
@@ -203,7 +204,7 @@ class NewRun:
         return cls(Run(**values))
 
 
-@dataclass(slots=True)
+@record
 class NewStep:
     """A step starts: store `step`."""
 
@@ -215,7 +216,7 @@ class NewStep:
         return cls(Step(**values))
 
 
-@dataclass(slots=True)
+@record
 class NewArtifact:
     """An artifact was copied: store `artifact`."""
 
@@ -317,7 +318,7 @@ Write = NewRun | NewStep | NewArtifact | RunChange | StepChange | LogBlock
 # -- capabilities --------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@record
 class Deleted:
     """One batch of runs `delete_runs` removed (or, in a dry run, would remove)."""
 
@@ -329,7 +330,7 @@ class Deleted:
     freed_bytes: int = 0  # space freed inside the database (0 where the backend cannot tell)
 
 
-@dataclass(slots=True)
+@record
 class Health:
     """What a backend knows of its own health: facts to show and problems found (empty: healthy)."""
 

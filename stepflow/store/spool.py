@@ -18,16 +18,15 @@ Backend-neutral: only stepflow.store.base is imported.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import fcntl
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stepflow.errors import StepflowError
+from stepflow.record import asdict, field, record
 from stepflow.store.base import (
     Artifact,
     LogBlock,
@@ -58,11 +57,11 @@ def encode_write(w: Write) -> dict[str, Any]:
     if isinstance(w, RunChange | StepChange):
         return {"t": "run_change" if isinstance(w, RunChange) else "step_change", "id": w.id, "v": w.changes()}
     if isinstance(w, NewRun):
-        return {"t": "run", "v": dataclasses.asdict(w.run)}
+        return {"t": "run", "v": asdict(w.run)}
     if isinstance(w, NewStep):
-        return {"t": "step", "v": dataclasses.asdict(w.step)}
+        return {"t": "step", "v": asdict(w.step)}
     if isinstance(w, NewArtifact):
-        return {"t": "artifact", "v": dataclasses.asdict(w.artifact)}
+        return {"t": "artifact", "v": asdict(w.artifact)}
     raise TypeError(f"not a store write: {type(w).__name__}")
 
 
@@ -219,7 +218,7 @@ def _write_all(fd: int, data: bytes) -> None:
 # -- replay -----------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@record
 class Replayed:
     """What one replay did."""
 
@@ -231,7 +230,7 @@ class Replayed:
     problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return asdict(self)
 
     def lines_text(self) -> list[str]:
         out = [f"replayed {self.batches} batches ({self.lines} output lines) of {self.runs} runs"

@@ -7,14 +7,15 @@ them) is SQLite; `postgresql://user:pw@host/db` names a PostgreSQL database (iss
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from stepflow.record import record
 
 SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DatabaseURL:
     """A parsed database URL. `text` is as given; `path` is set for file-backed backends."""
 

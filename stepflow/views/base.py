@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from stepflow.events import Event
+from stepflow.record import record
 from stepflow.state import RunState
 
 
@@ -33,7 +33,7 @@ class View(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Terminal:
     """The terminal facts, read once (`detect`) and passed down; tests build their own.
 

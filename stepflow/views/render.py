@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from rich.console import Group, RenderableType
 from rich.progress_bar import ProgressBar
@@ -20,6 +19,7 @@ from rich.text import Text
 
 from stepflow import fmt
 from stepflow.hints import NO_HINTS, Hints
+from stepflow.record import record
 from stepflow.state import RunState, StepState
 
 STDERR = 2
@@ -36,7 +36,7 @@ SUMMARY_ROWS = 40  # steps listed in the closing table, at most
 _SGR = re.compile(rb"\x1b\[[0-9;:]*m")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Symbols:
     spinner: str
     icons: dict[str, str]

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors as pg_errors
 
 from stepflow.errors import StoreError, StoreLockedError
+from stepflow.record import record
 from stepflow.store.url import DatabaseURL, mask_password
 
 CHANNEL = "stepflow_changes"  # NOTIFY'd in every writing transaction; a Watch LISTENs on it
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Bounds:
     """How long a connection may take, in seconds (0: no bound)."""
 

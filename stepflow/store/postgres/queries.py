@@ -6,11 +6,11 @@ stays about talking to one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any
 
+from stepflow.record import fields
 from stepflow.store.base import JSON_FIELDS, OPEN_STATUSES, Artifact, Run, RunQuery, Step, decode_json
 
 JSON_COLUMNS = JSON_FIELDS
@@ -19,7 +19,7 @@ OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"  # ('running',
 
 
 def columns(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+    return [f.name for f in fields(cls)]
 
 
 INSERT_SQL = {

@@ -9,13 +9,13 @@ which is what a Watch (watch.py) LISTENs for.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
 from stepflow.errors import StoreError
+from stepflow.record import fields, replace
 from stepflow.store.base import (
     ALL_RUNS,
     Artifact,
@@ -370,8 +370,8 @@ class PostgresStore:
 
 def _insert(cur: psycopg.Cursor, row: Run | Step | Artifact) -> None:
     if isinstance(row, Run) and row.created_ts is None:  # SQLite's trigger does this (schema m006)
-        row = dataclasses.replace(row, created_ts=epoch_of(row.created_at))
-    cur.execute(INSERT_SQL[type(row)], [encode(f.name, getattr(row, f.name)) for f in dataclasses.fields(row)])
+        row = replace(row, created_ts=epoch_of(row.created_at))
+    cur.execute(INSERT_SQL[type(row)], [encode(f.name, getattr(row, f.name)) for f in fields(row)])
 
 
 def _update(cur: psycopg.Cursor, table: str, row_id: str, values: dict[str, Any]) -> None:

@@ -11,15 +11,16 @@ than Linux nothing is found and the messages say "another process".
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from stepflow.record import record
 
 WAL_WRITE_BYTE = 120
 WAL_READ_BYTES = range(123, 128)  # read marks 0-4: a read transaction, which a checkpoint cannot pass
 RESERVED_BYTE = 0x40000001
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Holder:
     pid: int
     command: str

@@ -7,7 +7,6 @@ names, kept so a migrated store and a new one are the same); output is blocks of
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import apsw
 
 from stepflow.errors import StoreError
+from stepflow.record import fields
 from stepflow.store import schema, zone
 from stepflow.store.base import (
     ALL_RUNS,
@@ -68,7 +68,7 @@ decode = decode_json  # the protocol's rule: a JSON field's text decoded, bad JS
 
 
 def _columns(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+    return [f.name for f in fields(cls)]
 
 
 _INSERT_SQL = {
@@ -191,7 +191,7 @@ class SqliteStore:
             self._insert_blocks(blocks)
 
     def _insert(self, row: Run | Step | Artifact) -> None:
-        values = [encode(f.name, getattr(row, f.name)) for f in dataclasses.fields(row)]
+        values = [encode(f.name, getattr(row, f.name)) for f in fields(row)]
         self.conn.execute(_INSERT_SQL[type(row)], values)
 
     def _update(self, table: str, row_id: str, values: dict[str, Any]) -> None:
