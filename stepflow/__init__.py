@@ -13,7 +13,10 @@ Names are imported on first use, so `import stepflow` (which every command does)
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

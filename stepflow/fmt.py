@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+import time
+
+# shlex.quote's safe characters (it costs `re` to import: start-up, issue 17)
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
 
 
 def duration(seconds: float | None) -> str:
@@ -34,13 +38,40 @@ def size(n: int | float | None) -> str:
 
 
 def iso(ts: float) -> str:
-    """An ISO 8601 time in UTC with its offset, as stored for new rows and printed in JSON."""
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+    """An ISO 8601 time in UTC with its offset, as stored for new rows and printed in JSON.
+
+    The text of `datetime.fromtimestamp(ts, UTC).isoformat()` (microseconds rounded half to
+    even, left out when zero), without importing datetime on every run's start-up.
+    """
+    frac, whole = math.modf(ts)
+    micro = round(frac * 1e6)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    elif micro < 0:
+        whole, micro = whole - 1, micro + 1_000_000
+    t = time.gmtime(whole)
+    text = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
 
 
 def clock_time(ts: float) -> str:
     """Local wall-clock time with its offset, to the second, for log-style lines."""
+    from datetime import datetime
+
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def shell_join(argv: list[str]) -> str:
+    """The command line as a shell would take it back: `shlex.join`'s text, without `re`."""
+    return " ".join(_shell_quote(arg) for arg in argv)
+
+
+def _shell_quote(arg: str) -> str:
+    if not arg:
+        return "''"
+    if all(ch in _SHELL_SAFE for ch in arg):
+        return arg
+    return "'" + arg.replace("'", "'\"'\"'") + "'"
 
 
 def valid_text(text: str) -> str:

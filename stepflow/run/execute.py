@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ from types import TracebackType
 from stepflow import procs
 from stepflow.config import WRITER_BUSY_MS, Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus, StepflowError
-from stepflow.fmt import valid_text
+from stepflow.fmt import shell_join, valid_text
 from stepflow.run import resources
 from stepflow.run.artifacts import Budget
 from stepflow.run.ci_sink import ci_sink
@@ -92,7 +91,7 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
     # not UTF-8 (the command itself still gets them exactly as given).
     state = RunState(id=options.run_id or new_id(),
                      name=masker.mask_text(valid_text(options.name or default_name(options.argv))),
-                     command=masker.mask_text(valid_text(shlex.join(options.argv))), started=started)
+                     command=masker.mask_text(valid_text(shell_join(options.argv))), started=started)
     writer = Writer(lambda: open_store(_writer_settings(settings), appending=True), buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None,

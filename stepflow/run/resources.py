@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from stepflow.state import RunState
+
+TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
+if TYPE_CHECKING:
+    from typing import Any
 
 INTERVAL = 0.5
 FIRST_DELAY = 0.5  # a command shorter than this is measured by wait4 alone: no psutil import

@@ -8,10 +8,15 @@ StepFlow Monitor tables, see stepflow.store.sqlite) is its own business.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
 from stepflow.record import field, record
+from stepflow.typenames import Protocol, TypedDict
+
+TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple, Unpack
 
 STDOUT = 1
 STDERR = 2
@@ -160,17 +165,20 @@ class StepDuration:
     seconds: float | None
 
 
-class RunOutcome(NamedTuple):
-    """How one run ended, lightly: what statistics and /metrics count, as `run_outcomes` returns it.
+if TYPE_CHECKING:
+    class RunOutcome(NamedTuple):
+        """How one run ended, lightly: what statistics and /metrics count, as `run_outcomes`
+        returns it. A tuple, not a record: a store of 100,000 runs makes 100,000 of them per
+        /metrics scrape. (At run time the same fields through collections.namedtuple, which
+        needs no typing.)"""
 
-    A tuple, not a dataclass: a store of 100,000 runs makes 100,000 of them per /metrics scrape.
-    """
-
-    name: str
-    status: str
-    created_ts: float | None
-    seconds: float | None  # completed_at - started_at; None unless both are set
-    completed_ts: float | None  # completed_at as Unix time; None when not set
+        name: str
+        status: str
+        created_ts: float | None
+        seconds: float | None  # completed_at - started_at; None unless both are set
+        completed_ts: float | None  # completed_at as Unix time; None when not set
+else:
+    RunOutcome = namedtuple("RunOutcome", "name status created_ts seconds completed_ts")
 
 
 @record(frozen=True)

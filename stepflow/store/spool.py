@@ -17,13 +17,10 @@ Backend-neutral: only stepflow.store.base is imported.
 
 from __future__ import annotations
 
-import base64
 import fcntl
-import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from stepflow.errors import StepflowError
 from stepflow.record import asdict, field, record
@@ -41,6 +38,10 @@ from stepflow.store.base import (
     Write,
 )
 
+TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
+if TYPE_CHECKING:
+    from typing import Any
+
 SUFFIX = ".spool"
 REPLAY_WAIT = 0.5  # seconds a history command waits for the write lock per batch it replays
 
@@ -50,6 +51,8 @@ REPLAY_WAIT = 0.5  # seconds a history command waits for the write lock per batc
 
 def encode_write(w: Write) -> dict[str, Any]:
     """A write as JSON-ready data (bytes as base64)."""
+    import base64  # here: a run that never spools never imports it (start-up, issue 17)
+
     if isinstance(w, LogBlock):
         return {"t": "log", "run": w.execution_id, "step": w.step_index, "stream": w.stream,
                 "first": w.first_line, "count": w.line_count, "ts": w.ts,
@@ -67,6 +70,8 @@ def encode_write(w: Write) -> dict[str, Any]:
 
 def decode_write(d: dict[str, Any]) -> Write:
     """The write `encode_write` gave `d` for."""
+    import base64
+
     kind = d["t"]
     if kind == "log":
         return LogBlock(d["run"], d["step"], d["stream"], d["first"], d["count"], d["ts"],
@@ -90,12 +95,16 @@ def encoded_size(raw: int) -> int:
 
 
 def batch_line(run_id: str, seq: int, writes: Sequence[Write]) -> bytes:
+    import json  # here: a run that never spools never imports it
+
     return (json.dumps({"run": run_id, "seq": seq, "w": [encode_write(w) for w in writes]},
                        ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 def read_batches(path: Path) -> Iterator[tuple[int, list[Write]]]:
     """(seq, writes) of each whole line of one spool file; a torn last line is skipped."""
+    import json
+
     with open(path, "rb") as f:
         for raw in f:
             if not raw.endswith(b"\n"):
