@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-from typing import IO, Any, Protocol
 
 from stepflow import ptyio
+from stepflow.run.spawn import Child
 from stepflow.run.supervisor import FORWARDED, READ_SIZE, Outcome, OutputHandler, Supervisor, _signals_to_fd, _watchdog
+from stepflow.typenames import Protocol
+
+TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SIZE = (24, 80)  # the size a pty gets when stepflow runs on no terminal (cron, CI)
 
@@ -53,7 +57,7 @@ class PtySupervisor(Supervisor):
         stdin = slave if _isatty(0) else None
         return {"stdin": stdin, "stdout": slave, "stderr": slave}
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self) -> Child:
         try:
             return super()._spawn()
         except BaseException:
@@ -66,10 +70,9 @@ class PtySupervisor(Supervisor):
                 os.close(self._slave)
                 self._slave = None
 
-    def _outputs(self, proc: subprocess.Popen[bytes]) -> tuple[dict[int, int], dict[int, IO[bytes]]]:
+    def _outputs(self, proc: Child) -> dict[int, int]:
         assert self._master is not None
-        master = self._master
-        return {master: 1}, {master: open(master, "rb", buffering=0)}  # noqa: SIM115  (closed by _loop)
+        return {self._master: 1}
 
     def _read(self, fd: int) -> bytes:
         """As much as is there, up to READ_SIZE: a pty hands out at most 4 KiB a read, and each

@@ -13,17 +13,17 @@ import fcntl
 import os
 import selectors
 import signal
-import subprocess
 import termios
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus
 from stepflow.record import record
+from stepflow.run.spawn import DEVNULL, PIPE, Child, spawn
 
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
 if TYPE_CHECKING:
-    from typing import IO, Any
+    from typing import Any
 
 READ_SIZE = 256 * 1024  # larger reads cost memory (a 1M-line run must stay near a small one's)
 PIPE_SIZE = 1024 * 1024  # Linux's default cap for unprivileged processes (fs.pipe-max-size)
@@ -108,11 +108,9 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self) -> Child:
         try:
-            return subprocess.Popen(
-                self.argv, **self._stdio(), cwd=self.cwd, env=self.env, process_group=0, bufsize=0,
-            )
+            return spawn(self.argv, **self._stdio(), cwd=self.cwd, env=self.env)
         except FileNotFoundError as exc:
             raise CommandNotFoundError(f"command not found: {self.argv[0]}") from exc
         except PermissionError as exc:
@@ -125,13 +123,12 @@ class Supervisor:
 
     def _stdio(self) -> dict[str, Any]:
         """The command's stdio (stepflow.run.pty gives it a pseudo-terminal instead)."""
-        return {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        return {"stdout": PIPE, "stderr": PIPE}
 
-    def _outputs(self, proc: subprocess.Popen[bytes]) -> tuple[dict[int, int], dict[int, IO[bytes]]]:
-        """The fds to read, each with its stream number (1, 2) and its file object (to close)."""
+    def _outputs(self, proc: Child) -> dict[int, int]:
+        """The fds to read, each with its stream number (1, 2); ours to close."""
         assert proc.stdout is not None and proc.stderr is not None
-        return ({proc.stdout.fileno(): 1, proc.stderr.fileno(): 2},
-                {proc.stdout.fileno(): proc.stdout, proc.stderr.fileno(): proc.stderr})
+        return {proc.stdout: 1, proc.stderr: 2}
 
     def _read(self, fd: int) -> bytes:
         return os.read(fd, READ_SIZE)
@@ -156,9 +153,10 @@ class Supervisor:
             with _terminal_foreground(proc.pid):
                 return self._loop(proc, wake_fd, on_output)
 
-    def _loop(self, proc: subprocess.Popen[bytes], wake_fd: int, on_output: OutputHandler) -> Outcome:
+    def _loop(self, proc: Child, wake_fd: int, on_output: OutputHandler) -> Outcome:
         sel = selectors.DefaultSelector()
-        streams, pipes = self._outputs(proc)
+        streams = self._outputs(proc)
+        unclosed = set(streams)
         for fd in streams:
             os.set_blocking(fd, False)
             _widen_pipe(fd)
@@ -207,16 +205,16 @@ class Supervisor:
                     if streams[fd] in self._closing:
                         sel.unregister(fd)
                         del streams[fd]
-                        pipes[fd].close()  # through its file object: closing twice is harmless
+                        os.close(fd)
+                        unclosed.discard(fd)
         finally:
             sel.close()
             left = [fd for fd, stream in streams.items() if stream not in self._closing]
             if status is not None and left:
                 _hand_to_drainer(left)
-            for pipe in pipes.values():
-                pipe.close()
+            for fd in unclosed:
+                os.close(fd)
         returncode, cpu = status
-        proc.returncode = returncode  # reaped here with wait4, so Popen must not wait again
         return Outcome(
             returncode=returncode, exit_status=self._exit_status(returncode),
             timed_out=self._timed_out, interrupted=self._interrupted, stopped=self._stopped,
@@ -273,8 +271,7 @@ def _hand_to_drainer(fds: list[int]) -> None:
     for fd in fds:
         try:
             os.set_blocking(fd, True)  # the flag belongs to the open pipe, which cat now shares
-            subprocess.Popen(["cat"], stdin=fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True, close_fds=True)
+            spawn(["cat"], stdin=fd, stdout=DEVNULL, stderr=DEVNULL, new_session=True)
         except OSError:
             pass  # no cat to be had: as before, their next write ends them
 
@@ -339,11 +336,9 @@ def _watchdog(grace: float) -> Iterator[Callable[[int], None]]:
     """
     read_end, write_end = os.pipe()
     try:
-        dog = subprocess.Popen(
-            ["/bin/sh", "-c", WATCHDOG, "stepflow-watchdog", f"{grace:g}"],
-            stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            process_group=0,  # out of the terminal's reach: a hangup must not kill the watchdog
-        )
+        # in its own process group: out of the terminal's reach, a hangup must not kill it
+        dog = spawn(["/bin/sh", "-c", WATCHDOG, "stepflow-watchdog", f"{grace:g}"],
+                    stdin=read_end, stdout=DEVNULL, stderr=DEVNULL)
     except OSError:
         os.close(write_end)
         yield lambda _pgid: None
@@ -365,8 +360,7 @@ def _watchdog(grace: float) -> Iterator[Callable[[int], None]]:
             if armed:
                 os.write(write_end, b"done\n")
         os.close(write_end)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            dog.wait(timeout=2)
+        _reap_within(dog.pid, 2.0)
 
 
 @contextlib.contextmanager
@@ -410,3 +404,19 @@ def _sigttou_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _reap_within(pid: int, seconds: float) -> None:
+    """Wait up to `seconds` for a child that is about to exit (else it is reaped at our exit)."""
+    deadline = time.monotonic() + seconds
+    pause = 0.0005
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] != 0:
+                return
+        except ChildProcessError:
+            return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
