@@ -12,8 +12,6 @@ Names are imported on first use, so `import stepflow` (which every command does)
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
 if TYPE_CHECKING:
     from typing import Any
@@ -39,5 +37,6 @@ __all__ = ["__version__", *_API]
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        module = __import__(_API[name], fromlist=[name])  # not importlib: its import costs every command
+        return getattr(module, name)
     raise AttributeError(f"module 'stepflow' has no attribute {name!r}")

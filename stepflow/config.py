@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from stepflow.errors import SettingsError
 from stepflow.record import field, record
@@ -12,6 +11,8 @@ from stepflow.record import field, record
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
 
 if TYPE_CHECKING:  # imported where a URL is parsed: every command reads settings, few need a URL
+    from pathlib import Path  # a run's start-up never imports pathlib (~5 ms with re): paths are str here
+
     from stepflow.store.url import DatabaseURL
 
 STORAGE_PATH = "STEPFLOW_STORAGE_PATH"
@@ -45,9 +46,13 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 @record(frozen=True)
 class Settings:
-    """Everything configurable, resolved. Build it with `load_settings`."""
+    """Everything configurable, resolved. Build it with `load_settings`.
 
-    storage: Path
+    Paths are held as absolute str (`storage_dir`, `runtime_dir`): what a run needs before its
+    command starts is str and os.path; the Path properties are for the other commands.
+    """
+
+    storage_dir: str
     log_level: str = "warning"
     wal_autocheckpoint: int = 1000  # pages
     cache_size: int = 10000  # pages
@@ -64,7 +69,13 @@ class Settings:
     artifact_run_max: int = 10 * 1024**3  # bytes of artifacts one run copies; beyond: by path
     artifact_min_free: int = 256 * 1024**2  # free bytes left on the store's disk; beyond: by path
     spool_max: int = 256 * 1024 * 1024  # bytes one run may spool; output beyond is lost (counted)
-    runtime_dir: Path | None = None  # $XDG_RUNTIME_DIR: the spool's first fallback
+    runtime_dir: str | None = None  # $XDG_RUNTIME_DIR: the spool's first fallback
+
+    @property
+    def storage(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.storage_dir)
 
     @property
     def spool_folders(self) -> list[Path]:
@@ -79,28 +90,39 @@ class Settings:
             return self.url
         from stepflow.store.url import DatabaseURL
 
-        path = self.storage / "database" / "stepflow.db"
-        return DatabaseURL("sqlite", str(path), path)
+        file = self.database_file
+        return DatabaseURL("sqlite", file, file)
+
+    @property
+    def database_file(self) -> str:
+        """The SQLite file: the URL's, else <storage>/database/stepflow.db."""
+        url = self.url
+        if url is not None and url.file is not None:
+            return url.file
+        return os.path.join(self.storage_dir, "database", "stepflow.db")
 
     @property
     def database(self) -> Path:
-        """The SQLite file: the URL's, else <storage>/database/stepflow.db (SQLite upkeep uses it)."""
-        url = self.url
-        if url is not None and url.path is not None:
-            return url.path
-        return self.storage / "database" / "stepflow.db"
+        """database_file as a Path (SQLite upkeep uses it)."""
+        from pathlib import Path
+
+        return Path(self.database_file)
+
+    @property
+    def artifacts_dir(self) -> str:
+        return os.path.join(self.storage_dir, "artifacts")
 
     @property
     def artifacts(self) -> Path:
         return self.storage / "artifacts"
 
 
-def default_storage(env: Mapping[str, str]) -> Path:
+def default_storage(env: Mapping[str, str]) -> str:
     """The XDG data folder for stepflow: $XDG_DATA_HOME/stepflow or ~/.local/share/stepflow."""
     base = env.get("XDG_DATA_HOME") or ""
     if not base or not os.path.isabs(base):  # the XDG spec says relative values are ignored
         base = os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "stepflow"
+    return os.path.join(base, "stepflow")
 
 
 INT_MAX = 2**31 - 1  # SQLite's pragmas and busy timeout take a C int
@@ -143,7 +165,7 @@ def load_settings(
     if storage is not None and str(storage) == "":
         raise SettingsError("--storage is empty; give a folder path")
     path = storage if storage is not None else env.get(STORAGE_PATH) or None
-    root = Path(path).expanduser() if path is not None else default_storage(env)
+    root = os.path.expanduser(os.fspath(path)) if path is not None else default_storage(env)
     level = env.get(LOG_LEVEL, "warning").strip().lower() or "warning"
     if level not in LOG_LEVELS:
         raise SettingsError(f"{LOG_LEVEL}={env[LOG_LEVEL]!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -157,7 +179,7 @@ def load_settings(
     url = database_url(env, database)
     return Settings(
         url=url,
-        storage=root.absolute(),
+        storage_dir=_absolute(root),
         log_level=level,
         wal_autocheckpoint=number(WAL_AUTOCHECKPOINT, 1000, 0),
         cache_size=number(CACHE_SIZE, 10000, 1),
@@ -173,20 +195,26 @@ def load_settings(
         spool_max=size(SPOOL_MAX, 256 * 1024 * 1024, 0),
         artifact_run_max=size(ARTIFACT_RUN_MAX, 10 * 1024**3, 0),
         artifact_min_free=size(ARTIFACT_MIN_FREE, 256 * 1024**2, 0),
-        runtime_dir=Path(runtime) if (runtime := env.get("XDG_RUNTIME_DIR") or "") and os.path.isabs(runtime) else None,
+        runtime_dir=runtime if (runtime := env.get("XDG_RUNTIME_DIR") or "") and os.path.isabs(runtime) else None,
     )
 
 
-def spool_fallback(runtime: Path | None, storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
+def _absolute(path: str) -> str:
+    """`path` joined to the working folder, `a//b`, `./` and a trailing slash tidied."""
+    return os.path.normpath(os.path.join(os.getcwd(), path))
+
+
+def spool_fallback(runtime: str | None, storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
     """$XDG_RUNTIME_DIR/stepflow-spool/KEY, then /tmp/stepflow-spool-UID/KEY: other disks than
     the store's, one folder per store (KEY: a hash of its place) so replay never mixes stores."""
     import hashlib
+    from pathlib import Path
 
     place = url.text if url is not None else str(storage)
     key = hashlib.sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     tmp = Path("/tmp") / f"stepflow-spool-{os.getuid()}" / key
     if runtime is not None:
-        return (runtime / "stepflow-spool" / key, tmp)
+        return (Path(runtime) / "stepflow-spool" / key, tmp)
     return (tmp,)
 
 
@@ -211,8 +239,8 @@ def database_url(env: Mapping[str, str], flag: str | None = None) -> DatabaseURL
         known = ", ".join(f"{s}://" for s in BACKENDS)
         raise SettingsError(f"{name}={mask_password(text)!r}: no backend for {url.scheme}:// (known: {known},"
                             " or a file path)")
-    if url.path is not None:
-        url = DatabaseURL(url.scheme, url.text, url.path.absolute())
+    if url.file is not None:
+        url = DatabaseURL(url.scheme, url.text, _absolute(url.file))
     return url
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from stepflow.cli.run_flags import RUN_FLAGS, parse_run
@@ -21,7 +19,7 @@ DEFAULTS = {f.dest: ([] if f.repeat else f.default) for f in RUN_FLAGS}
     (["run", "--markers", "anywhere", "--stderr-markers", "-o", "json", "--", "x"], ["x"],
      {"markers": "anywhere", "stderr_markers": True, "output": "json"}),
     (["--storage", "/s", "run", "--cwd", "/w", "--mask", "pw", "--no-color", "x"], ["x"],
-     {"storage": Path("/s"), "cwd": Path("/w"), "mask": ["pw"], "no_color": True}),
+     {"storage": "/s", "cwd": "/w", "mask": ["pw"], "no_color": True}),
     (["run", "--", "--weird-command"], ["--weird-command"], {}),
 ])
 def test_common_command_lines(args: list[str], command: list[str], changed: dict[str, object]) -> None:

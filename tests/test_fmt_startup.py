@@ -24,3 +24,29 @@ def test_iso_is_datetime_isoformat(ts: float) -> None:
 @given(st.lists(st.text()))
 def test_shell_join_is_shlex_join(argv: list[str]) -> None:
     assert shell_join(argv) == shlex.join(argv)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4)
+    | st.lists(inner, max_size=3).map(tuple),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+def test_jsontext_is_json_dumps(value: object) -> None:
+    import json
+
+    from stepflow import jsontext
+
+    assert jsontext.dumps(value) == json.dumps(value, ensure_ascii=False)
+
+
+def test_jsontext_leaves_other_keys_and_values_to_json() -> None:
+    import json
+
+    from stepflow import jsontext
+
+    odd = {1: float("nan"), None: [float("inf")], "ok": "\x00\u2028é"}
+    assert jsontext.dumps(odd) == json.dumps(odd, ensure_ascii=False)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from stepflow.cli.common import app
-from stepflow.cli.run_flags import RUN_FLAGS, Flag, run_command
+from stepflow.cli.run_flags import RUN_FLAGS, FilePath, Flag, run_command
 
 
 def run(ctx: typer.Context, command: list[str], **values: Any) -> None:
@@ -21,7 +22,8 @@ def run(ctx: typer.Context, command: list[str], **values: Any) -> None:
 
 def _annotation(flag: Flag) -> tuple[Any, Any]:
     """The typer annotation and default for one flag of the table."""
-    base: Any = StrEnum(flag.dest.title(), {c: c for c in flag.choices}) if flag.choices else flag.kind
+    kind_of = Path if flag.kind is FilePath else flag.kind
+    base: Any = StrEnum(flag.dest.title(), {c: c for c in flag.choices}) if flag.choices else kind_of
     default = base(flag.default) if flag.choices and flag.default is not None else flag.default
     if flag.repeat:
         kind: Any = list[base] | None  # type: ignore[valid-type]

@@ -10,7 +10,6 @@ value) returns None and goes to typer, whose `run` command is built from the sam
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from stepflow.record import record
 
@@ -22,13 +21,20 @@ OUTPUTS = ("auto", "live", "plain", "quiet", "json")
 CI_CHOICES = ("none", "auto", "github", "gitlab", "buildkite", "teamcity")  # stepflow.ci's, unimported
 
 
+class FilePath(str):
+    """A path option's value: text to the fast parser (no pathlib at start-up), a Path to typer
+    (cli/run.py), which shows it as PATH and completes file names."""
+
+    __slots__ = ()
+
+
 @record(frozen=True)
 class Flag:
     """One option: its parameter name, its spellings, its type, default and help."""
 
     dest: str
     names: tuple[str, ...]
-    kind: type  # str, float, Path or bool (a flag that takes no value)
+    kind: type  # str, float, FilePath or bool (a flag that takes no value)
     default: Any
     help: str
     repeat: bool = False  # may be given several times; the values become a list
@@ -62,7 +68,7 @@ CRON_FLAGS: tuple[Flag, ...] = (
 RUN_FLAGS: tuple[Flag, ...] = (
     Flag("name", ("--name", "-n"), str, None, "Name of the run (default: the script's name)."),
     Flag("tag", ("--tag", "-t"), str, None, "A tag; repeat for more.", repeat=True),
-    Flag("cwd", ("--cwd",), Path, None, "Run the command in this folder."),
+    Flag("cwd", ("--cwd",), FilePath, None, "Run the command in this folder."),
     Flag("timeout", ("--timeout",), str, None, "Stop the command after this long (90, 10m, 1h30m; exit 124)."),
     Flag("kill_grace", ("--kill-grace",), str, "5", "How long between SIGTERM and SIGKILL (5, 30s, 1m)."),
     Flag("markers", ("--markers",), str, "auto",
@@ -79,12 +85,12 @@ RUN_FLAGS: tuple[Flag, ...] = (
          "Print stepflow's steps in a CI's language on stderr, in plain output: auto (the CI the"
          " environment names, none outside CI), none, github (also $GITHUB_STEP_SUMMARY), gitlab,"
          " buildkite, teamcity.", choices=CI_CHOICES),
-    Flag("junit", ("--junit",), Path, None,
+    Flag("junit", ("--junit",), FilePath, None,
          "Write the run as a JUnit XML report to FILE at its end (also when it failed)."),
     Flag("pty", ("--pty",), bool, False,
          "Give the command a pseudo-terminal, so it line-buffers and keeps its colours; its stdout"
          " and stderr become one stream (on stdout); the store keeps the text without escapes."),
-    Flag("storage", ("--storage",), Path, None,
+    Flag("storage", ("--storage",), FilePath, None,
          "Store folder (default: $STEPFLOW_STORAGE_PATH or the XDG data folder)."),
     *CRON_FLAGS,
 )
@@ -185,7 +191,8 @@ def _take(rest: list[str], values: dict[str, Any], allowed: set[str] | None = No
 
 
 def run_command(
-    command: list[str], values: dict[str, Any], *, storage: Path | None = None, database: str | None = None
+    command: list[str], values: dict[str, Any], *, storage: str | os.PathLike[str] | None = None,
+    database: str | None = None,
 ) -> int:
     """Validate the options, run COMMAND to its end, and return stepflow's exit status.
 
@@ -214,13 +221,13 @@ def run_command(
     grace = parse_duration(str(values["kill_grace"]), option="--kill-grace")
     if timeout is not None and timeout <= 0:
         raise UsageError(f"--timeout {values['timeout']!r} must be more than 0 seconds")
-    if cwd is not None and not cwd.is_dir():
+    if cwd is not None and not os.path.isdir(cwd):
         raise UsageError(f"--cwd {cwd}: no such folder")
     terminal = Terminal.detect(no_color=values["no_color"])
     mode = resolve_output(str(values["output"]), terminal)
     options = RunOptions(
         argv=list(command), name=values["name"], tags=tuple(values["tag"] or ()),
-        cwd=str(cwd) if cwd else None, timeout=timeout, kill_grace=grace,
+        cwd=os.fspath(cwd) if cwd else None, timeout=timeout, kill_grace=grace,
         markers=str(values["markers"]), stderr_markers=values["stderr_markers"],
         masks=tuple(values["mask"] or ()),
         ci=str(values["ci"]) if mode == "plain" else "none", pty=bool(values["pty"]),
@@ -228,7 +235,7 @@ def run_command(
     from stepflow.run.cron import options_from
 
     cron = options_from(values, os.environ)  # before anything runs: a bad value is a usage error
-    view = make_view(mode, terminal, hints=lambda name: _hints(settings, name), artifacts=settings.artifacts)
+    view = make_view(mode, terminal, hints=lambda name: _hints(settings, name), artifacts=settings.artifacts_dir)
     if cron is None:
         result = execute(options, settings, view)
     else:
@@ -240,9 +247,11 @@ def run_command(
         for warning in warnings:
             print(f"stepflow: warning: {warning}", file=sys.stderr)
     if values["junit"] is not None:
+        from pathlib import Path
+
         from stepflow.export.report import write_junit
 
-        if problem := write_junit(settings, result.run_id, values["junit"]):
+        if problem := write_junit(settings, result.run_id, Path(values["junit"])):
             print(f"stepflow: warning: {problem}", file=sys.stderr)
     if result.error is not None:
         print(f"stepflow: error: {result.error}", file=sys.stderr)

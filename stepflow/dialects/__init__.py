@@ -6,7 +6,6 @@ Each dialect lives in a module of this package and is imported only when a run a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 
 from stepflow.dialects.base import Dialect
@@ -41,7 +40,7 @@ def detect_ci(env: Mapping[str, str]) -> str | None:
 def load(name: str) -> type[Dialect]:
     """The dialect class registered as `name` (KeyError for an unknown name)."""
     module, _, attr = REGISTRY[name].partition(":")
-    cls: type[Dialect] = getattr(importlib.import_module(module), attr)
+    cls: type[Dialect] = getattr(__import__(module, fromlist=[attr]), attr)
     return cls
 
 

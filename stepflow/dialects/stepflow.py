@@ -16,8 +16,6 @@ dialect's: stepflow.run.secrets owns it, whatever dialects a run reads.
 
 from __future__ import annotations
 
-import re
-
 from stepflow.dialects.base import (
     Artifact,
     BadMarker,
@@ -31,6 +29,7 @@ from stepflow.dialects.base import (
 
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
 if TYPE_CHECKING:
+    import re
     from typing import ClassVar
 
 _KEYWORDS = ("STEP_START", "STEP_COMPLETE", "STEP_ERROR", "ARTIFACT", "META")
@@ -43,20 +42,32 @@ _KEYWORD = "(?ai:(?P<kw>" + "|".join(_KEYWORDS) + ")):"
 # CSI (colours, erase line), OSC (titles, hyperlinks) ended by BEL or ST, charset designation
 # (`tput sgr0` prints ESC ( B) and the keypad/cursor-save escapes progress bars use.
 _ANSI = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z]|[=>78])"
-_ANSI_RE = re.compile(_ANSI)
-_AT_START = re.compile(rf"(?:[\s\ufeff]|{_ANSI})*{_KEYWORD}")
-# Matching escape sequences as whole tokens keeps a keyword inside an OSC title from counting.
-_SCAN = re.compile(rf"{_ANSI}|{_KEYWORD}")
-# Tab is turned into a space first; every other C0/C1 control and DEL could steer a terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
 # One pair and its comma; a quoted value may hold commas, and a comma must lead to another pair.
 _PAIR_TAIL = r"""(?P<value>"[^"]*"\s*|'[^']*'\s*|[^,]*)(?:,(?!\s*\Z)|\Z)"""
-_BRACKET_PAIR = re.compile(r"(?P<key>[^=,]*)=" + _PAIR_TAIL)
-_BRACE_PAIR = re.compile(r"(?P<key>[^:,]*):" + _PAIR_TAIL)
-_DASH_PARAM = re.compile(r"--(?P<key>[^\s=]+)=(?P<value>\S*)")
-_INT = re.compile(r"-?[0-9]+")
-_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+")
+
+
+class _Patterns:
+    """The dialect's regexes, compiled when the first candidate line is parsed: `re` costs ~3 ms
+    to import, and a run whose output holds no marker never needs it (start-up, issue 17)."""
+
+    def __getattr__(self, name: str) -> re.Pattern[str]:  # the first use only: then they are attributes
+        import re
+
+        self.ANSI = re.compile(_ANSI)
+        self.AT_START = re.compile(rf"(?:[\s\ufeff]|{_ANSI})*{_KEYWORD}")
+        # Matching escape sequences as whole tokens keeps a keyword inside an OSC title from counting.
+        self.SCAN = re.compile(rf"{_ANSI}|{_KEYWORD}")
+        # Tab is turned into a space first; every other C0/C1 control and DEL could steer a terminal.
+        self.CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+        self.BRACKET_PAIR = re.compile(r"(?P<key>[^=,]*)=" + _PAIR_TAIL)
+        self.BRACE_PAIR = re.compile(r"(?P<key>[^:,]*):" + _PAIR_TAIL)
+        self.DASH_PARAM = re.compile(r"--(?P<key>[^\s=]+)=(?P<value>\S*)")
+        self.INT = re.compile(r"-?[0-9]+")
+        self.FLOAT = re.compile(r"-?[0-9]+\.[0-9]+")
+        return object.__getattribute__(self, name)  # type: ignore[no-any-return]
+
+
+_RX = _Patterns()
 
 
 class StepflowDialect:
@@ -81,7 +92,7 @@ def parse_line(line: str, *, anywhere: bool = False) -> Marker | None:
     By default the keyword must open the line (after white space and ANSI escapes); with
     `anywhere` it may follow other text, provided it is not glued to a preceding word.
     """
-    match = _AT_START.match(line)
+    match = _RX.AT_START.match(line)
     after_text = False
     if match is None and anywhere:
         match = _find_anywhere(line)
@@ -92,8 +103,8 @@ def parse_line(line: str, *, anywhere: bool = False) -> Marker | None:
         return None
     payload = line[match.end() :]
     if "\x1b" in payload:
-        payload = _ANSI_RE.sub("", payload)
-    payload = _CONTROL.sub("\ufffd", payload.rstrip().replace("\t", " "))
+        payload = _RX.ANSI.sub("", payload)
+    payload = _RX.CONTROL.sub("\ufffd", payload.rstrip().replace("\t", " "))
     if after_text:
         payload = _until_shell_operator(payload)
 
@@ -131,7 +142,7 @@ def candidate_spans(region: bytes, *, anywhere: bool = False) -> list[tuple[int,
 def _find_anywhere(line: str) -> re.Match[str] | None:
     """Return the first keyword match in `line` that is not glued to a preceding word."""
     escape_end = -1
-    for match in _SCAN.finditer(line):
+    for match in _RX.SCAN.finditer(line):
         if match.group("kw") is None:
             escape_end = match.end()
             continue
@@ -153,7 +164,7 @@ def _is_prefix(text: str) -> bool:
     """Whether the text before a keyword is a log prefix (`#5 0.12`, `[build]`, a timestamp,
     `INFO`, `web_1 |`), not prose (`grep found: STEP_START:x in f`) nor an echoed command."""
     if "\x1b" in text:
-        text = _ANSI_RE.sub(" ", text)
+        text = _RX.ANSI.sub(" ", text)
     tokens = text.split()
     if not tokens:
         return True
@@ -218,13 +229,13 @@ def _group_before(text: str, end: int) -> tuple[dict[str, object] | None, int]:
         start = text.rfind("[" if last == "]" else "{", 0, end - 1)
         if start == -1:
             return None, end
-        pattern = _BRACKET_PAIR if last == "]" else _BRACE_PAIR
+        pattern = _RX.BRACKET_PAIR if last == "]" else _RX.BRACE_PAIR
         return _pairs(text[start + 1 : end - 1], pattern), start
     # Indexing instead of slicing keeps a line with many groups linear in its length.
     start = end
     while start > 0 and not text[start - 1].isspace():
         start -= 1
-    match = _DASH_PARAM.fullmatch(text, start, end)
+    match = _RX.DASH_PARAM.fullmatch(text, start, end)
     if match is None:
         return None, end
     return {match.group("key"): _value(match.group("value"))}, start
@@ -257,12 +268,12 @@ def _value(raw: str) -> object:
         return True
     if lowered == "false":
         return False
-    if _INT.fullmatch(text):
+    if _RX.INT.fullmatch(text):
         try:
             return int(text)
         except ValueError:  # longer than sys.get_int_max_str_digits(): keep the text
             return text
-    if _FLOAT.fullmatch(text):
+    if _RX.FLOAT.fullmatch(text):
         return float(text)
     return text
 

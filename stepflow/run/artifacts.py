@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import stat
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from stepflow.record import field, record, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import queue
+    from pathlib import Path  # pathlib only once an artifact or a spool needs it (start-up, issue 17)
 
 CHUNK = 1024 * 1024
 NAME_MAX = 255  # bytes in one file name, on Linux file systems
@@ -151,10 +154,14 @@ class CopyQueue:
     """
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] | None = None
         self._thread: threading.Thread | None = None
 
     def submit(self, job: Callable[[], None]) -> None:
+        if self._jobs is None:
+            import queue  # with the first artifact: start-up never pays for it (issue 17)
+
+            self._jobs = queue.SimpleQueue()
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="stepflow-artifacts", daemon=True)
             self._thread.start()
@@ -162,12 +169,13 @@ class CopyQueue:
 
     def drain(self) -> None:
         """Wait for every job submitted so far (the run has ended)."""
-        if self._thread is not None:
+        if self._thread is not None and self._jobs is not None:
             self._jobs.put(None)
             self._thread.join()
             self._thread = None
 
     def _work(self) -> None:
+        assert self._jobs is not None
         while (job := self._jobs.get()) is not None:
             try:
                 job()

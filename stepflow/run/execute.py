@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -15,7 +14,7 @@ from stepflow import procs
 from stepflow.config import WRITER_BUSY_MS, Settings
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus, StepflowError
 from stepflow.fmt import shell_join, valid_text
-from stepflow.run import resources
+from stepflow.run import resources, signals
 from stepflow.run.artifacts import Budget
 from stepflow.run.ci_sink import ci_sink
 from stepflow.run.lines import LineSplitter
@@ -27,8 +26,11 @@ from stepflow.run.supervisor import FORWARDED, Outcome, Supervisor
 from stepflow.run.writer import Losses, StoreSink, Writer
 from stepflow.state import RunState
 from stepflow.store import open_store
-from stepflow.store.spool import Spool
 from stepflow.views.base import View
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from stepflow.store.spool import Spool
 
 __all__ = ["RunOptions", "RunResult", "default_name", "execute"]
 
@@ -95,13 +97,13 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
     writer = Writer(lambda: open_store(_writer_settings(settings), appending=True), buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None,
-                    spool=lambda: Spool(settings.spool_folders, state.id, max_bytes=settings.spool_max))
+                    spool=lambda: _spool(settings, state.id))
     supervisor = _supervisor(options)(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
                                       kill_grace=options.kill_grace, on_spawn=on_spawn)
     ci = ci_sink(options.ci, env, on_problem=view.problem)  # the CLI asks for one in plain output only
     if ci is not None:
         readers = ci.reading(readers)
-    recorder = Recorder(state, [StoreSink(writer), *([ci] if ci else []), view], artifacts_dir=settings.artifacts,
+    recorder = Recorder(state, [StoreSink(writer), *([ci] if ci else []), view], artifacts_dir=settings.artifacts_dir,
                         artifact_max_size=settings.artifact_max_size, cwd=cwd,
                         budget=Budget(settings.artifact_run_max, settings.artifact_min_free),
                         on_critical_failure=supervisor.request_stop)
@@ -164,6 +166,13 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
     return RunResult(state.id, status, state, error, writer.written)
 
 
+def _spool(settings: Settings, run_id: str) -> Spool:
+    """The run's spool, made when the store first refuses a batch (most runs never import it)."""
+    from stepflow.store.spool import Spool
+
+    return Spool(settings.spool_folders, run_id, max_bytes=settings.spool_max)
+
+
 def _store_secrets(settings: Settings) -> list[str]:
     """The password of a store URL given (--database, STEPFLOW_DATABASE_URL): never stored or shown."""
     if settings.url is None:  # the default file: no URL module on the start-up path
@@ -214,13 +223,13 @@ def _facts(options: RunOptions, cwd: str, env: dict[str, str], settings: Setting
 def _signals_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM/SIGHUP during the last writes (bounded by the busy timeout)."""
     caught: list[int] = []
-    previous = {sig: signal.signal(sig, lambda s, _f: caught.append(s)) for sig in FORWARDED}
+    previous = {sig: signals.signal(sig, lambda s, _f: caught.append(s)) for sig in FORWARDED}
     try:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if caught and caught[0] == signal.SIGINT:
+            signals.signal(sig, handler)
+    if caught and caught[0] == signals.SIGINT:
         raise KeyboardInterrupt
 
 

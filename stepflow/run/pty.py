@@ -17,9 +17,9 @@ splitter), so markers, `logs`, JUnit and the dashboard read plain text.
 from __future__ import annotations
 
 import os
-import signal
 
 from stepflow import ptyio
+from stepflow.run import signals
 from stepflow.run.spawn import Child
 from stepflow.run.supervisor import FORWARDED, READ_SIZE, Outcome, OutputHandler, Supervisor, _signals_to_fd, _watchdog
 from stepflow.typenames import Protocol
@@ -92,7 +92,7 @@ class PtySupervisor(Supervisor):
         """As Supervisor.run, with the pty; the user's terminal stays stepflow's."""
         self._stop_at = self._kill_at = self._interrupted = None  # one attempt each call (--retry)
         self._stopped = self._timed_out = False
-        with _signals_to_fd(FORWARDED + (signal.SIGCHLD, signal.SIGWINCH), self._signals.append) as wake_fd, \
+        with _signals_to_fd(FORWARDED + (signals.SIGCHLD, signals.SIGWINCH), self._signals.append) as wake_fd, \
                 _watchdog(self.kill_grace) as arm:
             proc = self._spawn()
             arm(proc.pid)
@@ -101,8 +101,8 @@ class PtySupervisor(Supervisor):
             return self._loop(proc, wake_fd, on_output)
 
     def _drain_wakeups(self, wake_fd: int) -> None:
-        if signal.SIGWINCH in self._signals:
-            self._signals[:] = [s for s in self._signals if s != signal.SIGWINCH]
+        if signals.SIGWINCH in self._signals:
+            self._signals[:] = [s for s in self._signals if s != signals.SIGWINCH]
             self._resized()
         super()._drain_wakeups(wake_fd)
 
@@ -110,7 +110,7 @@ class PtySupervisor(Supervisor):
         if self.size_from is None or self._master is None:
             return
         if ptyio.copy_window_size(self.size_from, self._master):
-            self._signal_group(signal.SIGWINCH)
+            self._signal_group(signals.SIGWINCH)
 
 
 def _isatty(fd: int) -> bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from stepflow.dialects import base as m
 from stepflow.events import (
@@ -47,6 +46,7 @@ from stepflow.state import ArtifactState, RunState, StepState
 
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
 if TYPE_CHECKING:
+    from pathlib import Path  # pathlib only once an artifact or a spool needs it (start-up, issue 17)
     from typing import Any
 
 KEPT_NOTICES = ("warning", "notice")  # levels kept on the run as warnings
@@ -75,7 +75,7 @@ class Recorder:
         state: RunState,
         sinks: Sequence[Sink],
         *,
-        artifacts_dir: Path,
+        artifacts_dir: str | Path,
         artifact_max_size: int,
         cwd: str,
         on_critical_failure: Callable[[], None] = lambda: None,
@@ -298,6 +298,8 @@ class Recorder:
     def _artifact(self, path: str, description: str | None) -> None:
         s = self.state
         step = s.current
+        from pathlib import Path
+
         source = Path(self.cwd, os.path.expanduser(path))
         art = ArtifactState(str(source), description, None if step is None else step.index)
         s.artifacts.append(art)
@@ -306,7 +308,7 @@ class Recorder:
         step_id = None if step is None else step.id
 
         def copy() -> None:
-            done = copy_artifact(source, self.artifacts_dir / s.id, artifact_id,
+            done = copy_artifact(source, Path(self.artifacts_dir, s.id), artifact_id,
                                  max_size=self.artifact_max_size, budget=self.budget)
             art.stored, art.size, art.sha256 = done.stored, done.size, done.sha256
             self.emit(ArtifactCopied(s, step_id, art, artifact_id, path, description, created, done))

@@ -14,7 +14,8 @@ Popen that starts the child.
 from __future__ import annotations
 
 import os
-import signal
+
+from stepflow.run import signals
 
 PIPE = -1  # a new pipe: the child writes, the caller reads the returned fd
 DEVNULL = -3  # /dev/null
@@ -23,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-_DEFAULT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
+_DEFAULT_SIGNALS = (signals.SIGPIPE, signals.SIGXFSZ)  # Popen's restore_signals (Linux has no SIGXFZ)
 
 
 class _Closed(Exception):

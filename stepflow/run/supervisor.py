@@ -6,19 +6,19 @@ every chunk it reads to `on_output` and returns how the command ended.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import errno
 import fcntl
 import os
-import selectors
-import signal
+import select
+import sys
 import termios
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, ExitStatus
 from stepflow.record import record
+from stepflow.run import signals
 from stepflow.run.spawn import DEVNULL, PIPE, Child, spawn
 
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 READ_SIZE = 256 * 1024  # larger reads cost memory (a 1M-line run must stay near a small one's)
 PIPE_SIZE = 1024 * 1024  # Linux's default cap for unprivileged processes (fs.pipe-max-size)
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FORWARDED = (signals.SIGINT, signals.SIGTERM, signals.SIGHUP)
 DRAIN_IDLE = 0.5  # after the command exits, stop recording pipes that stay open but quiet this long
 DRAIN_MAX = 5.0  # ... or that a leftover background process keeps writing to for this long;
 # then a detached `cat` reads them to their end (_hand_to_drainer): no SIGPIPE for the leftovers
@@ -99,7 +99,7 @@ class Supervisor:
             self._terminate()
 
     def _terminate(self) -> None:
-        self._signal_group(signal.SIGTERM)
+        self._signal_group(signals.SIGTERM)
         self._kill_at = self.clock() + self.kill_grace
 
     def _signal_group(self, sig: int) -> None:
@@ -144,7 +144,7 @@ class Supervisor:
         # Each call is one attempt (--retry runs the command again through the same supervisor).
         self._stop_at = self._kill_at = self._interrupted = None
         self._stopped = self._timed_out = False
-        with _signals_to_fd(FORWARDED + (signal.SIGCHLD,), self._signals.append) as wake_fd, \
+        with _signals_to_fd(FORWARDED + (signals.SIGCHLD,), self._signals.append) as wake_fd, \
                 _watchdog(self.kill_grace) as arm:
             proc = self._spawn()
             arm(proc.pid)  # from here a kill -9 of stepflow ends the command too
@@ -154,14 +154,14 @@ class Supervisor:
                 return self._loop(proc, wake_fd, on_output)
 
     def _loop(self, proc: Child, wake_fd: int, on_output: OutputHandler) -> Outcome:
-        sel = selectors.DefaultSelector()
+        sel = select.poll()  # not selectors: it costs ~2 ms of imports at start-up (issue 17)
         streams = self._outputs(proc)
         unclosed = set(streams)
         for fd in streams:
             os.set_blocking(fd, False)
             _widen_pipe(fd)
-            sel.register(fd, selectors.EVENT_READ)
-        sel.register(wake_fd, selectors.EVENT_READ)
+            sel.register(fd, select.POLLIN)
+        sel.register(wake_fd, select.POLLIN)
         start = self.clock()
         if self.timeout is not None:
             self._stop_at = start + self.timeout
@@ -182,8 +182,7 @@ class Supervisor:
                 )):
                     break  # ended and drained; or what is left comes from a process it left behind
                 self._check_deadlines(now, running=status is None)
-                for key, _ in sel.select(self._wait(now, status is not None, quiet_since, exited_at)):
-                    fd = key.fd
+                for fd, _ in sel.poll(1000 * self._wait(now, status is not None, quiet_since, exited_at)):
                     if fd == wake_fd:
                         self._drain_wakeups(wake_fd)
                         continue
@@ -208,7 +207,6 @@ class Supervisor:
                         os.close(fd)
                         unclosed.discard(fd)
         finally:
-            sel.close()
             left = [fd for fd, stream in streams.items() if stream not in self._closing]
             if status is not None and left:
                 _hand_to_drainer(left)
@@ -238,7 +236,7 @@ class Supervisor:
                 self._terminate()
         if self._kill_at is not None and now >= self._kill_at:
             self._kill_at = None
-            self._signal_group(signal.SIGKILL)
+            self._signal_group(signals.SIGKILL)
 
     def _drain_wakeups(self, wake_fd: int) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -246,18 +244,18 @@ class Supervisor:
                 pass
         pending, self._signals[:] = list(self._signals), []
         for sig in pending:
-            if sig == signal.SIGCHLD:
+            if sig == signals.SIGCHLD:
                 continue
             if self._interrupted is None:
                 self._interrupted = sig
                 self._signal_group(sig)
             else:  # asked twice: the user means it
-                self._signal_group(signal.SIGKILL)
+                self._signal_group(signals.SIGKILL)
 
     def _exit_status(self, returncode: int) -> int:
         if self._timed_out:
             return ExitStatus.TIMEOUT
-        if self._interrupted == signal.SIGINT:
+        if self._interrupted == signals.SIGINT:
             return ExitStatus.CTRL_C
         if self._interrupted is not None:
             return ExitStatus.SIGNAL_BASE + self._interrupted
@@ -278,12 +276,11 @@ def _hand_to_drainer(fds: list[int]) -> None:
 
 def _buffered(fd: int) -> int:
     """Bytes waiting in a pipe (FIONREAD)."""
-    count = array.array("i", [0])
-    try:
-        fcntl.ioctl(fd, termios.FIONREAD, count, True)
+    try:  # a bytes buffer, not array.array: `array` costs ~2 ms to load at start-up (issue 17)
+        count = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
     except OSError:
         return 0
-    return count[0]
+    return int.from_bytes(count, sys.byteorder, signed=True)
 
 
 def _widen_pipe(fd: int) -> None:
@@ -301,26 +298,26 @@ def _reap(pid: int) -> tuple[int, float | None] | None:
     try:
         got, wait_status, usage = os.wait4(pid, os.WNOHANG)
     except ChildProcessError:
-        return (-signal.SIGKILL, None)
+        return (-signals.SIGKILL, None)
     if got == 0:
         return None
     return os.waitstatus_to_exitcode(wait_status), usage.ru_utime + usage.ru_stime
 
 
 @contextlib.contextmanager
-def _signals_to_fd(signals: Sequence[int], record: Callable[[int], None]) -> Iterator[int]:
+def _signals_to_fd(watched: Sequence[int], record: Callable[[int], None]) -> Iterator[int]:
     """Note each signal with `record` and wake a selector through a pipe; restore on exit."""
     r, w = os.pipe()
     os.set_blocking(r, False)
     os.set_blocking(w, False)
-    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    previous = {sig: signal.signal(sig, lambda s, _f: record(s)) for sig in signals}
+    old_fd = signals.set_wakeup_fd(w, warn_on_full_buffer=False)
+    previous = {sig: signals.signal(sig, lambda s, _f: record(s)) for sig in watched}
     try:
         yield r
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        signal.set_wakeup_fd(old_fd)
+            signals.signal(sig, handler)
+        signals.set_wakeup_fd(old_fd)
         os.close(r)
         os.close(w)
 
@@ -387,7 +384,7 @@ def _terminal_foreground(pgid: int) -> Iterator[None]:
                 yield
                 return
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGCONT)  # in case it read the terminal before it was its own
+            os.killpg(pgid, signals.SIGCONT)  # in case it read the terminal before it was its own
         try:
             yield
         finally:
@@ -399,11 +396,11 @@ def _terminal_foreground(pgid: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _sigttou_blocked() -> Iterator[None]:
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    old = signals.pthread_sigmask(signals.SIG_BLOCK, {signals.SIGTTOU})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signals.pthread_sigmask(signals.SIG_SETMASK, old)
 
 
 def _reap_within(pid: int, seconds: float) -> None:

@@ -36,7 +36,10 @@ from stepflow.store.base import (
     StepChange,
     Write,
 )
-from stepflow.store.spool import Spool, encoded_size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from stepflow.store.spool import Spool  # the spool is imported when a run first needs one
 
 RETRY_DELAY = 1.0
 HIGH_WATER = 2  # buffers of output waiting for a healthy store make the reader wait...
@@ -226,6 +229,8 @@ class Writer:
             spool = self._spool
             size = sum(len(w.data) for w in writes if isinstance(w, LogBlock))
             if spool.over_bound(size):
+                from stepflow.store.spool import encoded_size
+
                 # Output up to the bound is kept, in order; run and step rows always are.
                 kept: list[Write] = []
                 room = spool.max_bytes - spool.used

@@ -7,8 +7,6 @@ stepflow.store.sqlite; a second backend (PostgreSQL, issue 13) adds one registry
 
 from __future__ import annotations
 
-import importlib
-
 from stepflow.errors import StoreError
 from stepflow.store.base import (
     OPEN_STATUSES,
@@ -72,7 +70,7 @@ def backend_for(url: DatabaseURL) -> Backend:
         known = ", ".join(f"{s}://" for s in BACKENDS)
         raise StoreError(f"database {url}: no backend for {url.scheme}:// (known: {known})")
     module, _, name = target.partition(":")
-    opener: Backend = getattr(importlib.import_module(module), name)
+    opener: Backend = getattr(__import__(module, fromlist=[name]), name)
     return opener
 
 

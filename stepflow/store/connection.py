@@ -7,7 +7,6 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import apsw
 
@@ -16,15 +15,23 @@ from stepflow.errors import StoreError, StoreLockedError, describe_os_error
 
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
 if TYPE_CHECKING:
-    from typing import Any
+    from pathlib import Path
+    from typing import Any, TypeVar
+
+    P = TypeVar("P", str, Path)  # a run's start-up passes str (no pathlib import); upkeep passes Path
 
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # truncate a WAL that grew past this once it is checkpointed
 APPEND_CACHE_PAGES = 100  # a run's writer only appends: a bigger cache only holds memory (40 MB at 10000)
 
 
-def wal_path(db: Path) -> Path:
+def wal_path(db: P) -> P:
     """The write-ahead log beside `db` (SQLite names it so; nothing else should spell it)."""
-    return db.with_name(db.name + "-wal")
+    return _beside(db, "-wal")
+
+
+def _beside(db: P, suffix: str) -> P:
+    """`db` with `suffix` added to its name, of the same type (str or Path)."""
+    return type(db)(os.fspath(db) + suffix)
 
 
 def describe(exc: BaseException) -> str:
@@ -47,25 +54,26 @@ def describe(exc: BaseException) -> str:
 def store_error(exc: BaseException, path: Path | str) -> StoreError:
     """Wrap an APSW or OS failure in a StoreError that names the database."""
     if isinstance(exc, apsw.BusyError | apsw.LockedError):
+        from pathlib import Path
+
         from stepflow.store.sqlite.holders import describe_lock  # only a busy store pays for it
 
         return StoreLockedError(f"store {path}: {describe_lock(Path(path))}")
-    if isinstance(exc, apsw.IOError) and _disk_full(Path(path)):
+    if isinstance(exc, apsw.IOError) and _disk_full(os.fspath(path)):
         return StoreError(f"store {path}: disk is full (disk I/O error)")  # ENOSPC in a write SQLite maps
     return StoreError(f"store {path}: {describe(exc)}")
 
 
-def _disk_full(db: Path) -> bool:
-    import shutil
-
+def _disk_full(db: str) -> bool:
     try:
-        return shutil.disk_usage(db.parent).free < 1024 * 1024
+        st = os.statvfs(os.path.dirname(db) or ".")
     except OSError:
         return False
+    return st.f_bavail * st.f_frsize < 1024 * 1024
 
 
 def connect(
-    path: Path, settings: Settings, *, readonly: bool = False, appending: bool = False
+    path: str | Path, settings: Settings, *, readonly: bool = False, appending: bool = False
 ) -> apsw.Connection:
     """Open `path` and apply the pragmas; a new, empty database is put in WAL mode.
 
@@ -76,17 +84,18 @@ def connect(
     if readonly:
         flags = apsw.SQLITE_OPEN_READONLY
     else:
-        for folder in (path.parent.parent, path.parent):  # <storage>/database: both private
+        folder = os.path.dirname(os.path.abspath(path))
+        for place in (os.path.dirname(folder), folder):  # <storage>/database: both private
             try:
-                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.makedirs(place, mode=0o700, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"store {path}: {describe(exc)}") from exc
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     try:
-        is_new = not readonly and (not path.exists() or path.stat().st_size == 0)
-        if is_new and intent_path(path).exists():
+        is_new = not readonly and (not os.path.exists(path) or os.stat(path).st_size == 0)
+        if is_new and os.path.exists(intent_path(os.fspath(path))):
             raise missing_store_error(path)
-        conn = apsw.Connection(str(path), flags=flags)
+        conn = apsw.Connection(os.fspath(path), flags=flags)
         if readonly:
             conn = _readable(conn, path)
         conn.setbusytimeout(settings.busy_timeout_ms)
@@ -117,7 +126,7 @@ def connect(
     return conn
 
 
-def _readable(conn: apsw.Connection, path: Path) -> apsw.Connection:
+def _readable(conn: apsw.Connection, path: str | Path) -> apsw.Connection:
     """`conn`, or when a reader cannot make the WAL index (a read-only mount, another user's
     folder, a full disk) and no WAL holds frames, the same file opened `immutable`: with no
     WAL, the database file is all there is, and nothing can change it while it cannot be written."""
@@ -125,13 +134,13 @@ def _readable(conn: apsw.Connection, path: Path) -> apsw.Connection:
         conn.execute("PRAGMA schema_version").fetchall()
         return conn
     except (apsw.IOError, apsw.CantOpenError, apsw.ReadOnlyError):
-        wal = wal_path(path)
-        if wal.exists() and wal.stat().st_size > 0:
+        wal = wal_path(os.fspath(path))
+        if os.path.exists(wal) and os.stat(wal).st_size > 0:
             raise
     conn.close()
     from urllib.parse import quote
 
-    return apsw.Connection(f"file:{quote(str(path))}?immutable=1",
+    return apsw.Connection(f"file:{quote(os.fspath(path))}?immutable=1",
                            flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
 
 
@@ -169,29 +178,29 @@ MAINTENANCE_SUFFIX = ".maint"
 RESTORE_INTENT_SUFFIX = ".restoring"
 
 
-def missing_store_error(db: Path) -> StoreError:
+def missing_store_error(db: str | Path) -> StoreError:
     """What to say when there is no database at `db`: how to finish a restore, else how to start."""
-    if intent_path(db).exists():
+    if os.path.exists(intent_path(os.fspath(db))):
         return StoreError(
             f"store {db}: a \"stepflow rollback --backup\" was interrupted before the backup was in place;"
             " run the same \"stepflow rollback --backup\" again to finish it (the database it set aside is"
-            f" named in {intent_path(db)})"
+            f" named in {intent_path(os.fspath(db))})"
         )
     return StoreError(f"no store at {db}; record a run with \"stepflow run -- CMD\"")
 
 
-def intent_path(db: Path) -> Path:
+def intent_path(db: P) -> P:
     """The file `rollback --backup` keeps beside `db` while the database is being replaced."""
-    return db.with_name(db.name + RESTORE_INTENT_SUFFIX)
+    return _beside(db, RESTORE_INTENT_SUFFIX)
 
 
-def maintenance_lock_path(db: Path) -> Path:
+def maintenance_lock_path(db: P) -> P:
     """The lock file beside `db` that `migrate` and `rollback` hold while no new connection may open."""
-    return db.with_name(db.name + MAINTENANCE_SUFFIX)
+    return _beside(db, MAINTENANCE_SUFFIX)
 
 
 @contextlib.contextmanager
-def maintenance_pause(db: Path, *, timeout: float, poll: float = 0.02) -> Iterator[None]:
+def maintenance_pause(db: str | Path, *, timeout: float, poll: float = 0.02) -> Iterator[None]:
     """Wait while `stepflow migrate` or `rollback` holds the maintenance lock, then go on.
 
     Held shared while the store opens, so a maintenance command never starts half-way through
@@ -201,7 +210,7 @@ def maintenance_pause(db: Path, *, timeout: float, poll: float = 0.02) -> Iterat
         StoreLockedError: the maintenance lock was still held after `timeout` seconds.
     """
     try:
-        fd = os.open(maintenance_lock_path(db), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(maintenance_lock_path(os.fspath(db)), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         yield
         return
@@ -212,7 +221,7 @@ def maintenance_pause(db: Path, *, timeout: float, poll: float = 0.02) -> Iterat
         os.close(fd)
 
 
-def flock_within(fd: int, operation: int, *, timeout: float, db: Path, poll: float = 0.02) -> None:
+def flock_within(fd: int, operation: int, *, timeout: float, db: str | Path, poll: float = 0.02) -> None:
     """Take flock `operation` on the maintenance lock file `fd`, polling up to `timeout` seconds.
 
     A filesystem without flock has nothing to honour, so that counts as taken.

@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from stepflow.errors import StepflowError
 from stepflow.record import asdict, field, record
@@ -40,6 +39,7 @@ from stepflow.store.base import (
 
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
 if TYPE_CHECKING:
+    from pathlib import Path  # pathlib only once an artifact or a spool needs it (start-up, issue 17)
     from typing import Any
 
 SUFFIX = ".spool"
@@ -252,6 +252,8 @@ class Replayed:
 
 def spooled_runs(folders: Sequence[Path]) -> dict[str, list[Path]]:
     """Run id -> its spool files, over `folders`. One failed scandir per missing folder."""
+    from pathlib import Path
+
     found: dict[str, list[Path]] = {}
     for folder in folders:
         try:

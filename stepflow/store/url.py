@@ -6,13 +6,18 @@ them) is SQLite; `postgresql://user:pw@host/db` names a PostgreSQL database (iss
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
+import os
 
 from stepflow.record import record
 
-SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+    from pathlib import Path
+
+# A URL scheme (RFC 3986): a letter, then letters, digits, + . - ; checked without `re`, which
+# a run's start-up does not import (issue 17).
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 
 
 @record(frozen=True)
@@ -21,10 +26,24 @@ class DatabaseURL:
 
     scheme: str  # "sqlite", "postgresql", ...: the backend registry's key
     text: str
-    path: Path | None = None
+    file: str | None = None  # the database file, for file-backed backends
+
+    @property
+    def path(self) -> Path | None:
+        from pathlib import Path
+
+        return None if self.file is None else Path(self.file)
 
     def __str__(self) -> str:
         return mask_password(self.text)
+
+
+def _scheme(text: str) -> str | None:
+    """The scheme of `text` if it starts with `scheme://`."""
+    head, sep, _ = text.partition("://")
+    if sep and head and head[0].isascii() and head[0].isalpha() and all(c in _SCHEME_CHARS for c in head):
+        return head
+    return None
 
 
 def parse_url(text: str) -> DatabaseURL:
@@ -36,27 +55,32 @@ def parse_url(text: str) -> DatabaseURL:
     stripped = text.strip()
     if not stripped:
         raise ValueError("is empty; give a file path or a URL such as sqlite:///PATH")
-    found = SCHEME.match(stripped)
-    if found is None:
-        return DatabaseURL("sqlite", stripped, Path(stripped).expanduser())
-    scheme = found.group(1).lower()
+    given = _scheme(stripped)
+    if given is None:
+        return DatabaseURL("sqlite", stripped, os.path.expanduser(stripped))
+    scheme = given.lower()
     if scheme == "sqlite":
-        rest = stripped[found.end():]
+        rest = stripped[len(given) + 3:]
         if not rest.startswith("/") or rest == "/":
             raise ValueError("is not sqlite:///PATH (three slashes, then the file)")
         path = rest[1:]  # sqlite:///rel/x.db is relative; sqlite:////abs/x.db absolute
-        return DatabaseURL("sqlite", stripped, Path(path).expanduser())
+        return DatabaseURL("sqlite", stripped, os.path.expanduser(path))
     if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
         return DatabaseURL("postgresql", stripped)
     return DatabaseURL(scheme, stripped)
 
 
-QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)  # libpq takes ?password=... too
+def _query_password() -> re.Pattern[str]:
+    import re
+
+    return re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)  # libpq takes ?password=... too
 
 
 def url_secrets(text: str) -> list[str]:
     """The passwords a database URL carries (user:PASSWORD@ and ?password=), to mask wherever they show."""
-    found = [m.group(0).split("=", 1)[1] for m in QUERY_PASSWORD.finditer(text)]
+    from urllib.parse import unquote, urlsplit
+
+    found = [m.group(0).split("=", 1)[1] for m in _query_password().finditer(text)]
     if "://" in text and "@" in text:
         try:
             password = urlsplit(text).password
@@ -77,8 +101,8 @@ def mask_password(text: str) -> str:
     head, sep, rest = text.partition("://")
     if not sep:
         return text
-    if QUERY_PASSWORD.search(rest):
-        rest = QUERY_PASSWORD.sub(r"\1***", rest)
+    if "password=" in rest.lower():
+        rest = _query_password().sub(r"\1***", rest)
         text = f"{head}://{rest}"
     cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
     at = rest.rfind("@", 0, cut)

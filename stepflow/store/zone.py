@@ -10,23 +10,28 @@ store that never recorded one reads naive times in the reader's zone, as before.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, tzinfo
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # every store open sets the zone; only readers of legacy times need datetime
+    from datetime import datetime, tzinfo
+    from pathlib import Path
 
 LEGACY_TZ_KEY = "legacy_tz"
 
 _zone: tzinfo | None = None
-_storage: Path | None = None
+_storage: str | None = None
 
 
-def set_storage(folder: Path | None) -> None:
+def set_storage(folder: str | None) -> None:
     """The storage folder relative legacy artifact paths resolve from (set when a store opens)."""
     global _storage
     _storage = folder
 
 
 def storage() -> Path | None:
-    return _storage
+    from pathlib import Path
+
+    return None if _storage is None else Path(_storage)
 
 
 def host_zone_name() -> str:
@@ -42,6 +47,8 @@ def host_zone_name() -> str:
                 return name
     except OSError:
         pass
+    from datetime import datetime
+
     offset = datetime.now().astimezone().utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset else 0
     sign = "+" if minutes >= 0 else "-"
@@ -62,7 +69,7 @@ def parse_zone(name: str) -> tzinfo:
     Raises:
         ValueError: not a zone this host knows.
     """
-    from datetime import timedelta, timezone
+    from datetime import UTC, timedelta, timezone
 
     text = name.strip()
     fixed = text[3:] if text.upper().startswith("UTC") and len(text) > 3 else text
@@ -77,7 +84,7 @@ def parse_zone(name: str) -> tzinfo:
         return UTC
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    if not text or text.startswith("/") or ".." in Path(text).parts:
+    if not text or text.startswith("/") or ".." in text.split("/"):
         raise ValueError(f"unknown time zone {name!r}")
     try:
         return ZoneInfo(text)
@@ -109,6 +116,8 @@ def epoch(text: str | None, zone: tzinfo | None) -> float | None:
     """Seconds since the epoch of a stored ISO time; naive ones in `zone` (None: local time)."""
     if not text:
         return None
+    from datetime import datetime
+
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -128,6 +137,8 @@ def resolve_artifact(path: str, storage: Path) -> Path | None:
     """
     if not path:
         return None
+    from pathlib import Path
+
     candidate = Path(path)
     if candidate.is_absolute():
         return candidate if candidate.exists() else None

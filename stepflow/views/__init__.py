@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from stepflow.views.base import Terminal, View
 
@@ -21,7 +20,7 @@ def resolve_output(mode: str, terminal: Terminal) -> str:
 
 
 def make_view(mode: str, terminal: Terminal, *, hints: Callable[[str], Hints] | None = None,
-              artifacts: Path | None = None) -> View:
+              artifacts: str | None = None) -> View:
     """The view for an output mode already resolved by `resolve_output`.
 
     `hints` loads the ETA hints of earlier runs of a name, `artifacts` is the store's artifact

@@ -23,7 +23,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from stepflow import events as ev
@@ -56,7 +55,7 @@ class LiveView:
         *,
         terminal: Terminal | None = None,
         hints: Callable[[str], Hints] | None = None,
-        artifacts: Path | None = None,
+        artifacts: str | None = None,
         console: Any = None,
         clock: Callable[[], float] = time.time,
         out_fd: int = 1,
@@ -97,7 +96,7 @@ class LiveView:
     def start(self, state: RunState) -> None:
         self.state = state
         if self._artifacts_root is not None:
-            self._artifacts_dir = str(self._artifacts_root / state.id)
+            self._artifacts_dir = os.path.join(self._artifacts_root, state.id)
         threading.Thread(target=self._begin, name="stepflow-live", daemon=True).start()
 
     def _begin(self) -> None:

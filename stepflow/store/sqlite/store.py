@@ -7,12 +7,12 @@ names, kept so a migrated store and a new one are the same); output is blocks of
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import apsw
 
+from stepflow import jsontext
 from stepflow.errors import StoreError
 from stepflow.record import fields
 from stepflow.store import schema, zone
@@ -44,6 +44,7 @@ from stepflow.store.url import DatabaseURL
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, TypeVar
 
     from stepflow.config import Settings
@@ -64,7 +65,7 @@ __all__ = ["SqliteStore", "open_sqlite", "wal_path", "runs_clause", "encode", "d
 def encode(column: str, value: Any) -> Any:
     """A Python value as stored; JSON columns hold JSON text (non-ASCII kept readable)."""
     if column in JSON_COLUMNS and value is not None and not isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return jsontext.dumps(value)
     return value
 
 
@@ -125,13 +126,19 @@ def runs_clause(query: RunQuery) -> tuple[str, list[Any]]:
 class SqliteStore:
     """Runs, steps, artifacts and log blocks in one SQLite database in WAL mode."""
 
-    def __init__(self, conn: apsw.Connection, path: Path, *, settings: Settings | None = None,
+    def __init__(self, conn: apsw.Connection, path: str | Path, *, settings: Settings | None = None,
                  busy_ms: int = 30000) -> None:
         self.conn = conn
-        self.path = path
-        self.url = str(path)
+        self.file = os.fspath(path)
+        self.url = self.file
         self.settings = settings
         self.busy_ms = busy_ms  # the connection's busy timeout, restored after a shorter wait
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.file)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -146,7 +153,7 @@ class SqliteStore:
             with immediate(self.conn):
                 self._apply(writes)
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
 
     def apply_spooled(self, run_id: str, seq: int, writes: Sequence[Write], *, wait: float = 0.5) -> bool:
         """Apply batch `seq` of run `run_id` from the spool unless the store has it already.
@@ -168,7 +175,7 @@ class SqliteStore:
                                   " unixepoch('subsec'))", (run_id, seq))
             return True
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         finally:
             self.conn.setbusytimeout(self.busy_ms)
 
@@ -224,7 +231,7 @@ class SqliteStore:
         try:
             rows = self.conn.execute(query, params).fetchall()
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         return [cls(**{c: decode(c, v) for c, v in zip(cols, row, strict=True)}) for row in rows]
 
     def find_runs(self, query: RunQuery = ALL_RUNS) -> list[Run]:
@@ -260,7 +267,7 @@ class SqliteStore:
                 "SELECT COALESCE(MAX(first_line + line_count), 0) FROM logs WHERE execution_id = ?",
                 (run_id,)).fetchall()
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         return int(rows[0][0])
 
     def log_lines(
@@ -291,7 +298,7 @@ class SqliteStore:
         try:
             blocks: list[Any] = self.conn.execute(sql, params).fetchall()
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         for step, strm, first, count, ts, data, cut in blocks:
             lines = bytes(data).split(b"\n") if count > 1 else [bytes(data)]
             for offset, text in enumerate(lines):
@@ -317,7 +324,7 @@ class SqliteStore:
         try:
             rows = self.conn.execute(sql, (name, runs)).fetchall()
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         return [StepDuration(str(r[0]), r[1], r[2], r[3], r[4]) for r in rows]  # type: ignore[arg-type]
 
     def job_counts(self) -> dict[str, int]:
@@ -325,7 +332,7 @@ class SqliteStore:
         try:
             rows = self.conn.execute("SELECT name, COUNT(*) FROM executions GROUP BY name").fetchall()
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         return {str(name): int(count) for name, count in rows}  # type: ignore[arg-type]
 
     def status_counts(self) -> dict[str, int]:
@@ -333,7 +340,7 @@ class SqliteStore:
         try:
             rows = self.conn.execute("SELECT status, COUNT(*) FROM executions GROUP BY status").fetchall()
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         return {str(status): int(count) for status, count in rows}  # type: ignore[arg-type]
 
     def run_outcomes(self, query: RunQuery = ALL_RUNS) -> list[RunOutcome]:
@@ -348,7 +355,7 @@ class SqliteStore:
         try:
             rows = self.conn.execute(sql, params).fetchall()
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         return [RunOutcome._make(row) for row in rows]
     def counts(self) -> dict[str, int]:
         """Rows in each table, and the output lines they hold (exact counts: `db stats`). Read-only."""
@@ -356,7 +363,7 @@ class SqliteStore:
             found = {t: int(scalar(self.conn, f"SELECT COUNT(*) FROM {t}")) for t in COUNTED_TABLES}
             found["log_lines"] = int(scalar(self.conn, "SELECT COALESCE(SUM(line_count), 0) FROM logs"))
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         return found
 
     # -- capabilities ----------------------------------------------------------------------
@@ -385,7 +392,7 @@ class SqliteStore:
                     changed += self.conn.changes()
             return changed
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         finally:
             self.conn.setbusytimeout(self.busy_ms)
 
@@ -416,7 +423,7 @@ class SqliteStore:
             ids = [str(r[0]) for r in self.conn.execute(
                 f"SELECT id FROM executions WHERE {where} ORDER BY created_ts", params).fetchall()]
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         for start in range(0, len(ids), batch):
             chunk = ids[start:start + batch]
             try:
@@ -429,7 +436,7 @@ class SqliteStore:
                     freed = int(scalar(self.conn, "PRAGMA freelist_count")) - free_before
                     done.freed_bytes = max(0, freed) * int(scalar(self.conn, "PRAGMA page_size"))
             except apsw.Error as exc:
-                raise store_error(exc, self.path) from exc
+                raise store_error(exc, self.file) from exc
             yield done
 
     def _count(self, ids: list[str]) -> Deleted:
@@ -469,7 +476,7 @@ class SqliteStore:
                 if problems != ["ok"]:
                     found.problems.append(f"integrity: {problems[0]}; see \"stepflow db check\"")
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         return found
 
     def optimize(self) -> dict[str, Any]:
@@ -479,7 +486,7 @@ class SqliteStore:
             self.conn.execute("PRAGMA optimize").fetchall()
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except apsw.Error as exc:
-            raise store_error(exc, self.path) from exc
+            raise store_error(exc, self.file) from exc
         wal = wal_path(self.path)
         return {"wal_after": wal.stat().st_size if wal.exists() else 0}
 
@@ -515,7 +522,7 @@ def open_sqlite(
         StoreError: unreadable, written by a newer stepflow, or a StepFlow Monitor store that
             must first go through `stepflow migrate --to-wal`.
     """
-    db = url.path if url.path is not None else settings.database
+    db = url.file if url.file is not None else settings.database_file  # str: no pathlib at a run's start-up
     # `stepflow migrate` and `rollback` hold a lock while the store changes under them: wait.
     with maintenance_pause(db, timeout=settings.busy_timeout_ms / 1000):
         conn = connect(db, settings, appending=appending, readonly=readonly)
@@ -533,7 +540,7 @@ def open_sqlite(
             if not readonly:
                 schema.apply_migrations(conn)
             zone.set_legacy_zone(schema.meta(conn, zone.LEGACY_TZ_KEY))
-            zone.set_storage(db.parent.parent)  # <storage>/database/stepflow.db
+            zone.set_storage(os.path.dirname(os.path.dirname(os.path.abspath(db))))  # <storage>/database/stepflow.db
         except apsw.Error as exc:
             conn.close()
             raise store_error(exc, db) from exc
