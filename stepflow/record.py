@@ -16,8 +16,8 @@ nothing on paths that create one per batch or per marker, never per line.
         notes: list[str] = field(default_factory=list)
 
 mypy reads `record` as a dataclass (PEP 681, `dataclass_transform`), so constructor calls stay
-type-checked. Classes get `__slots__` (as `dataclass(slots=True)` did); a subclass of a record
-is a record with the base's fields first.
+type-checked. `slots=True` gives `__slots__` (as `dataclass(slots=True)` did); a subclass of
+a record is a record with the base's fields first.
 """
 
 from __future__ import annotations
@@ -59,38 +59,50 @@ def field(*, default: Any = _MISSING, default_factory: Callable[[], Any] | None 
 
 
 @dataclass_transform(field_specifiers=(field, Field))
-def record(cls: Any = None, /, *, frozen: bool = False, eq: bool = True) -> Any:
-    """Make `cls` a value class from its annotations (see the module docstring)."""
+def record(cls: Any = None, /, *, frozen: bool = False, eq: bool = True, slots: bool = False) -> Any:
+    """Make `cls` a value class from its annotations (see the module docstring).
+
+    `slots`: for rows that come by the thousand (a history's lines and steps), where the
+    memory of an instance dict counts; it costs a second class creation (~30 µs), which the
+    few dozen other classes of a run's start-up do without.
+    """
     if cls is None:
-        return lambda c: _build(c, frozen, eq)
-    return _build(cls, frozen, eq)
+        return lambda c: _build(c, frozen, eq, slots)
+    return _build(cls, frozen, eq, slots)
 
 
-def _build(cls: type, frozen: bool, eq: bool) -> type:
+def _build(cls: type, frozen: bool, eq: bool, slots: bool) -> type:
     inherited: list[Field] = list(getattr(cls, "__record_fields__", ()))
-    own = [name for name in cls.__dict__.get("__annotations__", {})
-           if not str(cls.__annotations__[name]).startswith("ClassVar")]
-    body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    annotations = cls.__dict__.get("__annotations__", {})
+    own = [name for name, kind in annotations.items() if not str(kind).startswith("ClassVar")]
     fields = [f for f in inherited if f.name not in own]
     for name in own:
-        value = body.pop(name, _MISSING)
+        value = cls.__dict__.get(name, _MISSING)
         spec = value if isinstance(value, Field) else Field(default=value)
         spec.name = name
         fields.append(spec)
-    names = tuple(f.name for f in fields)
-    body["__slots__"] = tuple(own)
-    body["__record_fields__"] = tuple(fields)
-    body["__match_args__"] = names
-    body["__record_frozen__"] = frozen
-    body.setdefault("__init__", _init)
-    body.setdefault("__repr__", _repr)
+    methods: dict[str, Any] = {
+        "__record_fields__": tuple(fields), "__match_args__": tuple(f.name for f in fields),
+        "__record_frozen__": frozen,
+    }
+    for name, method in (("__init__", _init), ("__repr__", _repr)) + ((("__eq__", _eq),) if eq else ()):
+        if name not in cls.__dict__:
+            methods[name] = method
     if eq:
-        body.setdefault("__eq__", _eq)
-        body["__hash__"] = _hash if frozen else None
+        methods["__hash__"] = _hash if frozen else None
     if frozen:
-        body["__setattr__"] = _frozen_setattr
-        body["__delattr__"] = _frozen_delattr
-    return type(cls)(cls.__name__, cls.__bases__, body)
+        methods["__setattr__"] = _frozen_setattr
+        methods["__delattr__"] = _frozen_delattr
+    if slots:
+        body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__") and k not in own}
+        body.update(methods, __slots__=tuple(own))
+        return type(cls)(cls.__name__, cls.__bases__, body)
+    for name in own:
+        if name in cls.__dict__:
+            delattr(cls, name)  # a default lives in its Field: the instance always has its own value
+    for name, value in methods.items():
+        setattr(cls, name, value)
+    return cls
 
 
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:

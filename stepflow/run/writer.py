@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     from stepflow.store.spool import Spool  # the spool is imported when a run first needs one
 
 RETRY_DELAY = 1.0
+# A step's start and end are committed within this: promptly for a follower (logs --follow,
+# serve), yet the steps of a fast job share a transaction instead of one each, which 100 runs
+# at once on two cores feel as contention for the write lock (issue 17).
+SOON = 0.02
 HIGH_WATER = 2  # buffers of output waiting for a healthy store make the reader wait...
 MAX_STALL = 2.0  # ... at most this long at a time, so a slow store never holds the command for long
 MAX_PENDING_WRITES = 5000  # rows of steps and runs waiting: a million steps must not pile up in memory
@@ -101,6 +105,7 @@ class Writer:
         self._pending_bytes = 0
         self._first_at: float | None = None
         self._urgent = False
+        self._soon_at: float | None = None
         self._closing = False
         self._cond = threading.Condition()
         self._store: Store | None = None
@@ -110,8 +115,9 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, item: Write, *, urgent: bool = False) -> None:
-        """Queue a write; urgent ones are committed at once. Safe from any thread."""
+    def put(self, item: Write, *, urgent: bool = False, soon: bool = False) -> None:
+        """Queue a write; urgent ones are committed at once, `soon` ones within SOON seconds.
+        Safe from any thread."""
         size = len(item.data) if isinstance(item, LogBlock) else 0
         with self._cond:
             if self._behind() and not self._failing:
@@ -131,6 +137,9 @@ class Writer:
                 self._first_at = time.monotonic()
             if urgent or self._pending_bytes >= self.buffer_size:
                 self._urgent = True
+                self._cond.notify()
+            elif soon and self._soon_at is None:
+                self._soon_at = time.monotonic() + SOON
                 self._cond.notify()
             elif len(self._pending) == 1:
                 self._cond.notify()
@@ -160,6 +169,8 @@ class Writer:
                 while not self._closing:
                     if self._pending:
                         due = (self._first_at or 0.0) + (RETRY_DELAY if self._failing else self.max_delay)
+                        if self._soon_at is not None and not self._failing:
+                            due = min(due, self._soon_at)
                         wait = due - time.monotonic()
                         if (self._urgent and not self._failing) or wait <= 0:
                             break
@@ -170,6 +181,7 @@ class Writer:
                 self._pending_bytes = 0
                 self._first_at = None
                 self._urgent = False
+                self._soon_at = None
                 closing = self._closing
                 self._cond.notify_all()  # a reader held back by put() may go on
             if batch:
@@ -345,14 +357,14 @@ class StoreSink:
                     started_at=iso(step.started), estimated_duration=step.expected,
                     stop_on_error=step.stop_on_error, metadata=step.metadata,
                 )))
-                put(RunChange(s.id, total_steps=s.step_count, current_step_index=step.index), urgent=True)
+                put(RunChange(s.id, total_steps=s.step_count, current_step_index=step.index), soon=True)
             case ev.StepEnded(s, step, status, error):
                 put(StepChange(
                     step.id, status=status, completed_at=iso(step.ended or 0.0), error_message=error,
                     exit_code=0 if status == "completed" else 1,
                     cpu_seconds=step.cpu_seconds, peak_rss=step.peak_rss, max_processes=step.max_processes,
                 ))
-                put(RunChange(s.id, completed_steps=s.completed_steps), urgent=True)
+                put(RunChange(s.id, completed_steps=s.completed_steps), soon=True)
             case ev.MetaSet(s, step, _key, _value, target):
                 if step is None:
                     put(RunChange(s.id, metadata=dict(s.metadata)))

@@ -44,7 +44,7 @@ def decode_json(field_name: str, value: Any) -> Any:
 # -- rows ----------------------------------------------------------------------------------
 
 
-@record
+@record(slots=True)  # rows by the thousand
 class Run:
     """One run. JSON-valued fields are decoded; legacy text that is not JSON is kept as text."""
 
@@ -78,7 +78,7 @@ class Run:
     legacy_status: str | None = None  # what a StepFlow Monitor server wrote, when shown otherwise
 
 
-@record
+@record(slots=True)  # rows by the thousand
 class Step:
     """One step of a run."""
 
@@ -102,7 +102,7 @@ class Step:
     legacy_status: str | None = None
 
 
-@record
+@record(slots=True)  # rows by the thousand
 class Artifact:
     """A file a run announced, as copied into the store."""
 
@@ -142,7 +142,7 @@ class LogBlock:
     cut: int = 0
 
 
-@record
+@record(slots=True)  # rows by the thousand
 class LogLine:
     """One line of output as `logs` shows it."""
 
@@ -154,7 +154,7 @@ class LogLine:
     cut: int = 0
 
 
-@record(frozen=True)
+@record(frozen=True, slots=True)  # rows by the thousand
 class StepDuration:
     """One step of an earlier completed run, as `step_durations` returns it (ETA hints)."""
 

@@ -290,6 +290,8 @@ def apply_migrations(conn: apsw.Connection, *, upto: int = CURRENT_VERSION) -> l
     the write lock, so each migration runs exactly once. Returns the names applied.
     """
     applied: list[str] = []
+    if user_version(conn) >= upto:
+        return applied  # current: one PRAGMA, every run's open (start-up, issue 17)
     for version, migration in enumerate(MIGRATIONS[:upto], start=1):
         if user_version(conn) >= version:
             continue

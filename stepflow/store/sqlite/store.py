@@ -38,7 +38,15 @@ from stepflow.store.base import (
     Write,
     decode_json,
 )
-from stepflow.store.connection import connect, immediate, maintenance_pause, scalar, store_error, wal_path
+from stepflow.store.connection import (
+    connect,
+    immediate,
+    maintenance_pause,
+    scalar,
+    store_error,
+    wait_for_lock,
+    wal_path,
+)
 from stepflow.store.url import DatabaseURL
 
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
@@ -166,7 +174,7 @@ class SqliteStore:
             StoreError: not written (locked, full, read-only); nothing of the batch is kept.
         """
         try:
-            self.conn.setbusytimeout(int(wait * 1000))
+            wait_for_lock(self.conn, int(wait * 1000))
             with immediate(self.conn):
                 if scalar(self.conn, "SELECT 1 FROM spooled WHERE execution_id = ? AND seq = ?", (run_id, seq)):
                     return False
@@ -177,7 +185,7 @@ class SqliteStore:
         except apsw.Error as exc:
             raise store_error(exc, self.file) from exc
         finally:
-            self.conn.setbusytimeout(self.busy_ms)
+            wait_for_lock(self.conn, self.busy_ms)
 
     def _apply(self, writes: Sequence[Write]) -> None:
         blocks: list[LogBlock] = []
@@ -380,7 +388,7 @@ class SqliteStore:
         """
         changed = 0
         try:
-            self.conn.setbusytimeout(int(wait * 1000))
+            wait_for_lock(self.conn, int(wait * 1000))
             with immediate(self.conn):
                 for start in range(0, len(run_ids), 500):  # a legacy store may hold thousands
                     chunk = list(run_ids[start:start + 500])
@@ -394,7 +402,7 @@ class SqliteStore:
         except apsw.Error as exc:
             raise store_error(exc, self.file) from exc
         finally:
-            self.conn.setbusytimeout(self.busy_ms)
+            wait_for_lock(self.conn, self.busy_ms)
 
     def watch(self) -> SqliteWatch:
         """A Watch over this database: PRAGMA data_version on a connection of its own."""
