@@ -9,7 +9,7 @@ as it is read, before it goes both to the view and to the line splitter (and so 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from stepflow.dialects.base import AddMask, Marker
 
@@ -41,32 +41,44 @@ class AddMaskCommand:
 
 def matching(env: Mapping[str, str], patterns: Iterable[str]) -> dict[str, str]:
     """The variables whose names match one of `patterns` (fnmatch, case-insensitive)."""
-    pats = [p.upper() for p in patterns if p]
-    return {k: v for k, v in env.items() if any(glob_match(k.upper(), p) for p in pats)}
+    tests = [_matcher(p.upper()) for p in patterns if p]
+    return {k: v for k, v in env.items() if any(test(k.upper()) for test in tests)} if tests else {}
 
 
 def glob_match(name: str, pattern: str) -> bool:
-    """fnmatch.fnmatchcase, without compiling a regex for the usual `*`-only patterns.
+    """fnmatch.fnmatchcase, without compiling a regex for the usual `*`-only patterns."""
+    return _matcher(pattern)(name)
 
-    Every `stepflow run` checks each variable against each pattern; fnmatch's regexes cost
-    a few ms of start-up for that.
-    """
+
+def _matcher(pattern: str) -> Callable[[str], bool]:
+    """A test of names against `pattern`, made once per pattern: every `stepflow run` checks
+    each variable against each pattern, and fnmatch's regexes cost `re` at start-up."""
     if "?" in pattern or "[" in pattern:
         import fnmatch
 
-        return fnmatch.fnmatchcase(name, pattern)
+        return lambda name: fnmatch.fnmatchcase(name, pattern)
     if "*" not in pattern:
-        return name == pattern
+        return pattern.__eq__
     first, *middle, last = pattern.split("*")
-    if len(name) < len(first) + len(last) or not name.startswith(first) or not name.endswith(last):
-        return False
-    pos, end = len(first), len(name) - len(last)
-    for part in middle:
-        found = name.find(part, pos, end)
-        if found < 0:
+    if not middle and not first:
+        return lambda name: name.endswith(last)  # *_KEY
+    if len(middle) == 1 and not first and not last:
+        part = middle[0]
+        return lambda name: part in name  # *TOKEN*
+    least = len(first) + len(last)
+
+    def test(name: str) -> bool:
+        if len(name) < least or not name.startswith(first) or not name.endswith(last):
             return False
-        pos = found + len(part)
-    return True
+        pos, end = len(first), len(name) - len(last)
+        for piece in middle:
+            found = name.find(piece, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(piece)
+        return True
+
+    return test
 
 
 class Masker:
