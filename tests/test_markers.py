@@ -15,6 +15,7 @@ from stepflow.dialects.stepflow import (
     candidate_spans,
     parse_line,
 )
+from stepflow.record import fields
 
 EVENT_TYPES = (StepStart, StepComplete, StepError, Artifact, Meta, BadMarker)
 NO_NAME = BadMarker("STEP_START", "step has no name")
@@ -291,7 +292,7 @@ def test_parsed_text_holds_no_control_characters(line: str) -> None:
 def _texts(event: Marker) -> list[str]:
     if isinstance(event, StepStart):
         return [event.name, *event.params, *map(str, event.params.values())]
-    return [str(getattr(event, name)) for name in event.__slots__]
+    return [str(getattr(event, item.name)) for item in fields(event)]
 
 
 REGIONS = st.binary(max_size=300) | st.lists(

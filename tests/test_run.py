@@ -348,10 +348,33 @@ def test_settings_reach_the_connection(tmp_path: Path) -> None:
     conn = connect(settings.database, settings)
     pragmas = {p: conn.execute(f"PRAGMA {p}").fetchall()[0][0] for p in (
         "journal_mode", "synchronous", "cache_size", "mmap_size", "wal_autocheckpoint",
-        "journal_size_limit", "temp_store", "busy_timeout")}
+        "journal_size_limit", "temp_store")}
     assert pragmas == {"journal_mode": "wal", "synchronous": 1, "cache_size": 1234, "mmap_size": 1024 * 1024,
-                       "wal_autocheckpoint": 777, "journal_size_limit": 64 * 1024 * 1024, "temp_store": 2,
-                       "busy_timeout": 4321}
+                       "wal_autocheckpoint": 777, "journal_size_limit": 64 * 1024 * 1024, "temp_store": 2}
+
+
+def test_busy_timeout_bounds_the_wait_for_a_held_lock(tmp_path: Path) -> None:
+    """STEPFLOW_BUSY_TIMEOUT reaches the busy handler (PRAGMA busy_timeout reads 0 under a
+    custom handler): a writer waits that long for a lock another connection holds, then gives up."""
+    import time
+
+    import apsw
+
+    from stepflow.config import load_settings
+    from stepflow.store.connection import connect
+
+    settings = load_settings({"STEPFLOW_BUSY_TIMEOUT": "400"}, storage=tmp_path)
+    holder = connect(settings.database, settings)
+    holder.execute("CREATE TABLE IF NOT EXISTS t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    waiter = connect(settings.database, settings)
+    started = time.monotonic()
+    with pytest.raises(apsw.BusyError):
+        waiter.execute("BEGIN IMMEDIATE")
+    assert time.monotonic() - started >= 0.4
+    holder.execute("ROLLBACK")
+    waiter.execute("BEGIN IMMEDIATE")  # free again: the waiter gets it at once
+    waiter.execute("ROLLBACK")
 
 
 def test_run_ids_are_uuid4_text() -> None:
