@@ -199,6 +199,11 @@ def load_settings(
     )
 
 
+def this_host(env: Mapping[str, str] | None = None) -> str:
+    """The host name runs here record: STEPFLOW_HOST, else the node name (as `Settings.host`)."""
+    return (os.environ if env is None else env).get(HOST, "").strip() or os.uname().nodename
+
+
 def _absolute(path: str) -> str:
     """`path` joined to the working folder, `a//b`, `./` and a trailing slash tidied."""
     return os.path.normpath(os.path.join(os.getcwd(), path))

@@ -9,10 +9,10 @@ looking at history must never fail because of it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 from stepflow import procs
+from stepflow.config import this_host
 from stepflow.errors import StepflowError
 from stepflow.store.base import OPEN_STATUSES, Run, RunQuery, Store
 
@@ -32,6 +32,8 @@ def is_abandoned(run: Run, *, host: str | None = None) -> bool:
     """True when `run` says running/pending but no process can still finish it.
 
     A run recorded on another host is never judged: its processes cannot be seen from here.
+    This host is `host`, else the name runs here record (STEPFLOW_HOST, else the node name):
+    containers that share a node name are told apart as their runs are.
     """
     if run.status not in OPEN_STATUSES or run.id in _spooled:
         return False
@@ -39,7 +41,7 @@ def is_abandoned(run: Run, *, host: str | None = None) -> bool:
         # Not run by stepflow: rows an old server left running were marked by migrate; rows it
         # writes now (it may still run beside stepflow) are its own to finish.
         return False
-    if run.host and run.host != (host or os.uname().nodename):
+    if run.host and run.host != (host or this_host()):
         return False
     return not procs.is_alive(run.pid, run.pid_started)
 

@@ -7,7 +7,6 @@ process that is gone, and the disk holding it has room.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import apsw
 
-from stepflow.config import Settings
+from stepflow.config import Settings, this_host
 from stepflow.errors import StepflowError
 from stepflow.history.abandoned import is_abandoned
 from stepflow.maintenance import fs, legacy_status, probe, stats
@@ -180,6 +179,6 @@ def abandoned_runs(store: Store) -> list[str]:
     A run's stepflow process is gone (pid + start time, on this host), or a legacy row says
     running with no pid at all.
     """
-    host = os.uname().nodename
+    host = this_host()
     return [run.id for status in OPEN_STATUSES for run in store.find_runs(RunQuery(status=status))
             if is_abandoned(run, host=host)]

@@ -16,6 +16,7 @@ from stepflow.errors import CommandNotExecutableError, CommandNotFoundError, Exi
 from stepflow.fmt import shell_join, valid_text
 from stepflow.run import resources, signals
 from stepflow.run.artifacts import Budget
+from stepflow.run.backlog import Backlog
 from stepflow.run.ci_sink import ci_sink
 from stepflow.run.lines import LineSplitter
 from stepflow.run.options import RunOptions, RunResult, default_name, dialects
@@ -23,9 +24,9 @@ from stepflow.run.recorder import Recorder, new_id
 from stepflow.run.resources import Sampler
 from stepflow.run.secrets import AddMaskCommand, Masker, matching
 from stepflow.run.supervisor import FORWARDED, Outcome, Supervisor
-from stepflow.run.writer import Losses, StoreSink, Writer
+from stepflow.run.writer import FINAL_WAIT, Losses, StoreSink, Writer
 from stepflow.state import RunState
-from stepflow.store import open_store
+from stepflow.store import Store, open_store
 from stepflow.views.base import View
 
 TYPE_CHECKING = False
@@ -94,10 +95,14 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
     state = RunState(id=options.run_id or new_id(),
                      name=masker.mask_text(valid_text(options.name or default_name(options.argv))),
                      command=masker.mask_text(valid_text(shell_join(options.argv))), started=started)
-    writer = Writer(lambda: open_store(_writer_settings(settings), appending=True), buffer_size=settings.buffer_size,
+    def writer_store() -> Store:
+        return open_store(_writer_settings(settings), appending=True)
+
+    backlog = Backlog(settings, state.id, writer_store)  # other runs' spools, once the store takes writes
+    writer = Writer(writer_store, buffer_size=settings.buffer_size,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None,
-                    spool=lambda: _spool(settings, state.id))
+                    spool=lambda: _spool(settings, state.id), on_writable=backlog.start)
     supervisor = _supervisor(options)(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
                                       kill_grace=options.kill_grace, on_spawn=on_spawn)
     ci = ci_sink(options.ci, env, on_problem=view.problem)  # the CLI asks for one in plain output only
@@ -127,6 +132,7 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
                 recorder.finish(outcome)
             finally:
                 losses = writer.close()
+                backlog.stop(timeout=FINAL_WAIT)
 
     def close_view() -> None:
         state.lost_lines = losses.lines

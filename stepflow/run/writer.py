@@ -88,8 +88,10 @@ class Writer:
         max_pending: int = 16 * 1024 * 1024,
         on_problem: Callable[[str], None] = lambda message: None,
         spool: Callable[[], Spool] | None = None,
+        on_writable: Callable[[], None] | None = None,
     ) -> None:
         self._open_store = open_store
+        self._on_writable = on_writable  # told once, from this thread, when the store first takes a write
         self._make_spool = spool
         self._spool: Spool | None = None
         self._spooling = False  # part of the run is in the spool: the rest follows it there
@@ -175,6 +177,12 @@ class Writer:
                         if (self._urgent and not self._failing) or wait <= 0:
                             break
                         self._cond.wait(wait)
+                    elif self._spooling:
+                        # A quiet run's spool goes to the store as soon as it is back, not at the end.
+                        wait = self._spool_tried + SPOOL_RETRY - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._cond.wait(wait)
                     else:
                         self._cond.wait()
                 batch, self._pending = self._pending, []
@@ -186,6 +194,8 @@ class Writer:
                 self._cond.notify_all()  # a reader held back by put() may go on
             if batch:
                 self._commit(batch, final=closing)
+            elif self._spooling:  # the retry is due, or the run's end came with nothing more to write
+                self._drain_spool(wait=FINAL_WAIT if closing else 0.0)
             if closing:
                 with self._cond:
                     if not self._pending:
@@ -230,6 +240,7 @@ class Writer:
         if self._failing:
             self._failing = False
             self.on_problem("store is writable again; recording goes on")
+        self._writable()
 
     def _to_spool(self, writes: list[Write], *, reason: str | None = None) -> bool:
         """Append `writes` to the run's spool; False when there is no spool or it cannot be written."""
@@ -289,6 +300,12 @@ class Writer:
         self._spooling = False
         self._failing = False
         self.on_problem("store is writable again; the spooled part of the run is stored, recording goes on")
+        self._writable()
+
+    def _writable(self) -> None:
+        if self._on_writable is not None:
+            told, self._on_writable = self._on_writable, None
+            told()
 
     def _failed(self, writes: list[Write], reason: str, *, final: bool) -> None:
         if not self._failing:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from stepflow.errors import StepflowError
 from stepflow.record import asdict, field, record
@@ -266,16 +266,21 @@ def spooled_runs(folders: Sequence[Path]) -> dict[str, list[Path]]:
     return found
 
 
-def replay(store: Store, folders: Sequence[Path], *, wait: float = REPLAY_WAIT) -> Replayed:
+def replay(store: Store, folders: Sequence[Path], *, wait: float = REPLAY_WAIT,
+           stop: Callable[[], bool] = lambda: False) -> Replayed:
     """Write every spooled batch whose run is not recording any more to `store`, once each.
 
     A run still recording (its writer holds the lock) is left to its writer. A run whose
-    batches the store refuses now (busy, full) stays spooled, in `waiting`. Never raises
-    because of the store.
+    batches the store refuses now (busy, full) stays spooled, in `waiting`, and so do the
+    runs not reached once `stop()` says so (checked between batches). Never raises because
+    of the store.
     """
     done = Replayed()
     for run_id, paths in sorted(spooled_runs(folders).items()):
         fds: list[tuple[Path, int]] = []
+        if stop():
+            done.waiting.append(run_id)
+            continue
         try:
             for path in paths:
                 fd = _lock_existing(path)
@@ -288,6 +293,8 @@ def replay(store: Store, folders: Sequence[Path], *, wait: float = REPLAY_WAIT) 
             batches = sorted((b for path, _fd in fds for b in read_batches(path)), key=lambda b: b[0])
             try:
                 for seq, writes in batches:
+                    if stop():
+                        raise StepflowError("stopped: the replaying command ends")
                     if store.apply_spooled(run_id, seq, writes, wait=wait):
                         done.batches += 1
                         done.lines += sum(w.line_count for w in writes if isinstance(w, LogBlock))

@@ -10,8 +10,11 @@ itself never reaches a message, even when a libpq message quotes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import socket
+import threading
+from collections.abc import Iterator, Mapping
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -31,13 +34,17 @@ class Bounds:
     statement: float  # server-side statement_timeout
     lock: float  # lock_timeout: a write waiting for a row lock gives up
     idle_in_transaction: float  # the server drops a session that holds a transaction open
+    # The client cuts the connection when a call waits longer for the server (0: never). A
+    # frozen server (SIGSTOP, a hung VM, a stalled disk) keeps its sockets open and answers
+    # nothing: statement_timeout is its own clock, and its kernel still answers keepalives.
+    answer: float = 0.0
 
 
 # The run's writer: a server that is down or slow must not hold up the command; the writer
 # keeps the batch and retries (stepflow.writer), so each try is short.
-WRITER = Bounds(connect=3, statement=5.0, lock=2.0, idle_in_transaction=10.0)
+WRITER = Bounds(connect=3, statement=5.0, lock=2.0, idle_in_transaction=10.0, answer=6.0)
 # ls, show, logs, health, db ...: a person or a probe is waiting.
-READER = Bounds(connect=5, statement=30.0, lock=5.0, idle_in_transaction=60.0)
+READER = Bounds(connect=5, statement=30.0, lock=5.0, idle_in_transaction=60.0, answer=35.0)
 # Keepalives and an unacknowledged-send bound, so a silent network is noticed in ~10 s.
 NETWORK = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2", "keepalives_count": "2",
            "tcp_user_timeout": "10000"}
@@ -125,3 +132,34 @@ def connect(url: DatabaseURL, bounds: Bounds, *, application: str = "stepflow") 
 def usable(conn: psycopg.Connection) -> bool:
     """Whether `conn` can still take a statement (not closed, not broken by a lost server)."""
     return not conn.closed and conn.pgconn.status == psycopg.pq.ConnStatus.OK
+
+
+@contextlib.contextmanager
+def answered_within(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
+    """Cut `conn` if what runs inside has not had its answers after `seconds`: the blocked call
+    then fails as for a lost server (psycopg.OperationalError), and the connection is made again
+    next time. A transaction cut before its COMMIT was answered may still commit once the server
+    wakes; the rows are keyed, so the batch retried or replayed is not stored twice.
+    """
+    if not seconds:
+        yield
+        return
+    fd = conn.pgconn.socket
+    lock = threading.Lock()
+    armed = True
+
+    def cut() -> None:
+        with lock:  # never after the block ended: the fd may belong to another socket by then
+            if armed:
+                with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            armed = False
+        timer.cancel()

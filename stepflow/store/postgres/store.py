@@ -36,7 +36,16 @@ from stepflow.store.base import (
     Write,
 )
 from stepflow.store.postgres import schema
-from stepflow.store.postgres.connection import CHANNEL, READER, WRITER, Bounds, connect, store_error, usable
+from stepflow.store.postgres.connection import (
+    CHANNEL,
+    READER,
+    WRITER,
+    Bounds,
+    answered_within,
+    connect,
+    store_error,
+    usable,
+)
 from stepflow.store.postgres.queries import (
     INSERT_SQL,
     OPEN_SQL,
@@ -96,7 +105,7 @@ class PostgresStore:
         """
         try:
             conn = self._conn()
-            with conn.transaction(), conn.cursor() as cur:
+            with answered_within(conn, self.bounds.answer), conn.transaction(), conn.cursor() as cur:
                 _apply(cur, writes)
                 cur.execute(f"NOTIFY {CHANNEL}")
         except psycopg.Error as exc:
@@ -112,7 +121,7 @@ class PostgresStore:
         """
         try:
             conn = self._conn()
-            with conn.transaction(), conn.cursor() as cur:
+            with answered_within(conn, self.bounds.answer), conn.transaction(), conn.cursor() as cur:
                 cur.execute(f"SET LOCAL lock_timeout = {max(1, int(wait * 1000))}")
                 cur.execute("INSERT INTO spooled (execution_id, seq, applied_at)"
                             " VALUES (%s, %s, extract(epoch FROM clock_timestamp()))"
@@ -129,7 +138,9 @@ class PostgresStore:
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._conn().execute(sql, params).fetchall()
+            conn = self._conn()
+            with answered_within(conn, self.bounds.answer):
+                return conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             raise store_error(exc, self.database) from exc
 
@@ -246,7 +257,7 @@ class PostgresStore:
             return 0
         try:
             conn = self._conn()
-            with conn.transaction(), conn.cursor() as cur:
+            with answered_within(conn, self.bounds.answer), conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, int(wait * 1000))}ms",))
                 cur.execute(
                     "UPDATE executions SET status = 'abandoned', error_message = COALESCE(error_message, %s)"
