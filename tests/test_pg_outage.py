@@ -290,3 +290,27 @@ def test_many_runs_in_one_outage_are_all_replayed(stepflow: StepflowRunner, serv
         assert_complete(url, run, f"down-{i}", status="failed" if i else "completed", exit_code=i)
     assert spool_files() == []
     assert sorted(stored(url)) == sorted(["before", "after", *(f"down-{i}" for i in range(6))])
+
+
+def test_a_run_is_judged_abandoned_only_on_the_host_it_names(stepflow: StepflowRunner, url: str) -> None:
+    """STEPFLOW_HOST is who this host is: a fleet's containers share a node name, not their pids."""
+    from stepflow import procs
+    from stepflow.store import NewRun, Run, open_store, parse_url
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store = open_store(load_settings(), url=parse_url(url), appending=True)
+    node = os.uname().nodename
+    for run_id, host in (("aaaa0001", "web-1"), ("aaaa0002", node)):
+        store.write([NewRun(Run(id=run_id, name=host, command="c", status="running",
+                                created_at="2026-01-01T00:00:00+00:00", host=host, pid=dead.pid,
+                                pid_started=procs.start_time(os.getpid())))])
+    store.close()
+    listed = stepflow("ls", "--json", env={"STEPFLOW_DATABASE_URL": url, "STEPFLOW_HOST": "web-1"})
+    assert listed.returncode == 0, listed.stderr
+    import json
+
+    statuses = {r["name"]: r["status"] for r in json.loads(listed.stdout)}
+    # web-1's process is gone; the run of the node name ran in another container (STEPFLOW_HOST
+    # unset there), whose pids are not seen from here
+    assert statuses == {"web-1": "abandoned", node: "running"}

@@ -45,7 +45,7 @@ OWN = {
     "stepflow", "stepflow.cli", "stepflow.cli.run_flags", "stepflow.config", "stepflow.cron",
     "stepflow.cron.names", "stepflow.dialects", "stepflow.dialects.base", "stepflow.dialects.stepflow",
     "stepflow.errors", "stepflow.events", "stepflow.fmt", "stepflow.jsontext", "stepflow.procs",
-    "stepflow.record", "stepflow.run", "stepflow.run.artifacts", "stepflow.run.ci_sink", "stepflow.run.cron",
+    "stepflow.record", "stepflow.run", "stepflow.run.artifacts", "stepflow.run.backlog", "stepflow.run.ci_sink", "stepflow.run.cron",
     "stepflow.run.execute", "stepflow.run.lines", "stepflow.run.options", "stepflow.run.recorder",
     "stepflow.run.resources", "stepflow.run.secrets", "stepflow.run.signals", "stepflow.run.spawn",
     "stepflow.run.supervisor", "stepflow.run.writer", "stepflow.state", "stepflow.store", "stepflow.store.base",

@@ -12,9 +12,12 @@ import os
 import threading
 from collections.abc import Callable
 
-from stepflow.config import Settings
 from stepflow.errors import StepflowError
-from stepflow.store.base import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from stepflow.config import Settings
+    from stepflow.store.base import Store
 
 SUFFIX = ".spool"  # stepflow.store.spool.SUFFIX, not imported: most runs never need that module
 
