@@ -194,8 +194,10 @@ class Writer:
                 self._cond.notify_all()  # a reader held back by put() may go on
             if batch:
                 self._commit(batch, final=closing)
-            elif self._spooling:  # the retry is due, or the run's end came with nothing more to write
-                self._drain_spool(wait=FINAL_WAIT if closing else 0.0)
+            elif self._spooling and closing:  # the run's end came with nothing more to write
+                self._drain_at_end()
+            elif self._spooling:  # a retry is due, and nothing new came meanwhile
+                self._drain_spool(wait=0.0)
             if closing:
                 with self._cond:
                     if not self._pending:
@@ -217,7 +219,7 @@ class Writer:
             if not self._to_spool(writes):
                 self._failed(writes, self.losses.reason or "the spool cannot be written", final=final)
             elif final:
-                self._drain_spool(wait=FINAL_WAIT)
+                self._drain_at_end()
             return
         try:
             if self._store is None:
@@ -306,6 +308,12 @@ class Writer:
         if self._on_writable is not None:
             told, self._on_writable = self._on_writable, None
             told()
+
+    def _drain_at_end(self) -> None:
+        # Once more at the run's end, unless the store refused the run just now: a frozen
+        # server would keep stepflow another connect_timeout for the same answer.
+        if time.monotonic() - self._spool_tried >= FINAL_WAIT:
+            self._drain_spool(wait=FINAL_WAIT)
 
     def _failed(self, writes: list[Write], reason: str, *, final: bool) -> None:
         if not self._failing:
