@@ -41,7 +41,7 @@ from stepflow.store.postgres.connection import (
     READER,
     WRITER,
     Bounds,
-    answered_within,
+    Watchdog,
     connect,
     store_error,
     usable,
@@ -86,6 +86,7 @@ class PostgresStore:
         self.database = url
         self.url = str(url)  # password masked
         self.bounds = bounds
+        self._watchdog = Watchdog(bounds.answer)
 
     def _conn(self) -> psycopg.Connection:
         """The connection, made again if the server dropped it (a retried batch comes here)."""
@@ -105,7 +106,7 @@ class PostgresStore:
         """
         try:
             conn = self._conn()
-            with answered_within(conn, self.bounds.answer), conn.transaction(), conn.cursor() as cur:
+            with self._watchdog.guard(conn), conn.transaction(), conn.cursor() as cur:
                 _apply(cur, writes)
                 cur.execute(f"NOTIFY {CHANNEL}")
         except psycopg.Error as exc:
@@ -121,7 +122,7 @@ class PostgresStore:
         """
         try:
             conn = self._conn()
-            with answered_within(conn, self.bounds.answer), conn.transaction(), conn.cursor() as cur:
+            with self._watchdog.guard(conn), conn.transaction(), conn.cursor() as cur:
                 cur.execute(f"SET LOCAL lock_timeout = {max(1, int(wait * 1000))}")
                 cur.execute("INSERT INTO spooled (execution_id, seq, applied_at)"
                             " VALUES (%s, %s, extract(epoch FROM clock_timestamp()))"
@@ -139,7 +140,7 @@ class PostgresStore:
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             conn = self._conn()
-            with answered_within(conn, self.bounds.answer):
+            with self._watchdog.guard(conn):
                 return conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             raise store_error(exc, self.database) from exc
@@ -257,7 +258,7 @@ class PostgresStore:
             return 0
         try:
             conn = self._conn()
-            with answered_within(conn, self.bounds.answer), conn.transaction(), conn.cursor() as cur:
+            with self._watchdog.guard(conn), conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, int(wait * 1000))}ms",))
                 cur.execute(
                     "UPDATE executions SET status = 'abandoned', error_message = COALESCE(error_message, %s)"
@@ -376,6 +377,7 @@ class PostgresStore:
         return {"vacuumed": list(schema.TABLES), "database_bytes": int(size)}
 
     def close(self) -> None:
+        self._watchdog.close()
         self.conn.close()
 
 
