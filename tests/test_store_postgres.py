@@ -24,6 +24,7 @@ from stepflow.store import (
     NewRun,
     NewStep,
     Run,
+    RunChange,
     RunQuery,
     Step,
     Store,
@@ -110,6 +111,23 @@ def test_postgres_a_retried_batch_never_duplicates(pg: Store) -> None:
     pg.write(batch)  # as the writer does after a lost acknowledgement
     assert len(pg.find_runs()) == 1 and len(pg.steps(r.id)) == 1 and len(pg.artifacts(r.id)) == 1
     assert [x.text for x in pg.log_lines(r.id)] == [b"a", b"b"]
+
+
+def test_postgres_a_batch_partly_stored_gets_the_rest(pg: Store) -> None:
+    """Output goes in by COPY, which refuses a line the store has: a batch half of which is
+    stored (its first try committed unanswered) is applied again skipping those, at once."""
+    r = run(1)
+    pg.write([NewRun(r), LogBlock(r.id, None, 1, 0, 2, 1.0, b"a\nb")])
+    pg.write([LogBlock(r.id, None, 1, 0, 2, 1.0, b"a\nb"), LogBlock(r.id, None, 2, 2, 1, 1.0, b"c"),
+              RunChange(r.id, line_count=3)])
+    assert [(x.number, x.stream, x.text) for x in pg.log_lines(r.id)] == [(0, 1, b"a"), (1, 1, b"b"), (2, 2, b"c")]
+    got = pg.get_run(r.id)
+    assert got is not None and got.line_count == 3
+    # the same from the spool: the batch is recorded as applied, its lines are not stored twice
+    assert pg.apply_spooled(r.id, 1, [LogBlock(r.id, None, 2, 2, 1, 1.0, b"c"),
+                                      LogBlock(r.id, None, 1, 3, 1, 1.0, b"d")]) is True
+    assert [x.text for x in pg.log_lines(r.id)] == [b"a", b"b", b"c", b"d"]
+    assert pg.apply_spooled(r.id, 1, [LogBlock(r.id, None, 1, 3, 1, 1.0, b"d")]) is False
 
 
 def test_postgres_text_it_cannot_hold_is_stored_not_refused(pg: Store) -> None:
