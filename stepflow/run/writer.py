@@ -147,7 +147,11 @@ class Writer:
                 self._cond.notify()
 
     def _behind(self) -> bool:
-        return self._pending_bytes > HIGH_WATER * self.buffer_size or len(self._pending) > MAX_PENDING_WRITES
+        # Until the store is first open (psycopg imported, the server connected to: ~0.3 s) the
+        # output may run ahead up to half the memory bound, so a short run's command does not
+        # wait for that, nor a long one's stall from its first lines.
+        limit = self.max_pending // 2 if self._store is None else HIGH_WATER * self.buffer_size
+        return self._pending_bytes > limit or len(self._pending) > MAX_PENDING_WRITES
 
     def _merge(self, update: Change) -> bool:
         """Fold an update into a pending one for the same row: a million step changes stay cheap."""
