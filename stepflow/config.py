@@ -79,9 +79,14 @@ class Settings:
 
     @property
     def spool_folders(self) -> list[Path]:
-        """Where runs spool what the store did not take: <storage>/spool, then the fallbacks
-        (computed when used: a run that never spools never pays for the hash)."""
-        return [self.storage / "spool", *spool_fallback(self.runtime_dir, self.storage, self.url)]
+        """Where runs spool what the store did not take: <storage>/spool (<storage>/spool/KEY
+        for a store given by URL), then the fallbacks (computed when used: a run that never
+        spools never pays for the hash). One store's spools are never in another's folder: a
+        command opening the host's SQLite file must not replay a PostgreSQL run into it."""
+        primary = self.storage / "spool"
+        if self.url is not None:
+            primary = primary / store_key(self.storage, self.url)
+        return [primary, *spool_fallback(self.runtime_dir, self.storage, self.url)]
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -209,14 +214,20 @@ def _absolute(path: str) -> str:
     return os.path.normpath(os.path.join(os.getcwd(), path))
 
 
-def spool_fallback(runtime: str | None, storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
-    """$XDG_RUNTIME_DIR/stepflow-spool/KEY, then /tmp/stepflow-spool-UID/KEY: other disks than
-    the store's, one folder per store (KEY: a hash of its place) so replay never mixes stores."""
+def store_key(storage: Path, url: DatabaseURL | None) -> str:
+    """A folder name for one store: a hash of its URL, else of its storage folder."""
     import hashlib
-    from pathlib import Path
 
     place = url.text if url is not None else str(storage)
-    key = hashlib.sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return hashlib.sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def spool_fallback(runtime: str | None, storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
+    """$XDG_RUNTIME_DIR/stepflow-spool/KEY, then /tmp/stepflow-spool-UID/KEY: other disks than
+    the store's, one folder per store (KEY: store_key) so replay never mixes stores."""
+    from pathlib import Path
+
+    key = store_key(storage, url)
     tmp = Path("/tmp") / f"stepflow-spool-{os.getuid()}" / key
     if runtime is not None:
         return (Path(runtime) / "stepflow-spool" / key, tmp)

@@ -314,3 +314,26 @@ def test_a_run_is_judged_abandoned_only_on_the_host_it_names(stepflow: StepflowR
     # web-1's process is gone; the run of the node name ran in another container (STEPFLOW_HOST
     # unset there), whose pids are not seen from here
     assert statuses == {"web-1": "abandoned", node: "running"}
+
+
+def test_a_spooled_run_goes_only_to_its_own_store(stepflow: StepflowRunner, server: Any, url: str,
+                                                  storage: Path) -> None:
+    """The crontab line names the server; a person's shell often does not. A run spooled for
+    PostgreSQL is never replayed into the host's SQLite file by a command that opens that."""
+    env = {"STEPFLOW_DATABASE_URL": url}
+    assert stepflow("run", "--name", "local", "--", "true").returncode == 0  # the host's SQLite store
+    halt(server)
+    away = stepflow("run", "--name", "for-the-server", "--", "echo", "kept", env=env)
+    assert away.returncode == 0 and "is kept in" in away.stderr.decode()
+    assert len(spool_files()) == 1
+    assert stepflow("run", "--name", "local-again", "--", "true").returncode == 0
+    local = stepflow("ls", "--json")
+    assert local.returncode == 0, local.stderr
+    import json
+
+    assert sorted(r["name"] for r in json.loads(local.stdout)) == ["local", "local-again"]
+    assert len(spool_files()) == 1
+    server.start()
+    assert stepflow("ls", env=env).returncode == 0
+    assert stored(url)["for-the-server"]["lines"] == [b"kept"]
+    assert spool_files() == []

@@ -25,6 +25,8 @@ SUFFIX = ".spool"  # stepflow.store.spool.SUFFIX, not imported: most runs never 
 def others_waiting(settings: Settings, run_id: str) -> bool:
     """Whether a spool folder of this store may hold another run's spool (a few scandirs)."""
     own = run_id + SUFFIX
+    if settings.url is not None:  # not the default file: the store's folders have its key in them
+        return any(_holds_spool(str(f), own) for f in settings.spool_folders)
     if _holds_spool(os.path.join(settings.storage_dir, "spool"), own):
         return True
     parents = [f"/tmp/stepflow-spool-{os.getuid()}"]
