@@ -114,20 +114,21 @@ def test_postgres_a_retried_batch_never_duplicates(pg: Store) -> None:
 
 
 def test_postgres_a_batch_partly_stored_gets_the_rest(pg: Store) -> None:
-    """Output goes in by COPY, which refuses a line the store has: a batch half of which is
-    stored (its first try committed unanswered) is applied again skipping those, at once."""
+    """Big batches of output go in by COPY, which refuses a line the store has: a batch half of
+    which is stored (its first try committed unanswered) is applied again skipping those, at once."""
     r = run(1)
-    pg.write([NewRun(r), LogBlock(r.id, None, 1, 0, 2, 1.0, b"a\nb")])
-    pg.write([LogBlock(r.id, None, 1, 0, 2, 1.0, b"a\nb"), LogBlock(r.id, None, 2, 2, 1, 1.0, b"c"),
-              RunChange(r.id, line_count=3)])
-    assert [(x.number, x.stream, x.text) for x in pg.log_lines(r.id)] == [(0, 1, b"a"), (1, 1, b"b"), (2, 2, b"c")]
+    big = [b"%d" % n + b"x" * 70_000 for n in range(4)]  # each block alone past COPY_MIN
+    pg.write([NewRun(r), LogBlock(r.id, None, 1, 0, 1, 1.0, big[0])])
+    pg.write([LogBlock(r.id, None, 1, 0, 1, 1.0, big[0]), LogBlock(r.id, None, 2, 1, 1, 1.0, big[1]),
+              RunChange(r.id, line_count=2)])
+    assert [(x.number, x.stream, x.text) for x in pg.log_lines(r.id)] == [(0, 1, big[0]), (1, 2, big[1])]
     got = pg.get_run(r.id)
-    assert got is not None and got.line_count == 3
+    assert got is not None and got.line_count == 2
     # the same from the spool: the batch is recorded as applied, its lines are not stored twice
-    assert pg.apply_spooled(r.id, 1, [LogBlock(r.id, None, 2, 2, 1, 1.0, b"c"),
-                                      LogBlock(r.id, None, 1, 3, 1, 1.0, b"d")]) is True
-    assert [x.text for x in pg.log_lines(r.id)] == [b"a", b"b", b"c", b"d"]
-    assert pg.apply_spooled(r.id, 1, [LogBlock(r.id, None, 1, 3, 1, 1.0, b"d")]) is False
+    assert pg.apply_spooled(r.id, 1, [LogBlock(r.id, None, 2, 1, 1, 1.0, big[1]),
+                                      LogBlock(r.id, None, 1, 2, 1, 1.0, big[2])]) is True
+    assert [x.text for x in pg.log_lines(r.id)] == big[:3]
+    assert pg.apply_spooled(r.id, 1, [LogBlock(r.id, None, 1, 3, 1, 1.0, big[3])]) is False
 
 
 def test_postgres_text_it_cannot_hold_is_stored_not_refused(pg: Store) -> None:

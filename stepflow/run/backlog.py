@@ -23,23 +23,26 @@ SUFFIX = ".spool"  # stepflow.store.spool.SUFFIX, not imported: most runs never 
 
 
 def others_waiting(settings: Settings, run_id: str) -> bool:
-    """Whether a spool folder of this store may hold another run's spool (a few scandirs)."""
+    """Whether a spool folder of this store may hold another run's spool: a few scandirs, and
+    the store's own folders (a hash, pathlib) worked out only when some folder holds a spool."""
     own = run_id + SUFFIX
-    if settings.url is not None:  # not the default file: the store's folders have its key in them
-        return any(_holds_spool(str(f), own) for f in settings.spool_folders)
-    if _holds_spool(os.path.join(settings.storage_dir, "spool"), own):
-        return True
-    parents = [f"/tmp/stepflow-spool-{os.getuid()}"]
+    primary = os.path.join(settings.storage_dir, "spool")
+    parents = [f"/tmp/stepflow-spool-{os.getuid()}"]  # one folder per store beneath each
     if settings.runtime_dir is not None:
         parents.insert(0, os.path.join(settings.runtime_dir, "stepflow-spool"))
-    for parent in parents:  # one folder per store beneath: look closer only when one holds a spool
+    if settings.url is None:
+        if _holds_spool(primary, own):
+            return True
+    else:
+        parents.insert(0, primary)  # a store named by URL spools into <storage>/spool/KEY
+    for parent in parents:
         try:
             with os.scandir(parent) as entries:
                 folders = [e.path for e in entries if e.is_dir()]
         except OSError:
             continue
         if any(_holds_spool(folder, own) for folder in folders):
-            return any(_holds_spool(str(f), own) for f in settings.spool_folders[1:])
+            return any(_holds_spool(str(f), own) for f in settings.spool_folders)
     return False
 
 
