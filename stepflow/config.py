@@ -81,7 +81,14 @@ class Settings:
     def spool_folders(self) -> list[Path]:
         """Where runs spool what the store did not take: <storage>/spool, then the fallbacks
         (computed when used: a run that never spools never pays for the hash)."""
-        return [self.storage / "spool", *spool_fallback(self.runtime_dir, self.storage, self.url)]
+        from pathlib import Path
+
+        return [Path(folder) for folder in self.spool_dirs]
+
+    @property
+    def spool_dirs(self) -> list[str]:
+        """spool_folders as text: what a history command looks in before it needs pathlib."""
+        return [os.path.join(self.storage_dir, "spool"), *spool_fallback(self.runtime_dir, self.storage_dir, self.url)]
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -204,17 +211,19 @@ def _absolute(path: str) -> str:
     return os.path.normpath(os.path.join(os.getcwd(), path))
 
 
-def spool_fallback(runtime: str | None, storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
+def spool_fallback(runtime: str | None, storage: str, url: DatabaseURL | None) -> tuple[str, ...]:
     """$XDG_RUNTIME_DIR/stepflow-spool/KEY, then /tmp/stepflow-spool-UID/KEY: other disks than
     the store's, one folder per store (KEY: a hash of its place) so replay never mixes stores."""
-    import hashlib
-    from pathlib import Path
+    try:
+        from _sha1 import sha1  # hashlib's own fallback: the same digest, without loading OpenSSL (~5 ms)
+    except ImportError:
+        from hashlib import sha1
 
-    place = url.text if url is not None else str(storage)
-    key = hashlib.sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    tmp = Path("/tmp") / f"stepflow-spool-{os.getuid()}" / key
+    place = url.text if url is not None else storage
+    key = sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    tmp = os.path.join("/tmp", f"stepflow-spool-{os.getuid()}", key)
     if runtime is not None:
-        return (Path(runtime) / "stepflow-spool" / key, tmp)
+        return (os.path.join(runtime, "stepflow-spool", key), tmp)
     return (tmp,)
 
 

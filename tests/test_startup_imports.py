@@ -42,7 +42,7 @@ print(json.dumps({"status": status, **seen}))
 # Deliberately absent: typing, re, enum, dataclasses, inspect, pathlib, json, shutil,
 # subprocess, selectors, datetime, array, queue, and every third-party package but apsw.
 OWN = {
-    "stepflow", "stepflow.cli", "stepflow.cli.run_flags", "stepflow.config", "stepflow.cron",
+    "stepflow", "stepflow.cli", "stepflow.cli.flags", "stepflow.cli.run_flags", "stepflow.config", "stepflow.cron",
     "stepflow.cron.names", "stepflow.dialects", "stepflow.dialects.base", "stepflow.dialects.stepflow",
     "stepflow.errors", "stepflow.events", "stepflow.fmt", "stepflow.jsontext", "stepflow.procs",
     "stepflow.record", "stepflow.run", "stepflow.run.artifacts", "stepflow.run.ci_sink", "stepflow.run.cron",
@@ -87,3 +87,68 @@ def test_run_imports_only_the_pinned_modules(tmp_path: Path) -> None:
     assert not new, f"`stepflow run` imports new modules {new} (see this file's docstring)"
     main_thread = {"stepflow.run.execute", "stepflow.run.spawn", "stepflow.run.supervisor", "stepflow.views.quiet"}
     assert main_thread <= at_spawn  # the probe saw the spawn itself, not the end of the run
+
+
+# `ls` and `--version` are typed at a prompt and called by scripts in loops: no typer, no Rich
+# (on a terminal either: ls draws its table itself), none of the modules only other commands need.
+LS_HEAVY = {"typer", "click", "rich", "psutil", "psycopg", "typing", "pathlib", "hashlib", "importlib", "inspect",
+            "dataclasses", "shutil", "subprocess", "threading", "uuid", "tempfile"}
+LISTING = r"""
+import sys
+from stepflow.cli import main
+status = main(sys.argv[1:])
+import json
+print(json.dumps({"status": status, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def _modules_of(tmp_path: Path, *args: str, tty: bool = False) -> tuple[set[str], str]:
+    """(modules beyond a bare interpreter's, stdout) of `stepflow ARGS`, its stdout a pipe or a terminal."""
+    import pty
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "STEPFLOW_STORAGE_PATH": str(tmp_path / "store"),
+           "TERM": "xterm", "COLUMNS": "100"}
+    master, slave = pty.openpty() if tty else (None, subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", LISTING, *args], env=env, stdout=slave, stderr=subprocess.PIPE,
+                            text=True)
+    if master is not None:
+        os.close(slave)  # type: ignore[arg-type]
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(master)
+        out = b"".join(chunks).decode()
+        err = proc.stderr.read()  # type: ignore[union-attr]
+    else:
+        out, err = proc.communicate(timeout=60)
+    assert proc.wait(timeout=60) == 0, err
+    found = json.loads(err.splitlines()[-1])
+    assert found["status"] == 0, found
+    bare = subprocess.run([sys.executable, "-c", "import sys, json; print(json.dumps(sorted(sys.modules)))"],
+                          env=env, capture_output=True, text=True, check=True)
+    return set(found["modules"]) - set(json.loads(bare.stdout)), out
+
+
+def test_version_imports_nothing_but_the_package(tmp_path: Path) -> None:
+    modules, out = _modules_of(tmp_path, "--version")
+    assert out.startswith("stepflow ")
+    assert modules <= {"stepflow", "stepflow.cli", "stepflow.config", "stepflow.errors", "stepflow.record",
+                       "__future__", "collections.abc"}, sorted(modules)
+
+
+def test_ls_reads_without_typer_or_rich_on_a_pipe_and_on_a_terminal(tmp_path: Path) -> None:
+    env = {**os.environ, "STEPFLOW_STORAGE_PATH": str(tmp_path / "store")}
+    subprocess.run([sys.executable, "-m", "stepflow", "run", "-o", "quiet", "-n", "probe", "-t", "t1", "--", "true"],
+                   env=env, check=True, timeout=60)
+    for tty in (False, True):
+        modules, out = _modules_of(tmp_path, "ls", tty=tty)
+        assert "probe" in out and "completed" in out, out
+        assert ("\x1b[32mcompleted\x1b[0m" in out) is tty, out  # styled on a terminal only
+        heavy = sorted(modules & LS_HEAVY)
+        assert not heavy, f"`stepflow ls` ({'terminal' if tty else 'pipe'}) imports {heavy}"
