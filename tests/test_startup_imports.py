@@ -28,10 +28,14 @@ def hook(event, args):
         return
     if MARK in [str(a) for a in (args[1] or ())]:
         seen["spawn"] = sorted(sys.modules)
+        import gc
+        seen["collecting_at_spawn"] = gc.isenabled()
 sys.addaudithook(hook)
 from stepflow.cli import main
 status = main(sys.argv[2:] + ["--", "true", MARK])
 seen["end"] = sorted(sys.modules)
+import gc
+seen["collecting_at_end"] = gc.isenabled()
 import json
 print(json.dumps({"status": status, **seen}))
 """
@@ -55,7 +59,7 @@ OWN = {
 }
 ALLOWED = {
     "apsw", "__future__", "_collections", "_contextvars", "_functools", "_operator", "_weakrefset", "collections",
-    "collections.abc", "contextlib", "contextvars", "errno", "fcntl", "functools", "getpass", "itertools",
+    "collections.abc", "contextlib", "contextvars", "errno", "fcntl", "functools", "gc", "getpass", "itertools",
     "keyword", "math", "operator", "pwd", "reprlib", "resource", "select", "termios", "threading", "types",
     "warnings",
 }
@@ -72,6 +76,8 @@ def imported(tmp_path: Path, *args: str) -> tuple[set[str], set[str]]:
     assert probe.returncode == 0, probe.stderr
     found = json.loads(probe.stdout.splitlines()[-1])
     assert found["status"] == 0 and "spawn" in found, found
+    # The CLI holds the garbage collector off for the start-up only: a long run collects.
+    assert (found["collecting_at_spawn"], found["collecting_at_end"]) == (False, True), found
     bare = subprocess.run([sys.executable, "-c", "import sys; m = sorted(sys.modules); import json; print(json.dumps(m))"],
                           env=env, capture_output=True, text=True, check=True)
     baseline = set(json.loads(bare.stdout))
@@ -138,7 +144,7 @@ def _modules_of(tmp_path: Path, *args: str, tty: bool = False) -> tuple[set[str]
 def test_version_imports_nothing_but_the_package(tmp_path: Path) -> None:
     modules, out = _modules_of(tmp_path, "--version")
     assert out.startswith("stepflow ")
-    assert modules <= {"stepflow", "stepflow.cli", "stepflow.config", "stepflow.errors", "stepflow.record",
+    assert modules <= {"stepflow", "stepflow.cli", "stepflow.config", "stepflow.errors", "stepflow.record", "gc",
                        "__future__", "collections.abc"}, sorted(modules)
 
 
