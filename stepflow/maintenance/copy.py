@@ -112,7 +112,7 @@ def copy_history(settings: Settings, *, source: DatabaseURL, target: DatabaseURL
         raise StoreError(f"no store at {source.file} to copy from")
     if source.path is not None and target.path is not None and target.path.exists() \
             and os.path.samefile(source.path, target.path):
-        raise UsageError(f"{source} is both the source and the target; give another store to copy to")
+        raise UsageError(f"sqlite:///{source.file} is both the source and the target; give another store to copy to")
     src = open_store(settings, url=source, readonly=True)
     try:
         dst = open_store(settings, url=target)
