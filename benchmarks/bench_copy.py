@@ -113,10 +113,19 @@ def main() -> int:
             srv.create_database(pg_template)
             seeded = srv.create_database("copy_seed")  # the PostgreSQL source of pg->sqlite
 
-            def check(arm: str, got: dict[str, int], done: subprocess.CompletedProcess[bytes]) -> None:
-                if done.returncode != 0 or got != want:
-                    problems.append(f"{arm}: exit {done.returncode}, {got} (want {want});"
-                                    f" {done.stderr.decode(errors='replace')[-300:]!r}")
+            rss: dict[str, list[int]] = {}
+
+            def run(arm: str, argv: list[str]) -> tuple[float, int]:
+                """One timed stepflow command: wall seconds and exit status (its peak RSS kept)."""
+                with open(work / f"{arm.replace('>', '')}.err", "wb") as err:
+                    r = common.reaped([*cmd, *argv], env=env, stdout=subprocess.DEVNULL, stderr=err)
+                rss.setdefault(arm, []).append(r.maxrss_kib)
+                return r.wall, r.returncode
+
+            def check(arm: str, got: dict[str, int], status: int) -> None:
+                if status != 0 or got != want:
+                    err = (work / f"{arm.replace('>', '')}.err").read_text(errors="replace")
+                    problems.append(f"{arm}: exit {status}, {got} (want {want}); {err[-300:]!r}")
 
             def fresh_pg(name: str) -> str:
                 srv.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -125,8 +134,8 @@ def main() -> int:
 
             def to_pg() -> float:
                 url = fresh_pg("copy_target")
-                wall, done = common.timed([*cmd, "db", "copy", "--to", url], env=env, capture_output=True)
-                check("sqlite->pg", pg_counts(srv, "copy_target"), done)
+                wall, status = run("sqlite->pg", ["db", "copy", "--to", url])
+                check("sqlite->pg", pg_counts(srv, "copy_target"), status)
                 return wall
 
             def new_file(name: str) -> Path:
@@ -137,25 +146,24 @@ def main() -> int:
 
             def from_pg() -> float:
                 target = new_file("from-pg.db")
-                wall, done = common.timed([*cmd, "--database", str(target), "db", "copy", "--from", seeded],
-                                          env=env, capture_output=True)
-                check("pg->sqlite", sqlite_counts(target), done)
+                wall, status = run("pg->sqlite", ["--database", str(target), "db", "copy", "--from", seeded])
+                check("pg->sqlite", sqlite_counts(target), status)
                 return wall
 
             def to_sqlite() -> float:
                 target = new_file("copy.db")
-                wall, done = common.timed([*cmd, "db", "copy", "--to", str(target)], env=env, capture_output=True)
-                check("sqlite->sqlite", sqlite_counts(target), done)
+                wall, status = run("sqlite->sqlite", ["db", "copy", "--to", str(target)])
+                check("sqlite->sqlite", sqlite_counts(target), status)
                 return wall
 
             def backup() -> float:
                 target = new_file("backup.db")
-                wall, done = common.timed([*cmd, "backup", str(target)], env=env, capture_output=True)
-                check("backup", sqlite_counts(target), done)
+                wall, status = run("backup", ["backup", str(target)])
+                check("backup", sqlite_counts(target), status)
                 return wall
 
             seed = common.timed([*cmd, "db", "copy", "--to", seeded], env=env, capture_output=True)[1]
-            check("seed", pg_counts(srv, "copy_seed"), seed)
+            check("seed", pg_counts(srv, "copy_seed"), seed.returncode)
             print(f"seeded   : {seed.stdout.decode().strip()}")
             again = common.timed([*cmd, "db", "copy", "--to", seeded], env=env, capture_output=True)
             print(f"again    : {again[0]:.2f} s, {again[1].stdout.decode().strip()}")
@@ -163,9 +171,10 @@ def main() -> int:
             arms = {"sqlite->pg": to_pg, "pg->sqlite": from_pg, "sqlite->sqlite": to_sqlite, "backup": backup}
             walls = common.interleaved(arms, args.runs)
             base = common.median(walls["backup"])
-            common.table(["arm", "wall s (median)", "min-max", "runs/s", "lines/s", "x backup"], [
+            common.table(["arm", "wall s (median)", "min-max", "runs/s", "lines/s", "x backup", "peak RSS MiB"], [
                 [name, common.median(w), common.spread(w), executions / common.median(w),
-                 want["lines"] / common.median(w), common.median(w) / base] for name, w in walls.items()])
+                 want["lines"] / common.median(w), common.median(w) / base, max(rss[name]) / 1024]
+                for name, w in walls.items()])
             for problem in problems:
                 common.warn(problem)
             if not problems:
