@@ -213,23 +213,33 @@ COPY_SESSION = ("SELECT set_config('statement_timeout', '600s', false), set_conf
                 " set_config('idle_in_transaction_session_timeout', '600s', false)")
 
 
-def _as_bool(value: Any) -> Any:
-    return value if value is None or isinstance(value, bool) else bool(value)
+def _bools(values: Sequence[Any]) -> list[Any]:
+    return [v if v is None or isinstance(v, bool) else bool(v) for v in values]
 
 
-def _as_float(value: Any) -> Any:
-    return float(value) if isinstance(value, int) else value
+def _floats(values: Sequence[Any]) -> list[Any]:
+    return [float(v) if isinstance(v, int) else v for v in values]
 
 
-def _as_text(value: Any) -> Any:
-    if isinstance(value, str):
-        from stepflow.store.postgres.queries import text
+def _texts(values: Sequence[Any]) -> Sequence[Any]:
+    """Text PostgreSQL can hold (stepflow.store.postgres.queries.text): one test for the whole
+    column, value by value only when it holds a NUL or a lone surrogate (legacy rows may)."""
+    try:
+        joined = "".join(values)
+    except TypeError:
+        joined = "".join(v for v in values if isinstance(v, str))
+    if "\x00" not in joined:
+        try:
+            joined.encode("utf-8")
+            return values
+        except UnicodeEncodeError:
+            pass
+    from stepflow.store.postgres.queries import text
 
-        return text(value)
-    return value
+    return [text(v) if isinstance(v, str) else v for v in values]
 
 
-CONVERT = {"boolean": _as_bool, "double precision": _as_float, "text": _as_text}
+CONVERT = {"boolean": _bools, "double precision": _floats, "text": _texts}
 
 
 class PostgresEnd:
@@ -325,7 +335,7 @@ class PostgresEnd:
         arrays = []
         for column, values in zip(columns, zip(*rows, strict=True), strict=True):
             convert = CONVERT.get(types[column])
-            arrays.append([convert(v) for v in values] if convert else list(values))
+            arrays.append(list(convert(values) if convert else values))
         unnest = ", ".join(f"%b::{types[c]}[]" for c in columns)
         self.conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({unnest})"
                           " ON CONFLICT DO NOTHING", arrays)
