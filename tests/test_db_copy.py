@@ -368,3 +368,22 @@ def test_errors_are_one_line(stepflow: StepflowRunner, pg_url: str, db_path: Pat
     done = stepflow(*args)
     assert (done.returncode, done.stderr.decode(), done.stdout) == (status, f"stepflow: error: {message}\n", b"")
     assert SECRET not in text(done)
+
+
+def test_an_older_stepflow_store_is_copied_as_it_is(stepflow: StepflowRunner, db_path: Path, tmp_path: Path) -> None:
+    from stepflow.store import schema
+
+    old = tmp_path / "old.db"
+    conn = apsw.Connection(str(old))
+    schema.apply_migrations(conn, upto=2)  # before output blocks, spooled batches and legacy_status
+    conn.execute("INSERT INTO executions (id, name, command, status, created_at, created_ts, host, tags)"
+                 " VALUES ('old-run', 'old', 'true', 'completed', '2025-01-01T00:00:00', 1735689600.0, 'h0', '[\"x\"]')")
+    conn.execute("INSERT INTO steps (id, execution_id, name, step_index, status, created_at)"
+                 " VALUES ('old-step', 'old-run', 'one', 0, 'completed', '2025-01-01T00:00:00')")
+    conn.close()
+    done = stepflow("db", "copy", "--from", str(old))
+    assert summary(done)[:4] == (1, 1, 0, 0)
+    assert query(old, "PRAGMA user_version") == [(2,)]  # the source is left as it was
+    assert query(db_path, "SELECT id, host, tags, created_ts, legacy_status FROM executions") == [
+        ("old-run", "h0", '["x"]', 1735689600.0, None)]
+    assert summary(stepflow("db", "copy", "--from", str(old)))[6] == 1

@@ -193,15 +193,20 @@ class SqliteEnd:
 
     @guarded
     def counts(self, ids: Sequence[str]) -> dict[str, Counts]:
+        from stepflow.store import schema
+
         marks, params = self._marks(ids), tuple(ids)
         found: dict[str, list[int]] = {i: [0, 0, 0, 0, 0] for i, in self.conn.execute(
             f"SELECT id FROM executions WHERE id IN ({marks})", params)}
         for table, slot in (("steps", 0), ("artifacts", 1), ("spooled", 4)):
+            if not schema.has_table(self.conn, table):
+                continue  # an older stepflow's store, read as it is: none of these rows
             sql = f"SELECT execution_id, COUNT(*) FROM {table} WHERE execution_id IN ({marks}) GROUP BY execution_id"
             _merge(found, self.conn.execute(sql, params).fetchall(), slot)
-        _merge(found, self.conn.execute("SELECT execution_id, COUNT(*), SUM(line_count) FROM logs"
-                                        f" WHERE execution_id IN ({marks}) GROUP BY execution_id", params).fetchall(),
-               2, 3)
+        if schema.has_table(self.conn, "logs"):
+            _merge(found, self.conn.execute("SELECT execution_id, COUNT(*), SUM(line_count) FROM logs"
+                                            f" WHERE execution_id IN ({marks}) GROUP BY execution_id",
+                                            params).fetchall(), 2, 3)
         return {i: (c[0], c[1], c[2], c[3], c[4]) for i, c in found.items()}
 
 
