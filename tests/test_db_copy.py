@@ -387,3 +387,20 @@ def test_an_older_stepflow_store_is_copied_as_it_is(stepflow: StepflowRunner, db
     assert query(db_path, "SELECT id, host, tags, created_ts, legacy_status FROM executions") == [
         ("old-run", "h0", '["x"]', 1735689600.0, None)]
     assert summary(stepflow("db", "copy", "--from", str(old)))[6] == 1
+
+
+def test_a_big_run_goes_across_in_pieces(stepflow: StepflowRunner, pg_url: str, db_path: Path,
+                                         tmp_path: Path) -> None:
+    """More output blocks than one insert takes (2,000), and more bytes (8 MiB): several
+    inserts in the run's one transaction, none lost, none twice."""
+    store = open_store(load_settings())
+    writes: list[Any] = [NewRun.of({"id": "big", "name": "big", "command": "x", "status": "completed",
+                                    "created_at": "2026-01-01T00:00:00+00:00", "created_ts": 1767225600.0})]
+    writes += [LogBlock("big", None, 1 + n % 2, n, 1, 1767225600.0 + n, b"%d" % n) for n in range(4500)]
+    writes += [LogBlock("big", None, 1, 4500 + n, 1, 1767229200.0, bytes([n]) * (3 << 20)) for n in range(4)]
+    store.write(writes)
+    store.close()
+    assert summary(stepflow("db", "copy", "--to", pg_url))[:3] == (1, 0, 4504)
+    back = tmp_path / "back.db"
+    assert summary(stepflow("--database", str(back), "db", "copy", "--from", pg_url))[:3] == (1, 0, 4504)
+    assert sqlite_rows(back) == sqlite_rows(db_path)

@@ -26,11 +26,29 @@ TABLES: tuple[tuple[str, str], ...] = (
 LOCAL_COLUMNS = frozenset({("logs", "id"), ("executions", "seq"), ("steps", "seq"), ("artifacts", "seq")})
 ORDER = {"executions": "id", "steps": "execution_id, step_index, id", "artifacts": "execution_id, id",
          "logs": "execution_id, first_line", "spooled": "execution_id, seq"}
-ROWS_PER_INSERT = 2000  # log blocks held at once: memory stays bounded whatever a run's size
+# Rows held at once, and output bytes: memory stays bounded whatever the runs' sizes.
+ROWS_PER_INSERT = 2000
+BYTES_PER_INSERT = 8 << 20
 
 # Per run: steps, artifacts, log blocks, log lines, spooled batches.
 Counts = tuple[int, int, int, int, int]
 NO_ROWS: Counts = (0, 0, 0, 0, 0)
+
+
+def batches(rows: Iterator[Sequence[Any]], columns: Sequence[str]) -> Iterator[list[tuple[Any, ...]]]:
+    """`rows` in lists of at most ROWS_PER_INSERT rows, and of about BYTES_PER_INSERT of output."""
+    data = columns.index("data") if "data" in columns else -1
+    batch: list[tuple[Any, ...]] = []
+    size = 0
+    for row in rows:
+        batch.append(tuple(row))
+        if data >= 0:
+            size += len(row[data] or b"")
+        if len(batch) >= ROWS_PER_INSERT or size >= BYTES_PER_INSERT:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def guarded(method: Any) -> Any:
@@ -171,14 +189,7 @@ class SqliteEnd:
         cursor = self.conn.execute(
             f"SELECT {', '.join(columns)} FROM {table} WHERE {key} IN ({self._marks(ids)}) ORDER BY {ORDER[table]}",
             tuple(ids))
-        batch: list[tuple[Any, ...]] = []
-        for row in cursor:
-            batch.append(row)
-            if len(batch) >= ROWS_PER_INSERT:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        yield from batches(cursor, columns)
 
     @guarded
     def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -330,8 +341,8 @@ class PostgresEnd:
         with self.conn.cursor(name=f"stepflow_copy_{table}", binary=True) as cur:
             cur.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ANY(%s) ORDER BY {ORDER[table]}",
                         (list(ids),))
-            while batch := cur.fetchmany(ROWS_PER_INSERT):
-                yield batch
+            cur.itersize = 500
+            yield from batches(iter(cur), columns)
 
     @guarded
     def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
