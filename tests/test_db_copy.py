@@ -172,7 +172,7 @@ def test_copying_again_adds_nothing(stepflow: StepflowRunner, pg_url: str, db_pa
 def test_migrated_stepflow_monitor_store_copies_whole(stepflow: StepflowRunner, pg_url: str, storage: Path,
                                                       db_path: Path, tmp_path: Path) -> None:
     built = legacy_store.build(storage, executions=80, schema=legacy_store.PREWAL)
-    migrated = stepflow("migrate", "--to-wal")
+    migrated = stepflow("migrate", "--to-wal", "--legacy-tz", "Asia/Shanghai")
     assert migrated.returncode == 0, text(migrated)
     before = sqlite_rows(db_path)
     assert len(before["executions"]) == built["executions"] and before["logs"]
@@ -188,9 +188,17 @@ def test_migrated_stepflow_monitor_store_copies_whole(stepflow: StepflowRunner, 
     back = tmp_path / "back.db"
     summary(stepflow("--database", str(back), "db", "copy", "--from", pg_url))
     assert sqlite_rows(back) == before
-    ours = json.loads(stepflow("ls", "--json").stdout)
-    theirs = json.loads(stepflow("--database", pg_url, "ls", "--json").stdout)
+    utc = {"TZ": "UTC"}
+    ours = json.loads(stepflow("ls", "--json", "--limit", "1000", env=utc).stdout)
+    theirs = json.loads(stepflow("--database", pg_url, "ls", "--json", "--limit", "1000", env=utc).stdout)
     assert [(r["id"], r["status"]) for r in ours] == [(r["id"], r["status"]) for r in theirs]
+    assert ours[0]["created_at"].endswith("+08:00")  # naive legacy times, read in the recorded zone
+
+    # SQLite to SQLite: the zone the naive times were written in goes along.
+    direct = tmp_path / "direct.db"
+    summary(stepflow("db", "copy", "--to", str(direct)))
+    assert query(direct, "SELECT value FROM stepflow_meta WHERE key = 'legacy_tz'") == [("Asia/Shanghai",)]
+    assert json.loads(stepflow("--database", str(direct), "ls", "--json", "--limit", "1000", env=utc).stdout) == ours
 
 
 def seed(db: Path, runs: int, *, lines: int = 3) -> list[str]:

@@ -13,7 +13,9 @@ has finished there, copying again replaces the target's copy if that is still op
 marked `abandoned` meanwhile (its process gone from the target's point of view). A run open at
 both ends is left as the target has it: the target may be where it is being written.
 
-Artifact files stay where they are: the rows name them as before.
+Artifact files stay where they are: the rows name them as before. The zone `migrate` recorded
+for StepFlow Monitor's naive times goes to a SQLite target that has none; PostgreSQL keeps no
+zone, so its readers read such times in their own.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class CopyReport:
     artifacts: int = 0
     blocks: int = 0
     batches: int = 0
+    zone_kept: bool = False  # the source's zone of StepFlow Monitor's naive times recorded at the target
     mismatched: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -71,7 +74,7 @@ class CopyReport:
         return {"source": self.source, "target": self.target, "runs": self.runs, "replaced": self.replaced,
                 "already_there": self.already, "still_running": self.still_open, "steps": self.steps,
                 "lines": self.log_lines, "artifacts": self.artifacts, "log_blocks": self.blocks,
-                "batches": self.batches}
+                "batches": self.batches, "legacy_zone_recorded": self.zone_kept}
 
 
 def store_url(option: str, text: str) -> DatabaseURL:
@@ -154,6 +157,10 @@ def _copy(src: End, dst: End, *, batch: int, on_batch: Callable[[CopyReport], No
         report.batches += 1
         if on_batch is not None:
             on_batch(report)
+    legacy_zone = src.legacy_zone()
+    if legacy_zone is not None:
+        with dst.writing():
+            report.zone_kept = dst.keep_legacy_zone(legacy_zone)
     return report
 
 

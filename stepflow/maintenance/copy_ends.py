@@ -90,6 +90,8 @@ class End(Protocol):
     def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None: ...
     def delete(self, ids: Sequence[str]) -> None: ...
     def counts(self, ids: Sequence[str]) -> dict[str, Counts]: ...
+    def legacy_zone(self) -> str | None: ...
+    def keep_legacy_zone(self, name: str) -> bool: ...
 
 
 def end_of(store: Store) -> End:
@@ -143,6 +145,23 @@ class SqliteEnd:
 
     def _table_columns(self, table: str) -> list[str]:
         return [str(r[1]) for r in self.conn.execute(f"PRAGMA table_info({table})")]
+
+    @guarded
+    def legacy_zone(self) -> str | None:
+        """The zone `migrate` recorded for StepFlow Monitor's naive times, if any."""
+        from stepflow.store import schema, zone
+
+        return schema.meta(self.conn, zone.LEGACY_TZ_KEY)
+
+    @guarded
+    def keep_legacy_zone(self, name: str) -> bool:
+        """Record `name` as the zone of naive times unless the store has one: True if recorded."""
+        from stepflow.store import schema, zone
+
+        if schema.meta(self.conn, zone.LEGACY_TZ_KEY) is not None:
+            return False
+        schema.set_meta(self.conn, zone.LEGACY_TZ_KEY, name)
+        return True
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -303,6 +322,12 @@ class PostgresEnd:
 
     def columns(self, table: str) -> list[str]:
         return [c for c in self._types(table) if (table, c) not in LOCAL_COLUMNS]
+
+    def legacy_zone(self) -> str | None:
+        return None  # PostgreSQL keeps no zone for naive times: its readers read them in their own
+
+    def keep_legacy_zone(self, name: str) -> bool:
+        return False
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
