@@ -154,6 +154,10 @@ def test_copying_again_adds_nothing(stepflow: StepflowRunner, pg_url: str, db_pa
     first = pg_rows(pg_url)
     again = summary(stepflow("db", "copy", "--to", pg_url))
     assert again[:4] == (0, 0, 0, 0) and again[6] == 3
+    as_json = json.loads(stepflow("db", "copy", "--to", with_password(pg_url), "--json").stdout)
+    assert as_json == {"source": f"sqlite:///{db_path}", "target": with_password(pg_url, "***"), "runs": 0,
+                       "replaced": 0, "already_there": 3, "still_running": 0, "steps": 0, "lines": 0,
+                       "artifacts": 0, "log_blocks": 0, "batches": 1, "legacy_zone_recorded": False}
     assert pg_rows(pg_url) == first
 
     other = tmp_path / "other.db"  # SQLite -> SQLite, where output blocks have no key of their own

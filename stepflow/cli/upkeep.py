@@ -171,7 +171,7 @@ def db_copy(
     json_out: JsonFlag = False,
     storage: Storage = None,
 ) -> None:
-    """Copy runs with their steps, output and artifacts rows between stores; runs already there are kept as they are."""
+    """Copy runs with all they own --to URL from this store, or --from URL into it; a rerun adds nothing."""
     from stepflow.maintenance.copy import copy_history, store_url
 
     if (to is None) == (from_ is None):
