@@ -237,16 +237,26 @@ def database_url(env: Mapping[str, str], flag: str | None = None) -> DatabaseURL
     name, text = ("--database", flag) if flag is not None else (DATABASE_URL, env.get(DATABASE_URL))
     if text is None or (flag is None and not text.strip()):
         return None
+    return checked_url(f"{name}=", text)
+
+
+def checked_url(label: str, text: str) -> DatabaseURL:
+    """`text` as open_store takes it, a relative file path made absolute; `label` says in errors
+    where it came from (`STEPFLOW_DATABASE_URL=`, `--to `).
+
+    Raises:
+        SettingsError: not a URL a known backend takes (the message never shows the password).
+    """
     from stepflow.store import BACKENDS
     from stepflow.store.url import DatabaseURL, mask_password, parse_url
 
     try:
         url = parse_url(text)
     except ValueError as exc:
-        raise SettingsError(f"{name}={mask_password(text)!r} {exc}") from None
+        raise SettingsError(f"{label}{mask_password(text)!r} {exc}") from None
     if url.scheme not in BACKENDS:
         known = ", ".join(f"{s}://" for s in BACKENDS)
-        raise SettingsError(f"{name}={mask_password(text)!r}: no backend for {url.scheme}:// (known: {known},"
+        raise SettingsError(f"{label}{mask_password(text)!r}: no backend for {url.scheme}:// (known: {known},"
                             " or a file path)")
     if url.file is not None:
         url = DatabaseURL(url.scheme, url.text, _absolute(url.file))

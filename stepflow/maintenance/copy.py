@@ -23,10 +23,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from stepflow.errors import SettingsError, StoreError, UsageError
+from stepflow.errors import StoreError, UsageError
 from stepflow.maintenance.copy_ends import NO_ROWS, TABLES, Counts, End, end_of
 from stepflow.record import field, record
-from stepflow.store import OPEN_STATUSES, DatabaseURL, mask_password, open_store, parse_url
+from stepflow.store import OPEN_STATUSES, DatabaseURL, open_store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -83,19 +83,9 @@ def store_url(option: str, text: str) -> DatabaseURL:
     Raises:
         SettingsError: not a URL a backend takes (the message never shows the password).
     """
-    from stepflow.store import BACKENDS
+    from stepflow.config import checked_url
 
-    try:
-        url = parse_url(text)
-    except ValueError as exc:
-        raise SettingsError(f"{option} {mask_password(text)!r} {exc}") from None
-    if url.scheme not in BACKENDS:
-        known = ", ".join(f"{s}://" for s in BACKENDS)
-        raise SettingsError(f"{option} {mask_password(text)!r}: no backend for {url.scheme}:// (known: {known},"
-                            " or a file path)")
-    if url.file is not None:
-        url = DatabaseURL(url.scheme, url.text, os.path.abspath(url.file))
-    return url
+    return checked_url(f"{option} ", text)
 
 
 def copy_history(settings: Settings, *, source: DatabaseURL, target: DatabaseURL, batch: int = BATCH,
