@@ -81,12 +81,20 @@ class Settings:
     def spool_folders(self) -> list[Path]:
         """Where runs spool what the store did not take: <storage>/spool (<storage>/spool/KEY
         for a store given by URL), then the fallbacks (computed when used: a run that never
-        spools never pays for the hash). One store's spools are never in another's folder: a
-        command opening the host's SQLite file must not replay a PostgreSQL run into it."""
-        primary = self.storage / "spool"
+        spools never pays for the hash)."""
+        from pathlib import Path
+
+        return [Path(folder) for folder in self.spool_dirs]
+
+    @property
+    def spool_dirs(self) -> list[str]:
+        """spool_folders as text: what a history command looks in before it needs pathlib.
+        One store's spools are never in another's folder: a command opening the host's SQLite
+        file must not replay a PostgreSQL run into it."""
+        primary = os.path.join(self.storage_dir, "spool")
         if self.url is not None:
-            primary = primary / store_key(self.storage, self.url)
-        return [primary, *spool_fallback(self.runtime_dir, self.storage, self.url)]
+            primary = os.path.join(primary, store_key(self.storage_dir, self.url))
+        return [primary, *spool_fallback(self.runtime_dir, self.storage_dir, self.url)]
 
     @property
     def database_url(self) -> DatabaseURL:
@@ -214,23 +222,24 @@ def _absolute(path: str) -> str:
     return os.path.normpath(os.path.join(os.getcwd(), path))
 
 
-def store_key(storage: Path, url: DatabaseURL | None) -> str:
+def store_key(storage: str, url: DatabaseURL | None) -> str:
     """A folder name for one store: a hash of its URL, else of its storage folder."""
-    import hashlib
+    try:
+        from _sha1 import sha1  # hashlib's own fallback: the same digest, without loading OpenSSL (~5 ms)
+    except ImportError:
+        from hashlib import sha1
 
-    place = url.text if url is not None else str(storage)
-    return hashlib.sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    place = url.text if url is not None else storage
+    return sha1(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def spool_fallback(runtime: str | None, storage: Path, url: DatabaseURL | None) -> tuple[Path, ...]:
+def spool_fallback(runtime: str | None, storage: str, url: DatabaseURL | None) -> tuple[str, ...]:
     """$XDG_RUNTIME_DIR/stepflow-spool/KEY, then /tmp/stepflow-spool-UID/KEY: other disks than
     the store's, one folder per store (KEY: store_key) so replay never mixes stores."""
-    from pathlib import Path
-
     key = store_key(storage, url)
-    tmp = Path("/tmp") / f"stepflow-spool-{os.getuid()}" / key
+    tmp = os.path.join("/tmp", f"stepflow-spool-{os.getuid()}", key)
     if runtime is not None:
-        return (Path(runtime) / "stepflow-spool" / key, tmp)
+        return (os.path.join(runtime, "stepflow-spool", key), tmp)
     return (tmp,)
 
 
@@ -244,16 +253,26 @@ def database_url(env: Mapping[str, str], flag: str | None = None) -> DatabaseURL
     name, text = ("--database", flag) if flag is not None else (DATABASE_URL, env.get(DATABASE_URL))
     if text is None or (flag is None and not text.strip()):
         return None
+    return checked_url(f"{name}=", text)
+
+
+def checked_url(label: str, text: str) -> DatabaseURL:
+    """`text` as open_store takes it, a relative file path made absolute; `label` says in errors
+    where it came from (`STEPFLOW_DATABASE_URL=`, `--to `).
+
+    Raises:
+        SettingsError: not a URL a known backend takes (the message never shows the password).
+    """
     from stepflow.store import BACKENDS
     from stepflow.store.url import DatabaseURL, mask_password, parse_url
 
     try:
         url = parse_url(text)
     except ValueError as exc:
-        raise SettingsError(f"{name}={mask_password(text)!r} {exc}") from None
+        raise SettingsError(f"{label}{mask_password(text)!r} {exc}") from None
     if url.scheme not in BACKENDS:
         known = ", ".join(f"{s}://" for s in BACKENDS)
-        raise SettingsError(f"{name}={mask_password(text)!r}: no backend for {url.scheme}:// (known: {known},"
+        raise SettingsError(f"{label}{mask_password(text)!r}: no backend for {url.scheme}:// (known: {known},"
                             " or a file path)")
     if url.file is not None:
         url = DatabaseURL(url.scheme, url.text, _absolute(url.file))

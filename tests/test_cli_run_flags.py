@@ -18,12 +18,17 @@ DEFAULTS = {f.dest: ([] if f.repeat else f.default) for f in RUN_FLAGS}
     (["run", "--timeout", "1h30m", "--", "x"], ["x"], {"timeout": "1h30m"}),
     (["run", "--markers", "anywhere", "--stderr-markers", "-o", "json", "--", "x"], ["x"],
      {"markers": "anywhere", "stderr_markers": True, "output": "json"}),
-    (["--storage", "/s", "run", "--cwd", "/w", "--mask", "pw", "--no-color", "x"], ["x"],
+    (["run", "--storage", "/s", "--cwd", "/w", "--mask", "pw", "--no-color", "x"], ["x"],
      {"storage": "/s", "cwd": "/w", "mask": ["pw"], "no_color": True}),
     (["run", "--", "--weird-command"], ["--weird-command"], {}),
 ])
 def test_common_command_lines(args: list[str], command: list[str], changed: dict[str, object]) -> None:
-    assert parse_run(args) == (command, {**DEFAULTS, **changed})
+    assert parse_run(args) == (command, {**DEFAULTS, **changed}, {"storage": None, "database": None})
+
+
+def test_global_options_before_run() -> None:
+    parsed = parse_run(["--storage", "/s", "--database=sqlite:///x.db", "run", "-n", "a", "true"])
+    assert parsed == (["true"], {**DEFAULTS, "name": "a"}, {"storage": "/s", "database": "sqlite:///x.db"})
 
 
 @pytest.mark.parametrize("args", [

@@ -7,14 +7,15 @@ The reading is stepflow.history's; cli/report.py formats what it returns.
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from stepflow.cli.common import JsonFlag, Storage, StreamName, app, open_reader, settings_for
+from stepflow.cli.ls import LS_FLAGS
+from stepflow.cli.signature import context_parameter, plain_values, with_flags
 from stepflow.errors import ExitStatus
-from stepflow.store.base import OPEN_STATUSES, RUN_STATUSES
+from stepflow.store.base import OPEN_STATUSES
 
 RunId = Annotated[str, typer.Argument(metavar="[ID]", help="Run id, a unique prefix of it (4+ characters), or 'last'"
                                       " (the default).", show_default=False)]
@@ -22,56 +23,17 @@ LastName = Annotated[str | None, typer.Option("--name", "-n", help="With 'last':
 NoColor = Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR set).")]
 
 
-RunStatus = StrEnum("RunStatus", {status: status for status in RUN_STATUSES})  # type: ignore[misc]
-
-
-@app.command("ls", epilog="Example: stepflow ls --status failed --since 1d    (what failed since yesterday?)")
-def list_runs(
-    ctx: typer.Context,
-    status: Annotated[RunStatus | None, typer.Option("--status", help="Only runs with this status.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Only runs whose name matches this glob, e.g. 'deploy*'.")] = None,
-    tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag.")] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Only runs recorded on this host (its name as `show` gives it).")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Only runs started since 2h, 3d, 1w ago or a date (2025-08-01).")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many runs.", min=1)] = 20,
-    failed: Annotated[bool, typer.Option("--failed", help="Only runs that did not succeed: failed, timed_out,"
-                                         " cancelled, abandoned.")] = False,
-    json_out: JsonFlag = False,
-    no_color: NoColor = False,
-    storage: Storage = None,
-) -> None:
+def list_runs(ctx: typer.Context, **values: Any) -> None:
     """List recorded runs, newest first: status, steps done/total, duration, start (and host, when several)."""
-    import sys
-    import time
+    from stepflow.cli.ls import ls_command
 
-    from stepflow.cli.report import Printer, print_json, print_run_table, store_exists
-    from stepflow.history.detail import run_summary
-    from stepflow.history.runs import list_failed
-    from stepflow.history.runs import list_runs as find
-    from stepflow.store.base import RunQuery
-    from stepflow.timeparse import since_timestamp
+    obj = ctx.obj or {}
+    storage = obj.get("storage")
+    ls_command(plain_values(values), storage=None if storage is None else str(storage), database=obj.get("database"))
 
-    if failed and status is not None:
-        from stepflow.errors import UsageError
 
-        raise UsageError("--failed and --status choose statuses both; give one")
-    query = RunQuery(status=status.value if status else None, name_glob=name, tag=tag,
-                     since_ts=since_timestamp(since), host=host or None, limit=limit + 1)  # one more: was the list cut?
-    settings = settings_for(ctx, storage)
-    runs = []
-    # A fresh machine's store file is not there yet: no runs, an empty list, not an error
-    # (a database URL that cannot be reached still is one).
-    if settings.url is not None or store_exists(settings):
-        with open_reader(settings) as store:
-            runs = list_failed(store, query) if failed else find(store, query)
-    cut = len(runs) > limit
-    runs = runs[:limit]
-    if json_out:
-        print_json([run_summary(r) for r in runs])
-        return
-    print_run_table(runs, printer=Printer.for_stdout(no_color=no_color), now=time.time())
-    if cut:
-        print(f"the newest {limit} runs shown; more match (--limit {limit * 2} for more)", file=sys.stderr)
+app.command("ls", epilog="Example: stepflow ls --status failed --since 1d    (what failed since yesterday?)")(
+    with_flags(list_runs, LS_FLAGS, [context_parameter()]))
 
 
 @app.command(epilog="Example: stepflow show last    (or: stepflow show 3f2a --json)")

@@ -12,12 +12,10 @@ stored bytes cannot move the cursor, retitle the window or ring the bell.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import IO, Any
 
 from stepflow import fmt
 from stepflow.config import Settings, color_wanted
@@ -35,6 +33,10 @@ STDERR_ON = b"\x1b[2;31m"  # dim red: stderr lines told apart on a terminal, the
 STYLE_OFF = b"\x1b[0m"
 
 Cell = str | tuple[str, str]  # text, or (text, Rich style)
+
+TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 
 def store_exists(settings: Settings) -> bool:
@@ -80,12 +82,14 @@ def _replay_spool(settings: Settings, store: Store) -> None:
     from stepflow.history import abandoned
     from stepflow.store.spool import replay_waiting
 
-    done = replay_waiting(store, settings.spool_folders)
+    done = replay_waiting(store, settings.spool_dirs)
     if done is not None and done.waiting:
         abandoned.hold(done.waiting)
 
 
 def print_json(value: Any) -> None:
+    import json
+
     print(json.dumps(value, ensure_ascii=False, indent=2))
 
 
@@ -146,13 +150,20 @@ class Printer:
 
     def __init__(self, *, rich: bool, color: bool = True, file: IO[str] | None = None) -> None:
         self.file = file or sys.stdout
-        self.rich = rich
-        self._console: Any = None
-        if rich:
+        self.rich = rich  # on a terminal: styled, fitted to its width (Rich, or SGR codes for plain tables)
+        self.color = color
+        self._rich_console: Any = None
+
+    @property
+    def _console(self) -> Any:
+        """Rich's console, made on first use: `ls` on a terminal draws its table without Rich
+        (importing it costs ~100 ms, more than the rest of `ls`)."""
+        if self._rich_console is None and self.rich:
             from rich.console import Console
 
-            self._console = Console(file=self.file, no_color=not color, highlight=False, markup=False,
-                                    emoji=False)
+            self._rich_console = Console(file=self.file, no_color=not self.color, highlight=False, markup=False,
+                                         emoji=False)
+        return self._rich_console
 
     @classmethod
     def for_stdout(cls, *, no_color: bool = False) -> Printer:
@@ -174,8 +185,11 @@ class Printer:
         """`shrink`: the column that gives way (cut with an ellipsis) when the terminal is too
         narrow; the others keep their full width."""
         rows = [[_safe_cell(c) for c in row] for row in rows]
-        if self._console is None:
+        if not self.rich:
             self._plain_table(headers, rows, right=right, indent=indent)
+            return
+        if not wrap:
+            self._terminal_table(headers, rows, right=right, indent=indent, shrink=shrink)
             return
         from rich.padding import Padding
         from rich.table import Table
@@ -200,6 +214,69 @@ class Printer:
         for r in texts:
             cells = [_pad(c, w, right=i in right) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
             print(pad + "  ".join(cells).rstrip(), file=self.file)
+
+
+    def _terminal_table(
+        self, headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Collection[int], indent: int,
+        shrink: int | None,
+    ) -> None:
+        """The table as Rich draws it (bold headers, styled cells, two spaces between columns),
+        with SGR codes of its own: cut to the terminal's width, column `shrink` first."""
+        import os
+
+        width = terminal_width(self.file) - indent
+        color = self.color and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")  # as Rich decides
+        if shrink is not None:
+            rows = _fit(headers, [list(r) for r in rows], shrink, width)
+        table: list[list[Cell]] = [[(h, "bold") for h in headers], *(list(r) for r in rows)]
+        widths = [max(_width(_text(r[i])) for r in table) for i in range(len(headers))]
+        for row in table:
+            room, out = width, []
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True)):
+                gap = 2 if i < len(row) - 1 else 0
+                text = _pad(_text(cell), w, right=i in right)
+                if _width(text) + gap > room:  # what still does not fit is cut, as Rich crops
+                    text = _cut(text, room - 1) + "…" if room > 0 else ""
+                    gap = 0
+                style = cell[1] if isinstance(cell, tuple) and color else ""
+                out.append(_sgr(style, text.rstrip() if i == len(row) - 1 else text) + " " * gap)
+                room -= _width(text) + gap
+                if room <= 0:
+                    break
+            print(" " * indent + "".join(out).rstrip(" "), file=self.file)
+
+
+SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34", "magenta": "35",
+       "cyan": "36"}
+
+
+def _sgr(style: str, text: str) -> str:
+    codes = ";".join(SGR[word] for word in style.split() if word in SGR)
+    return f"\x1b[{codes}m{text}\x1b[0m" if codes and text else text
+
+
+def _text(cell: Cell) -> str:
+    return cell if isinstance(cell, str) else cell[0]
+
+
+def _cut(text: str, room: int) -> str:
+    while text and _width(text) > room:
+        text = text[:-1]
+    return text
+
+
+def terminal_width(file: IO[str]) -> int:
+    """COLUMNS when set (as Rich reads it), else the terminal's width, else 80."""
+    import os
+
+    try:
+        return max(int(os.environ["COLUMNS"]), 1)
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(file.fileno()).columns or 80
+    except (AttributeError, OSError, ValueError):
+        return 80
 
 
 def _fit(headers: Sequence[str], rows: list[list[Cell]], shrink: int, width: int) -> list[list[Cell]]:

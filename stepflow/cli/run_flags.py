@@ -1,17 +1,15 @@
-"""The options of `stepflow run`, declared once, and a parser that needs no typer.
+"""The options of `stepflow run`, declared once (see stepflow.cli.flags), and running it.
 
-`stepflow run -- true` is timed by users' cron jobs: importing typer alone costs ~50 ms
-here, more than the rest of a run's start-up. So the common forms of a `run` command line
-are read by `parse_run` below; anything it does not fully understand (help, a typo, a bad
-value) returns None and goes to typer, whose `run` command is built from the same table
-(stepflow/cli/run.py), so the two can never disagree on a name or a default.
+`stepflow run -- true` is timed by users' cron jobs: the common forms of its command line are
+read by `parse_run` without typer; typer's `run` (stepflow/cli/run.py) is built from the same
+table, so the two can never disagree on a name or a default.
 """
 
 from __future__ import annotations
 
 import os
 
-from stepflow.record import record
+from stepflow.cli.flags import FilePath, Flag, by_name, parse
 
 TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
 if TYPE_CHECKING:
@@ -19,26 +17,6 @@ if TYPE_CHECKING:
 
 OUTPUTS = ("auto", "live", "plain", "quiet", "json")
 CI_CHOICES = ("none", "auto", "github", "gitlab", "buildkite", "teamcity")  # stepflow.ci's, unimported
-
-
-class FilePath(str):
-    """A path option's value: text to the fast parser (no pathlib at start-up), a Path to typer
-    (cli/run.py), which shows it as PATH and completes file names."""
-
-    __slots__ = ()
-
-
-@record(frozen=True)
-class Flag:
-    """One option: its parameter name, its spellings, its type, default and help."""
-
-    dest: str
-    names: tuple[str, ...]
-    kind: type  # str, float, FilePath or bool (a flag that takes no value)
-    default: Any
-    help: str
-    repeat: bool = False  # may be given several times; the values become a list
-    choices: tuple[str, ...] = ()
 
 
 # The cron options (issue 15; stepflow.run.cron wires them, stepflow.cron holds the parts). Each
@@ -94,31 +72,20 @@ RUN_FLAGS: tuple[Flag, ...] = (
          "Store folder (default: $STEPFLOW_STORAGE_PATH or the XDG data folder)."),
     *CRON_FLAGS,
 )
-_BY_NAME = {name: flag for flag in RUN_FLAGS for name in flag.names}
+_BY_NAME = by_name(RUN_FLAGS)
 
 
-def parse_run(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
-    """(command, option values) for `[--storage DIR] run [OPTIONS] [--] COMMAND...`, else None.
+def parse_run(args: list[str]) -> tuple[list[str], dict[str, Any], dict[str, Any]] | None:
+    """(command, run's option values, the global options' values) for
+    `[--storage DIR] [--database URL] run [OPTIONS] [--] COMMAND...`, else None.
 
     None means "not sure": typer then parses the same arguments and explains any problem.
     """
-    values: dict[str, Any] = {f.dest: ([] if f.repeat else f.default) for f in RUN_FLAGS}
-    rest = list(args)
-    if rest[:1] and rest[0].startswith("--storage"):  # the global --storage, before `run`
-        if not _take(rest, values, allowed={"--storage"}):
-            return None
-    if rest[:1] != ["run"]:
+    parsed = parse(args, "run", RUN_FLAGS)
+    if parsed is None or not parsed[2]:
         return None
-    del rest[0]
-    while rest and rest[0].startswith("-") and rest[0] != "-":
-        if rest[0] == "--":
-            del rest[0]
-            break
-        if not _take(rest, values):
-            return None
-    if not rest:
-        return None
-    return rest, values
+    global_values, values, command = parsed
+    return command, values, global_values
 
 
 def check_run_words(args: list[str]) -> None:
@@ -159,35 +126,6 @@ def _usage(message: str) -> Exception:
     from stepflow.errors import UsageError
 
     return UsageError(message)
-
-
-def _take(rest: list[str], values: dict[str, Any], allowed: set[str] | None = None) -> bool:
-    """Consume one option (and its value) from the front of `rest`; False if unsure."""
-    word = rest.pop(0)
-    name, has_value, inline = word.partition("=")
-    flag = _BY_NAME.get(name)
-    if flag is None or (allowed is not None and name not in allowed):
-        return False
-    if flag.kind is bool:
-        if has_value:
-            return False
-        values[flag.dest] = True
-        return True
-    if not has_value:
-        if not rest:
-            return False
-        inline = rest.pop(0)
-    if flag.choices and inline not in flag.choices:
-        return False
-    try:
-        value = flag.kind(inline)
-    except ValueError:
-        return False
-    if flag.repeat:
-        values[flag.dest].append(value)
-    else:
-        values[flag.dest] = value
-    return True
 
 
 def run_command(

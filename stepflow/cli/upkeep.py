@@ -1,4 +1,4 @@
-"""Store upkeep: `migrate`, `checkpoint`, `rollback`, `backup`, `db stats|check|optimize`, `health`, `prune`.
+"""Store upkeep: `migrate`, `checkpoint`, `rollback`, `backup`, `db stats|check|optimize|replay|copy`, `health`, `prune`.
 
 Thin commands: the work is in stepflow/maintenance/, imported inside each command so that
 `stepflow run` never pays for it at start-up.
@@ -16,7 +16,7 @@ import typer
 from stepflow.cli.common import JsonFlag, Storage, app, settings_for
 from stepflow.errors import ExitStatus, UsageError
 
-db_app = typer.Typer(name="db", help="Look inside the database: stats, integrity check, optimize.",
+db_app = typer.Typer(name="db", help="Look inside the database: stats, integrity check, optimize; replay the spool; copy runs between stores.",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -159,6 +159,27 @@ def db_replay(
         print("\n".join(done.lines_text()))
     if done.waiting:
         raise typer.Exit(ExitStatus.ERROR)
+
+
+@db_app.command("copy", epilog="Examples: stepflow db copy --to postgresql://stepflow@db.internal/stepflow;"
+                               " stepflow db copy --from postgresql://stepflow@db.internal/stepflow")
+def db_copy(
+    ctx: typer.Context,
+    to: Annotated[str | None, typer.Option("--to", metavar="URL", help="Copy this store's runs into URL (a path, sqlite:///PATH or postgresql://...).", show_default=False)] = None,
+    from_: Annotated[str | None, typer.Option("--from", metavar="URL", help="Copy the runs of URL into this store.", show_default=False)] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Runs per transaction.")] = 500,
+    json_out: JsonFlag = False,
+    storage: Storage = None,
+) -> None:
+    """Copy runs with all they own --to URL from this store, or --from URL into it; a rerun adds nothing."""
+    from stepflow.maintenance.copy import copy_history, store_url
+
+    if (to is None) == (from_ is None):
+        raise UsageError("say which way to copy: --to URL (from this store) or --from URL (into this store)")
+    here = settings_for(ctx, storage)
+    there = store_url("--to" if to is not None else "--from", to if to is not None else from_ or "")
+    source, target = (here.database_url, there) if to is not None else (there, here.database_url)
+    emit(copy_history(here, source=source, target=target, batch=batch), json_out)
 
 
 @db_app.command("optimize")

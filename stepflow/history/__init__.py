@@ -12,8 +12,9 @@ load what only `logs --follow` needs. `stepflow run` never imports this package.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
+if TYPE_CHECKING:
+    from typing import Any
 
 _API = {
     "list_runs": "runs", "resolve": "runs", "show_run": "runs", "MIN_PREFIX": "runs",
@@ -28,5 +29,6 @@ __all__ = sorted(_API)
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        return getattr(importlib.import_module(f"stepflow.history.{_API[name]}"), name)
+        module = f"stepflow.history.{_API[name]}"
+        return getattr(__import__(module, fromlist=[name]), name)  # not importlib: ~1 ms at start-up
     raise AttributeError(f"module 'stepflow.history' has no attribute {name!r}")

@@ -4,11 +4,14 @@ with offsets. Pure. The keys are public: docs/SPEC.md section 3 names them."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from stepflow import legacy_fields as legacy
 from stepflow.store import zone
 from stepflow.store.base import Artifact, Run, Step
+
+TYPE_CHECKING = False  # typing costs ~4 ms at start-up (see stepflow.typenames)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def parse_time(text: str | None) -> datetime | None:

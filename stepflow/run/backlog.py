@@ -24,7 +24,7 @@ SUFFIX = ".spool"  # stepflow.store.spool.SUFFIX, not imported: most runs never 
 
 def others_waiting(settings: Settings, run_id: str) -> bool:
     """Whether a spool folder of this store may hold another run's spool: a few scandirs, and
-    the store's own folders (a hash, pathlib) worked out only when some folder holds a spool."""
+    the store's own folders (a hash) worked out only when some folder holds a spool."""
     own = run_id + SUFFIX
     primary = os.path.join(settings.storage_dir, "spool")
     parents = [f"/tmp/stepflow-spool-{os.getuid()}"]  # one folder per store beneath each
@@ -42,7 +42,7 @@ def others_waiting(settings: Settings, run_id: str) -> bool:
         except OSError:
             continue
         if any(_holds_spool(folder, own) for folder in folders):
-            return any(_holds_spool(str(f), own) for f in settings.spool_folders)
+            return any(_holds_spool(f, own) for f in settings.spool_dirs)
     return False
 
 

@@ -5,6 +5,7 @@ is stored, the run is closed and the terminal is given back."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -103,8 +104,13 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
                     # at STEPFLOW_LOG_LEVEL=error only losses are told, at the end
                     on_problem=view.problem if settings.log_level != "error" else lambda _m: None,
                     spool=lambda: _spool(settings, state.id), on_writable=backlog.start)
+
+    def spawned(pid: int) -> None:
+        _collect_from_now()
+        on_spawn(pid)
+
     supervisor = _supervisor(options)(options.argv, cwd=cwd, env=options.env, timeout=options.timeout,
-                                      kill_grace=options.kill_grace, on_spawn=on_spawn)
+                                      kill_grace=options.kill_grace, on_spawn=spawned)
     ci = ci_sink(options.ci, env, on_problem=view.problem)  # the CLI asks for one in plain output only
     if ci is not None:
         readers = ci.reading(readers)
@@ -170,6 +176,14 @@ def execute(options: RunOptions, settings: Settings, view: View, *,
     # the command still exited 0 (it finished first, or trapped the SIGTERM).
     status = outcome.exit_status or (ExitStatus.ERROR if state.status != "completed" else ExitStatus.OK)
     return RunResult(state.id, status, state, error, writer.written)
+
+
+def _collect_from_now() -> None:
+    """The command runs: turn the garbage collector back on if the CLI held it off for the
+    start-up (stepflow.cli.main), with what the start-up made frozen, never to be traversed."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _spool(settings: Settings, run_id: str) -> Spool:

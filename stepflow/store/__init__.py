@@ -91,8 +91,10 @@ def open_store(
 
 def exists(settings: Settings) -> bool:
     """Whether the settings' database exists yet (a server-backed one is taken to)."""
-    db = settings.database_url
-    return db.path.exists() if db.path is not None else True
+    import os
+
+    file = settings.database_url.file
+    return os.path.exists(file) if file is not None else True
 
 
 __all__ = [

@@ -28,10 +28,15 @@ OPEN_STATUSES = ("running", "pending")  # a run that may still change; prune and
 JSON_FIELDS = frozenset({"environment", "tags", "metadata", "warnings"})  # held as JSON text by every backend
 
 
+_EMPTY = {"[]": list, "{}": dict}
+
+
 def decode_json(field_name: str, value: Any) -> Any:
     """A stored value as Python: a JSON field's text decoded; JSON that does not parse (legacy
     rows) is returned as the text it is."""
     if field_name in JSON_FIELDS and isinstance(value, str):
+        if value in _EMPTY:
+            return _EMPTY[value]()  # most runs' tags and metadata: no JSON parser needed
         import json  # readers only: a run's writer never decodes
 
         try:

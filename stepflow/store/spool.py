@@ -250,10 +250,8 @@ class Replayed:
         return out
 
 
-def spooled_runs(folders: Sequence[Path]) -> dict[str, list[Path]]:
+def spooled_runs(folders: Sequence[str | os.PathLike[str]]) -> dict[str, list[Path]]:
     """Run id -> its spool files, over `folders`. One failed scandir per missing folder."""
-    from pathlib import Path
-
     found: dict[str, list[Path]] = {}
     for folder in folders:
         try:
@@ -262,11 +260,13 @@ def spooled_runs(folders: Sequence[Path]) -> dict[str, list[Path]]:
             continue
         for entry in entries:
             if entry.name.endswith(SUFFIX):
+                from pathlib import Path  # only once a spool is there: history commands check every time
+
                 found.setdefault(entry.name[: -len(SUFFIX)], []).append(Path(entry.path))
     return found
 
 
-def replay(store: Store, folders: Sequence[Path], *, wait: float = REPLAY_WAIT,
+def replay(store: Store, folders: Sequence[str | os.PathLike[str]], *, wait: float = REPLAY_WAIT,
            stop: Callable[[], bool] = lambda: False) -> Replayed:
     """Write every spooled batch whose run is not recording any more to `store`, once each.
 
@@ -329,7 +329,9 @@ def _lock_existing(path: Path) -> int | None:
     return fd
 
 
-def replay_waiting(store: Store, folders: Sequence[Path], *, wait: float = REPLAY_WAIT) -> Replayed | None:
+def replay_waiting(
+    store: Store, folders: Sequence[str | os.PathLike[str]], *, wait: float = REPLAY_WAIT,
+) -> Replayed | None:
     """`replay` when any spool file is waiting; None (after one stat per folder) when none is."""
     if not spooled_runs(folders):
         return None
