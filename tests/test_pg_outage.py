@@ -195,11 +195,11 @@ def test_server_stopped_mid_run_and_started_after_it(stepflow: StepflowRunner, s
     env = {"STEPFLOW_DATABASE_URL": url}
     run = Run(tmp_path, "outage", env, phases=3, status=3)
     run.reached(0)
-    assert wait_for(lambda: lines_stored(url, "outage") == LINES)  # phase 0 went in directly
+    assert wait_for(lambda: lines_stored(url, "outage") == LINES, timeout=60)  # phase 0 went in directly
     halt(server)
     run.go(0)
     run.reached(1)
-    assert wait_for(lambda: spooled("lines") == LINES)  # phase 1: the writer found the server gone
+    assert wait_for(lambda: spooled("lines") == LINES, timeout=60)  # phase 1: the writer found the server gone
     run.go(1)
     status, took = run.wait()
     assert status == 3  # the command's own
@@ -223,11 +223,11 @@ def test_server_back_while_the_job_still_runs(server: Any, url: str, tmp_path: P
     env = {"STEPFLOW_DATABASE_URL": url}
     run = Run(tmp_path, "back-soon", env, phases=3)
     run.reached(0)
-    assert wait_for(lambda: lines_stored(url, "back-soon") == LINES)
+    assert wait_for(lambda: lines_stored(url, "back-soon") == LINES, timeout=60)
     halt(server)
     run.go(0)
     run.reached(1)
-    assert wait_for(lambda: spooled("lines") == LINES)
+    assert wait_for(lambda: spooled("lines") == LINES, timeout=60)
     server.start()
     # The job prints nothing now: the writer puts its spool into the store on its own.
     assert wait_for(lambda: lines_stored(url, "back-soon") == 2 * LINES, timeout=60), run.stderr()
@@ -245,7 +245,7 @@ def test_a_frozen_server_never_holds_up_the_command(stepflow: StepflowRunner, se
     env = {"STEPFLOW_DATABASE_URL": url}
     run = Run(tmp_path, "frozen", env, phases=3, status=5)
     run.reached(0)
-    assert wait_for(lambda: lines_stored(url, "frozen") == LINES)
+    assert wait_for(lambda: lines_stored(url, "frozen") == LINES, timeout=60)
     freeze(server, signal.SIGSTOP)  # it keeps its sockets and never answers: no error comes
     try:
         run.go(0)
