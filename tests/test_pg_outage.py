@@ -97,7 +97,10 @@ def server_pids(server: Any) -> list[int]:
 def freeze(server: Any, sig: int) -> None:
     """SIGSTOP (or SIGCONT) the whole server: it keeps its sockets and answers nothing."""
     for pid in server_pids(server):
-        os.kill(pid, sig)
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:  # a backend that ended between the listing and now
+            pass
 
 
 class Run:
