@@ -1,8 +1,10 @@
 """Instructions, not seconds: what `--version`, `ls` and `run -- true` execute, against another checkout.
 
 Wall time on a shared 2-core machine swings 2-5x; `valgrind --tool=callgrind` counts the
-instructions a command executes, the same from run to run whatever else the machine does
-(threads make `run` vary by a few percent). Each arm runs in a fresh interpreter in this tree
+instructions a command executes, the same from run to run whatever else the machine does.
+Under valgrind a run lasts long enough that its resource sampler sometimes starts (and imports
+psutil, ~55M instructions) where a real run of `true` never gets that far: each figure is the
+least of --repeat counts. Each arm runs in a fresh interpreter in this tree
 and, with --against, in the other tree (as `python -c` from its folder, so its own
 `stepflow` package is the one imported); `python -c pass` is the floor both share.
 `--launcher-re` imports `re` first in the other tree, as pip's generated `stepflow` launcher
@@ -46,6 +48,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--against", type=Path, help="another checkout of stepflow to count beside this one")
     p.add_argument("--launcher-re", action="store_true", help="import re first in the other tree (pip's launcher)")
+    p.add_argument("--repeat", type=int, default=3, help="counts per figure; the least is shown (default 3)")
     args = p.parse_args()
     if shutil.which("valgrind") is None:
         print("bench_instructions: needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -68,8 +71,10 @@ def main() -> int:
         floor = instructions("pass", ROOT, env)
         print(f"python -c pass: {floor:,} instructions (the floor every arm includes)\n")
         header = ["arm", *(name for name, _, _ in trees)]
-        rows = [[name, *(f"{instructions(code(argv, prefix), tree, env):,}" for _, tree, prefix in trees)]
-                for name, argv in ARMS.items()]
+        def least(argv: list[str], tree: Path, prefix: str) -> str:
+            return f"{min(instructions(code(argv, prefix), tree, env) for _ in range(args.repeat)):,}"
+
+        rows = [[name, *(least(argv, tree, prefix) for _, tree, prefix in trees)] for name, argv in ARMS.items()]
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, ["-" * w for w in widths], *rows]:
             print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(
