@@ -33,7 +33,7 @@ HOST = "STEPFLOW_HOST"  # the host name a run records (default: the node name); 
 SPOOL_MAX = "STEPFLOW_SPOOL_MAX"
 ARTIFACT_RUN_MAX = "STEPFLOW_ARTIFACT_RUN_MAX"
 ARTIFACT_MIN_FREE = "STEPFLOW_ARTIFACT_MIN_FREE"
-WRITER_BUSY_MS = 2000  # a run's writer waits this long for the write lock per attempt, then spools
+WRITER_BUSY_MS = 5000  # a run's writer waits this long for the write lock per attempt, then spools
 
 DEFAULT_MASK_ENV = (  # not *SESSION*: XDG_SESSION_TYPE=tty would hide every "tty"
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*_KEY_*", "*APIKEY*",
