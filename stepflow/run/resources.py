@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 INTERVAL = 0.5
-FIRST_DELAY = 0.5  # a command shorter than this is measured by wait4 alone: no psutil import
+FIRST_DELAY = 2.0  # a command shorter than this is measured by wait4 alone: no psutil import (was 0.5 s:
+# under a hundred runs at once on 2 cores even short commands outlived it, and every run paid the import)
 
 
 def tree_usage(root: Any) -> tuple[float, int, int] | None:
