@@ -28,24 +28,9 @@ from typing import Any
 import common
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from pgserver import PgServer, running_server  # noqa: E402
+from pgserver import running_server  # noqa: E402
 
 LINES, STEPS = 20_000, 5
-
-
-def server_pids(srv: PgServer) -> list[int]:
-    """The postmaster and the processes it started."""
-    assert srv.process is not None
-    root, found = srv.process.pid, []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path("/proc", entry, "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == root:
-                found.append(int(entry))
-    return [root, *found]
 
 
 def spool_files(folders: list[Path]) -> list[Path]:
@@ -107,7 +92,7 @@ def main() -> int:
             for n in range(runs):
                 one("stopped", n)
             srv.start()
-            frozen_pids = server_pids(srv)
+            frozen_pids = srv.pids()
             for pid in frozen_pids:
                 os.kill(pid, signal.SIGSTOP)
             try:

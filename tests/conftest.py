@@ -98,21 +98,15 @@ def tmpfs(folder: Path, options: str) -> Iterator[Path]:
 def pg_server() -> Iterator[object]:
     """One real PostgreSQL server for the session (tests/pgserver.py), on a Unix socket only."""
     import itertools
-    import tempfile
 
-    from pgserver import running_server
+    from pgserver import temporary_server
 
-    folder = Path(tempfile.mkdtemp(prefix="sfpg"))  # short: a socket path must fit in 107 bytes
     try:
-        with running_server(folder / "pg") as server:
+        with temporary_server("sfpg") as server:
             server.counter = itertools.count()  # type: ignore[attr-defined]
             yield server
     except RuntimeError as exc:
         pytest.skip(f"no PostgreSQL server for these tests: {exc}")
-    finally:
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

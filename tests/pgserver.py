@@ -118,6 +118,20 @@ class PgServer:
         self.psql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, walwriter...)."""
+        assert self.process is not None
+        root, children = self.process.pid, []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path("/proc", entry, "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == root:
+                    children.append(int(entry))
+        return [root, *children]
+
 
 @contextlib.contextmanager
 def running_server(folder: Path) -> Iterator[PgServer]:
@@ -132,3 +146,17 @@ def running_server(folder: Path) -> Iterator[PgServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def temporary_server(prefix: str) -> Iterator[PgServer]:
+    """`running_server` in a new temporary folder, removed afterwards. The folder's name is
+    short: the socket's path must fit in 107 bytes. Raises RuntimeError if it cannot start."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with running_server(folder / "pg") as server:
+            yield server
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

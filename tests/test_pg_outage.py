@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,18 +49,13 @@ sys.exit(status)
 @pytest.fixture
 def server() -> Iterator[Any]:
     """A PostgreSQL server of this test's own, so stopping it disturbs no other test."""
-    from pgserver import running_server
+    from pgserver import temporary_server
 
-    folder = Path(tempfile.mkdtemp(prefix="sfpo"))  # short: a socket path must fit in 107 bytes
     try:
-        with running_server(folder / "pg") as pg:
+        with temporary_server("sfpo") as pg:
             yield pg
     except RuntimeError as exc:
         pytest.skip(f"no PostgreSQL server for these tests: {exc}")
-    finally:
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -79,24 +73,9 @@ def halt(server: Any) -> None:
     server.process = None
 
 
-def server_pids(server: Any) -> list[int]:
-    """The postmaster and every process it started (backends, checkpointer, walwriter...)."""
-    root = server.process.pid
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path("/proc", entry, "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == root:
-                children.append(int(entry))
-    return [root, *children]
-
-
 def freeze(server: Any, sig: int) -> None:
     """SIGSTOP (or SIGCONT) the whole server: it keeps its sockets and answers nothing."""
-    for pid in server_pids(server):
+    for pid in server.pids():
         try:
             os.kill(pid, sig)
         except ProcessLookupError:  # a backend that ended between the listing and now
