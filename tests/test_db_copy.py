@@ -148,6 +148,23 @@ def test_round_trip_sqlite_postgres_new_sqlite(stepflow: StepflowRunner, pg_url:
     assert logs[0] == logs[1] and "héllo wörld".encode() in logs[0]
 
 
+def test_a_runs_artifacts_keep_their_order(stepflow: StepflowRunner, pg_url: str, tmp_path: Path) -> None:
+    """`show` lists artifacts as they were announced; their ids are random, so a copy that
+    read them by id would put 8 of them in another order all but once in 40,320 times."""
+    work = tmp_path / "work"
+    work.mkdir()
+    script = "; ".join(f"echo {n} > a{n}.txt; echo ARTIFACT:a{n}.txt" for n in range(8))
+    assert stepflow("run", "-o", "quiet", "--cwd", str(work), "--", "bash", "-c", script).returncode == 0
+    names = [a["name"] for a in json.loads(stepflow("show", "--json").stdout)["artifacts"]]
+    assert names == [f"a{n}.txt" for n in range(8)]
+    back = tmp_path / "back.db"
+    assert stepflow("db", "copy", "--to", pg_url).returncode == 0
+    assert stepflow("--database", str(back), "db", "copy", "--from", pg_url).returncode == 0
+    for where in (pg_url, str(back)):
+        shown = json.loads(stepflow("--database", where, "show", "--json").stdout)["artifacts"]
+        assert [a["name"] for a in shown] == names, where
+
+
 def test_copying_again_adds_nothing(stepflow: StepflowRunner, pg_url: str, db_path: Path, tmp_path: Path) -> None:
     record_history(stepflow, tmp_path)
     assert summary(stepflow("db", "copy", "--to", pg_url))[0] == 3

@@ -24,7 +24,10 @@ TABLES: tuple[tuple[str, str], ...] = (
 # Columns each backend makes up itself and that are no part of a run: SQLite numbers log
 # blocks (`logs.id`), PostgreSQL numbers rows in insert order (`seq`, its rowid).
 LOCAL_COLUMNS = frozenset({("logs", "id"), ("executions", "seq"), ("steps", "seq"), ("artifacts", "seq")})
-ORDER = {"executions": "id", "steps": "execution_id, step_index, id", "artifacts": "execution_id, id",
+# Rows are read in the order the readers show them, so the target inserts them in that order
+# too: a run's artifacts (and steps sharing an index) by insert order, `{rowid}` (SQLite's
+# rowid, PostgreSQL's seq). By id, `show` listed a copied run's artifacts in another order.
+ORDER = {"executions": "id", "steps": "execution_id, step_index, {rowid}", "artifacts": "execution_id, {rowid}",
          "logs": "execution_id, first_line", "spooled": "execution_id, seq"}
 # Rows held at once, and output bytes: memory stays bounded whatever the runs' sizes.
 ROWS_PER_INSERT = 2000
@@ -205,8 +208,9 @@ class SqliteEnd:
     @guarded
     def rows(self, table: str, columns: Sequence[str], ids: Sequence[str]) -> Iterator[list[tuple[Any, ...]]]:
         key = dict(TABLES)[table]
+        order = ORDER[table].format(rowid="rowid")
         cursor = self.conn.execute(
-            f"SELECT {', '.join(columns)} FROM {table} WHERE {key} IN ({self._marks(ids)}) ORDER BY {ORDER[table]}",
+            f"SELECT {', '.join(columns)} FROM {table} WHERE {key} IN ({self._marks(ids)}) ORDER BY {order}",
             tuple(ids))
         yield from batches(cursor, columns)
 
@@ -364,7 +368,8 @@ class PostgresEnd:
         # A server-side cursor in binary: a run of a million lines never sits whole in memory,
         # and bytea comes as bytes, not hex text to parse.
         with self.conn.cursor(name=f"stepflow_copy_{table}", binary=True) as cur:
-            cur.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ANY(%s) ORDER BY {ORDER[table]}",
+            order = ORDER[table].format(rowid="seq")
+            cur.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ANY(%s) ORDER BY {order}",
                         (list(ids),))
             cur.itersize = 500
             yield from batches(iter(cur), columns)
